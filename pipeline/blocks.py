@@ -1,0 +1,62 @@
+"""Pure block arithmetic: chunk regions, halos and their trimming, by dim name.
+
+>>> regions({"inline": 5, "crossline": 3}, {"inline": 2, "crossline": 3})
+[{'inline': slice(0, 2, None), 'crossline': slice(0, 3, None)}, {'inline': slice(2, 4, None), 'crossline': slice(0, 3, None)}, {'inline': slice(4, 5, None), 'crossline': slice(0, 3, None)}]
+"""
+
+from __future__ import annotations
+
+import itertools
+
+Region = dict[str, slice]
+
+
+def regions(sizes: dict[str, int], chunks: dict[str, int]) -> list[Region]:
+    """Cut a grid of ``sizes`` into chunk-aligned regions, in C order of the dims."""
+    starts = {dim: range(0, size, chunks[dim]) for dim, size in sizes.items()}
+    plan = []
+    for corner in itertools.product(*starts.values()):
+        plan.append(
+            {
+                dim: slice(start, min(start + chunks[dim], sizes[dim]))
+                for dim, start in zip(sizes, corner)
+            }
+        )
+    return plan
+
+
+def with_halo(region: Region, halo: dict[str, int], sizes: dict[str, int]) -> tuple[Region, Region]:
+    """Grow a region by ``halo`` inside the volume; return it and the inner part to keep.
+
+    The second region indexes the grown block and selects the original region.
+
+    >>> grown, keep = with_halo({"inline": slice(2, 4)}, {"inline": 3}, {"inline": 10})
+    >>> grown, keep
+    ({'inline': slice(0, 7, None)}, {'inline': slice(2, 4, None)})
+    """
+    grown, keep = {}, {}
+    for dim, part in region.items():
+        depth = halo.get(dim, 0)
+        start = max(part.start - depth, 0)
+        stop = min(part.stop + depth, sizes[dim])
+        grown[dim] = slice(start, stop)
+        keep[dim] = slice(part.start - start, part.stop - start)
+    return grown, keep
+
+
+def padding_for(grown: Region, region: Region, halo: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """How much to pad a grown block so every voxel of ``region`` sees a full halo.
+
+    At the volume's edges the halo is cut short; padding (by reflection, say)
+    restores it so a block at the edge gives what the whole volume would.
+
+    >>> padding_for({"inline": slice(0, 7)}, {"inline": slice(2, 4)}, {"inline": 3})
+    {'inline': (1, 0)}
+    """
+    pads = {}
+    for dim, part in region.items():
+        depth = halo.get(dim, 0)
+        before = depth - (part.start - grown[dim].start)
+        after = depth - (grown[dim].stop - part.stop)
+        pads[dim] = (max(before, 0), max(after, 0))
+    return pads

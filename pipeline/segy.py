@@ -1,0 +1,422 @@
+"""SEG-Y reading: file layout, parallel header scan, trace reads, xarray backend.
+
+``xr.open_dataset(path, engine="segy", chunks={})`` gives a lazy Dataset with
+dims ``inline``, ``crossline`` and ``time`` (or ``depth``). Only picklable
+descriptions (:class:`SegyLayout`, numpy arrays) cross task boundaries; each
+process opens the file itself, read-only, and caches the descriptor.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from xarray.backends import BackendArray, BackendEntrypoint
+from xarray.core import indexing
+
+from pipeline import __version__
+from pipeline import segy_format as fmt
+from pipeline.exceptions import SegyFormatError
+from pipeline.geometry import Geometry, infer_geometry
+
+VERTICAL_UNITS = {"time": "ms", "depth": "m"}
+VERTICAL_NAMES = {"time": "Two-way travel time", "depth": "Depth"}
+#: Traces per header-scan task: big enough to amortise a task, small enough to spread.
+SCAN_BATCH_TRACES = 65536
+
+
+@dataclass(frozen=True)
+class SegyLayout:
+    """Everything needed to find any trace's bytes; small and picklable."""
+
+    path: str
+    endian: str
+    sample_format: int
+    n_samples: int
+    sample_interval: int  # microseconds (or mm, in depth)
+    n_extended_headers: int
+    data_offset: int
+    trace_size: int
+    n_traces: int
+    file_size: int
+    mtime_ns: int
+
+    @property
+    def itemsize(self) -> int:
+        return fmt.SAMPLE_FORMATS[self.sample_format][1]
+
+
+@functools.lru_cache(maxsize=32)
+def _descriptor(path: str, mtime_ns: int) -> int:
+    """A read-only descriptor per process and file version (pread needs no seek)."""
+    del mtime_ns  # part of the cache key: a rewritten file gets a new descriptor
+    return os.open(path, os.O_RDONLY)
+
+
+def _pread(layout: SegyLayout, size: int, offset: int) -> bytes:
+    data = os.pread(_descriptor(layout.path, layout.mtime_ns), size, offset)
+    if len(data) != size:
+        raise SegyFormatError(
+            f"{layout.path}: the file ended at byte {offset + len(data)} while reading "
+            f"{size} bytes at {offset}; it was truncated or changed during the run"
+        )
+    return data
+
+
+def _read_head(path: Path) -> tuple[bytes, os.stat_result]:
+    try:
+        stat = path.stat()
+        with path.open("rb") as handle:
+            head = handle.read(fmt.TEXT_HEADER_SIZE + fmt.BINARY_HEADER_SIZE)
+    except FileNotFoundError:
+        raise SegyFormatError(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise SegyFormatError(f"{path}: is a folder, not a SEG-Y file") from None
+    except PermissionError:
+        raise SegyFormatError(f"{path}: permission denied; make the file readable") from None
+    if len(head) < fmt.TEXT_HEADER_SIZE + fmt.BINARY_HEADER_SIZE:
+        raise SegyFormatError(
+            f"{path}: only {len(head)} bytes; a SEG-Y file starts with 3600 bytes of "
+            "textual and binary header. Is this a SEG-Y file?"
+        )
+    return head, stat
+
+
+def read_layout(path: str | os.PathLike, endian: str = "auto") -> SegyLayout:
+    """Read the headers that fix where every trace is, and check the file size."""
+    path = Path(path)
+    head, stat = _read_head(path)
+    binary = head[fmt.TEXT_HEADER_SIZE :]
+    if endian == "auto":
+        endian = fmt.detect_endian(binary)
+    summary = fmt.summarise_binary_header(binary, endian)
+    if summary.sample_format not in fmt.SAMPLE_FORMATS:
+        raise SegyFormatError(
+            f"{path}: sample format code {summary.sample_format} read as {endian}-endian is not "
+            f"one of {sorted(fmt.SAMPLE_FORMATS)}; try --endian {'little' if endian == 'big' else 'big'}"
+        )
+    if summary.n_extended_headers < 0:
+        raise SegyFormatError(
+            f"{path}: the binary header announces a variable number of extended textual "
+            "headers (-1), which seisfacies does not read; rewrite the file with a fixed count"
+        )
+    data_offset = len(head) + fmt.TEXT_HEADER_SIZE * summary.n_extended_headers
+    if stat.st_size <= data_offset:
+        raise SegyFormatError(
+            f"{path}: the file holds headers but no traces ({stat.st_size} bytes); "
+            "export the volume again with its traces"
+        )
+    first_header = _read_bytes(path, data_offset, fmt.TRACE_HEADER_SIZE)
+    n_samples, interval = _samples_and_interval(path, summary, first_header, endian)
+    itemsize = fmt.SAMPLE_FORMATS[summary.sample_format][1]
+    trace_size = fmt.TRACE_HEADER_SIZE + n_samples * itemsize
+    n_traces, remainder = divmod(stat.st_size - data_offset, trace_size)
+    if remainder or n_traces == 0:
+        raise SegyFormatError(
+            f"{path}: {stat.st_size - data_offset} bytes of traces is not a whole number of "
+            f"{trace_size}-byte traces ({n_samples} samples of {itemsize} bytes); the file is "
+            "truncated, its traces vary in length, or --endian is wrong"
+        )
+    return SegyLayout(
+        path=str(path.resolve()),
+        endian=endian,
+        sample_format=summary.sample_format,
+        n_samples=n_samples,
+        sample_interval=interval,
+        n_extended_headers=summary.n_extended_headers,
+        data_offset=data_offset,
+        trace_size=trace_size,
+        n_traces=n_traces,
+        file_size=stat.st_size,
+        mtime_ns=stat.st_mtime_ns,
+    )
+
+
+def _read_bytes(path: Path, offset: int, size: int) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        data = handle.read(size)
+    if len(data) != size:
+        raise SegyFormatError(
+            f"{path}: the file ends inside the first trace header; it is truncated"
+        )
+    return data
+
+
+def _samples_and_interval(path, summary, first_header: bytes, endian: str) -> tuple[int, int]:
+    header = np.frombuffer(first_header, np.uint8)[None, :]
+    trace_samples = int(fmt.header_field(header, fmt.TRACE_SAMPLES_BYTE, 2, endian)[0]) & 0xFFFF
+    trace_interval = int(fmt.header_field(header, fmt.TRACE_INTERVAL_BYTE, 2, endian)[0]) & 0xFFFF
+    n_samples = summary.n_samples or trace_samples
+    if n_samples == 0:
+        raise SegyFormatError(
+            f"{path}: neither the binary header nor the first trace header gives the number "
+            "of samples per trace; the file is not valid SEG-Y"
+        )
+    return n_samples, summary.sample_interval or trace_interval or 4000
+
+
+def scan_trace_headers(
+    layout: SegyLayout, start: int, stop: int, fields: dict[str, tuple[int, int]]
+) -> dict[str, np.ndarray]:
+    """Read integer header fields of traces ``start:stop`` as one byte range.
+
+    ``fields`` maps a name to ``(byte position, size)``.
+    """
+    data = _pread(layout, (stop - start) * layout.trace_size, layout.data_offset + start * layout.trace_size)
+    headers = np.frombuffer(data, np.uint8).reshape(stop - start, layout.trace_size)
+    return {name: fmt.header_field(headers, byte, size, layout.endian) for name, (byte, size) in fields.items()}
+
+
+def _contiguous_runs(sorted_indices: np.ndarray) -> list[tuple[int, int]]:
+    """Split sorted trace numbers into ``(first, stop)`` runs of neighbours.
+
+    >>> _contiguous_runs(np.array([2, 3, 4, 9, 10]))
+    [(2, 5), (9, 11)]
+    """
+    if len(sorted_indices) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(sorted_indices) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(sorted_indices)]])
+    return [(int(sorted_indices[a]), int(sorted_indices[b - 1]) + 1) for a, b in zip(starts, stops)]
+
+
+def read_traces(layout: SegyLayout, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw 240-byte headers and float32 samples of the given traces, in that order."""
+    order = np.argsort(indices, kind="stable")
+    sorted_indices = np.asarray(indices)[order]
+    headers = np.empty((len(indices), fmt.TRACE_HEADER_SIZE), np.uint8)
+    samples = np.empty((len(indices), layout.n_samples), np.float32)
+    position = 0
+    for first, stop in _contiguous_runs(sorted_indices):
+        count = stop - first
+        data = _pread(layout, count * layout.trace_size, layout.data_offset + first * layout.trace_size)
+        traces = np.frombuffer(data, np.uint8).reshape(count, layout.trace_size)
+        rows = order[position : position + count]
+        headers[rows] = traces[:, : fmt.TRACE_HEADER_SIZE]
+        samples[rows] = fmt.decode_samples(traces[:, fmt.TRACE_HEADER_SIZE :], layout.sample_format, layout.endian)
+        position += count
+    return headers, samples
+
+
+def read_block(layout: SegyLayout, trace_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Headers ``(il, xl, 240)`` and samples ``(il, xl, ns)`` of a grid block.
+
+    Missing traces (index -1) come back as zero headers and zero samples.
+    """
+    present = trace_index >= 0
+    headers = np.zeros((*trace_index.shape, fmt.TRACE_HEADER_SIZE), np.uint8)
+    samples = np.zeros((*trace_index.shape, layout.n_samples), np.float32)
+    headers[present], samples[present] = read_traces(layout, trace_index[present])
+    return headers, samples
+
+
+@dataclass(frozen=True)
+class SegySurvey:
+    """A scanned SEG-Y file: byte layout, grid, coordinates and header metadata."""
+
+    layout: SegyLayout
+    geometry: Geometry
+    cdp_x: np.ndarray
+    cdp_y: np.ndarray
+    vertical: np.ndarray
+    domain: str
+    attrs: dict = field(default_factory=dict)
+
+
+Mapper = Callable[[Callable, Iterable], Iterable]
+
+
+def scan_survey(
+    path: str | os.PathLike,
+    *,
+    iline_byte: int = fmt.INLINE_BYTE,
+    xline_byte: int = fmt.CROSSLINE_BYTE,
+    endian: str = "auto",
+    domain: str = "time",
+    mapper: Mapper = map,
+) -> SegySurvey:
+    """Scan all trace headers (batches run through ``mapper``) and infer the grid."""
+    if domain not in VERTICAL_UNITS:
+        raise SegyFormatError(f"domain {domain!r} is not one of {sorted(VERTICAL_UNITS)}")
+    layout = read_layout(path, endian)
+    fields = {
+        "inline": (iline_byte, fmt.trace_field_size(iline_byte, "--iline-byte")),
+        "crossline": (xline_byte, fmt.trace_field_size(xline_byte, "--xline-byte")),
+        "cdp_x": (fmt.CDP_X_BYTE, 4),
+        "cdp_y": (fmt.CDP_Y_BYTE, 4),
+        "scalar": (fmt.COORDINATE_SCALAR_BYTE, 2),
+        "offset": (fmt.OFFSET_BYTE, 4),
+        "delay": (fmt.DELAY_BYTE, 2),
+    }
+    batches = [
+        (start, min(start + SCAN_BATCH_TRACES, layout.n_traces))
+        for start in range(0, layout.n_traces, SCAN_BATCH_TRACES)
+    ]
+    scan = functools.partial(_scan_batch, layout, fields)
+    parts = list(mapper(scan, batches))
+    values = {name: np.concatenate([part[name] for part in parts]) for name in fields}
+    geometry = infer_geometry(values["inline"], values["crossline"], values["offset"], source=layout.path)
+    scale = _coordinate_scale(values["scalar"])
+    delay = float(values["delay"][0])
+    step = layout.sample_interval / 1000.0
+    return SegySurvey(
+        layout=layout,
+        geometry=geometry,
+        cdp_x=_on_grid(values["cdp_x"] * scale, geometry),
+        cdp_y=_on_grid(values["cdp_y"] * scale, geometry),
+        vertical=delay + step * np.arange(layout.n_samples, dtype=np.float64),
+        domain=domain,
+        attrs=_file_attrs(layout, iline_byte, xline_byte, geometry),
+    )
+
+
+def _scan_batch(layout, fields, batch):
+    return scan_trace_headers(layout, batch[0], batch[1], fields)
+
+
+def _coordinate_scale(scalar: np.ndarray) -> np.ndarray:
+    """SEG-Y coordinate scalars: positive multiplies, negative divides, 0 is 1.
+
+    >>> _coordinate_scale(np.array([0, 10, -100])).tolist()
+    [1.0, 10.0, 0.01]
+    """
+    scalar = scalar.astype(np.float64)
+    return np.where(scalar > 0, scalar, np.where(scalar < 0, -1.0 / np.where(scalar < 0, scalar, -1), 1.0))
+
+
+def _on_grid(per_trace: np.ndarray, geometry: Geometry) -> np.ndarray:
+    grid = np.full(geometry.shape, np.nan)
+    present = geometry.trace_mask
+    grid[present] = per_trace[geometry.trace_index[present]]
+    return grid
+
+
+def _file_attrs(layout: SegyLayout, iline_byte: int, xline_byte: int, geometry: Geometry) -> dict:
+    head = _pread(layout, layout.data_offset, 0)
+    textual = head[: fmt.TEXT_HEADER_SIZE] + head[fmt.TEXT_HEADER_SIZE + fmt.BINARY_HEADER_SIZE :]
+    binary = head[fmt.TEXT_HEADER_SIZE : fmt.TEXT_HEADER_SIZE + fmt.BINARY_HEADER_SIZE]
+    return {
+        "textual_header": fmt.decode_text_header(head[: fmt.TEXT_HEADER_SIZE]),
+        "extended_textual_headers": [
+            fmt.decode_text_header(textual[start : start + fmt.TEXT_HEADER_SIZE])
+            for start in range(fmt.TEXT_HEADER_SIZE, len(textual), fmt.TEXT_HEADER_SIZE)
+        ],
+        "textual_header_bytes": fmt.to_base64(textual),
+        "binary_header": fmt.binary_header_fields(binary, layout.endian),
+        "binary_header_bytes": fmt.to_base64(binary),
+        "source_file": Path(layout.path).name,
+        "source_size": layout.file_size,
+        "sample_format": layout.sample_format,
+        "sample_format_name": fmt.SAMPLE_FORMAT_NAMES[layout.sample_format],
+        "byte_order": layout.endian,
+        "trace_sorting": geometry.sorting,
+        "trace_count": layout.n_traces,
+        "missing_traces": geometry.n_missing,
+        "inline_byte": iline_byte,
+        "crossline_byte": xline_byte,
+        "seisfacies_version": __version__,
+    }
+
+
+def survey_dataset(survey: SegySurvey, amplitude) -> xr.Dataset:
+    """The store layout around an amplitude array (lazy, dask or numpy)."""
+    geometry = survey.geometry
+    dims = ("inline", "crossline", survey.domain)
+    coords = {
+        "inline": ("inline", geometry.inlines.astype(np.int32), {"long_name": "Inline number"}),
+        "crossline": ("crossline", geometry.crosslines.astype(np.int32), {"long_name": "Crossline number"}),
+        survey.domain: (
+            survey.domain,
+            survey.vertical,
+            {"units": VERTICAL_UNITS[survey.domain], "long_name": VERTICAL_NAMES[survey.domain]},
+        ),
+    }
+    units = {1: "m", 2: "ft"}.get(survey.attrs["binary_header"].get("MeasurementSystem"), "m")
+    data_vars = {
+        "amplitude": (dims, amplitude, {"long_name": "Seismic amplitude", "units": "1"}),
+        "cdp_x": (dims[:2], survey.cdp_x, {"long_name": "CDP X coordinate", "units": units}),
+        "cdp_y": (dims[:2], survey.cdp_y, {"long_name": "CDP Y coordinate", "units": units}),
+        "trace_mask": (dims[:2], geometry.trace_mask, {"long_name": "Trace present in the source file"}),
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=dict(survey.attrs))
+
+
+class SegyBackendArray(BackendArray):
+    """Lazy amplitude array: reads the traces of the requested grid cells."""
+
+    def __init__(self, layout: SegyLayout, trace_index: np.ndarray):
+        self.layout = layout
+        self.trace_index = trace_index
+        self.shape = (*trace_index.shape, layout.n_samples)
+        self.dtype = np.dtype(np.float32)
+
+    def __getitem__(self, key: indexing.ExplicitIndexer) -> np.ndarray:
+        return indexing.explicit_indexing_adapter(
+            key, self.shape, indexing.IndexingSupport.OUTER, self._raw_indexing_method
+        )
+
+    def _raw_indexing_method(self, key: tuple) -> np.ndarray:
+        rows = np.atleast_1d(np.arange(self.shape[0])[key[0]])
+        cols = np.atleast_1d(np.arange(self.shape[1])[key[1]])
+        _, samples = read_block(self.layout, self.trace_index[np.ix_(rows, cols)])
+        squeeze = tuple(axis for axis in (0, 1) if isinstance(key[axis], (int, np.integer)))
+        return samples[..., key[2]].squeeze(axis=squeeze)
+
+
+def open_segy_dataset(
+    path: str | os.PathLike,
+    *,
+    iline_byte: int = fmt.INLINE_BYTE,
+    xline_byte: int = fmt.CROSSLINE_BYTE,
+    endian: str = "auto",
+    domain: str = "time",
+) -> xr.Dataset:
+    """Open a SEG-Y file as a lazily loaded Dataset in the store layout."""
+    survey = scan_survey(path, iline_byte=iline_byte, xline_byte=xline_byte, endian=endian, domain=domain)
+    backend_array = SegyBackendArray(survey.layout, survey.geometry.trace_index)
+    amplitude = indexing.LazilyIndexedArray(backend_array)
+    return survey_dataset(survey, amplitude)
+
+
+class SegyBackendEntrypoint(BackendEntrypoint):
+    """xarray backend ``engine="segy"``; stateless, as xarray requires."""
+
+    description = "Open post-stack 3D SEG-Y files (inline, crossline, time/depth) with seisfacies"
+    url = "https://github.com/seisfacies/seisfacies"
+    open_dataset_parameters = ("filename_or_obj", "drop_variables", "iline_byte", "xline_byte", "endian", "domain")
+
+    def open_dataset(
+        self,
+        filename_or_obj,
+        *,
+        drop_variables=None,
+        iline_byte: int = fmt.INLINE_BYTE,
+        xline_byte: int = fmt.CROSSLINE_BYTE,
+        endian: str = "auto",
+        domain: str = "time",
+    ) -> xr.Dataset:
+        dataset = open_segy_dataset(
+            filename_or_obj, iline_byte=iline_byte, xline_byte=xline_byte, endian=endian, domain=domain
+        )
+        return dataset.drop_vars(drop_variables or [], errors="ignore")
+
+    def guess_can_open(self, filename_or_obj) -> bool:
+        try:
+            path = Path(filename_or_obj)
+        except TypeError:
+            return False
+        if path.suffix.lower() in {".sgy", ".segy"}:
+            return True
+        try:
+            head, _ = _read_head(path)
+            fmt.detect_endian(head[fmt.TEXT_HEADER_SIZE :])
+        except (SegyFormatError, OSError):
+            return False
+        return True

@@ -1,0 +1,251 @@
+"""Pure functions for the SEG-Y byte layout: formats, header fields, sample codecs.
+
+Nothing here opens a file; :mod:`pipeline.segy` does the I/O. Byte positions
+are the 1-based ones of the SEG-Y standard, taken from :mod:`segyio`'s
+``TraceField`` and ``BinField`` enumerations rather than written as literals.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import numpy as np
+import segyio
+import segyio._segyio  # noqa: F401  (segyio.tools.native calls it without importing it)
+
+from pipeline.exceptions import SegyFormatError
+
+TEXT_HEADER_SIZE = 3200
+BINARY_HEADER_SIZE = 400
+TRACE_HEADER_SIZE = 240
+
+#: SEG-Y sample format code -> (numpy kind without byte order, item size).
+#: Format 1 (IBM float) is carried as 4-byte words and converted separately.
+SAMPLE_FORMATS: dict[int, tuple[str, int]] = {
+    1: ("u4", 4),
+    2: ("i4", 4),
+    3: ("i2", 2),
+    5: ("f4", 4),
+    6: ("f8", 8),
+    8: ("i1", 1),
+    9: ("i8", 8),
+    10: ("u4", 4),
+    11: ("u2", 2),
+    12: ("u8", 8),
+    16: ("u1", 1),
+}
+
+SAMPLE_FORMAT_NAMES: dict[int, str] = {
+    1: "4-byte IBM float",
+    2: "4-byte signed integer",
+    3: "2-byte signed integer",
+    5: "4-byte IEEE float",
+    6: "8-byte IEEE float",
+    8: "1-byte signed integer",
+    9: "8-byte signed integer",
+    10: "4-byte unsigned integer",
+    11: "2-byte unsigned integer",
+    12: "8-byte unsigned integer",
+    16: "1-byte unsigned integer",
+}
+
+BYTE_ORDER_PREFIX = {"big": ">", "little": "<"}
+
+
+def _field_sizes(enum_type: type, end: int) -> dict[int, int]:
+    """Size in bytes of each header field, from the gap to the next field's start."""
+    starts = sorted({int(field) for field in enum_type.enums()})
+    bounds = [*starts[1:], end]
+    return {start: min(stop - start, 4) for start, stop in zip(starts, bounds) if stop > start}
+
+
+TRACE_FIELD_SIZES = _field_sizes(segyio.TraceField, TRACE_HEADER_SIZE + 1)
+BINARY_FIELD_SIZES = _field_sizes(segyio.BinField, TEXT_HEADER_SIZE + BINARY_HEADER_SIZE + 1)
+
+INLINE_BYTE = int(segyio.TraceField.INLINE_3D)
+CROSSLINE_BYTE = int(segyio.TraceField.CROSSLINE_3D)
+CDP_X_BYTE = int(segyio.TraceField.CDP_X)
+CDP_Y_BYTE = int(segyio.TraceField.CDP_Y)
+COORDINATE_SCALAR_BYTE = int(segyio.TraceField.SourceGroupScalar)
+OFFSET_BYTE = int(segyio.TraceField.offset)
+TRACE_SAMPLES_BYTE = int(segyio.TraceField.TRACE_SAMPLE_COUNT)
+TRACE_INTERVAL_BYTE = int(segyio.TraceField.TRACE_SAMPLE_INTERVAL)
+DELAY_BYTE = int(segyio.TraceField.DelayRecordingTime)
+
+
+def trace_field_size(byte: int, option: str = "byte position") -> int:
+    """Size of the trace header field that starts at 1-based ``byte``.
+
+    >>> trace_field_size(189), trace_field_size(115)
+    (4, 2)
+    """
+    if byte not in TRACE_FIELD_SIZES:
+        raise SegyFormatError(
+            f"{option} {byte} is not the start of a standard trace header field; "
+            "use a SEG-Y trace header byte position such as 189 (inline) or 193 (crossline)"
+        )
+    return TRACE_FIELD_SIZES[byte]
+
+
+def header_field(headers: np.ndarray, byte: int, size: int, endian: str) -> np.ndarray:
+    """Read one integer field from raw headers shaped ``(n, header_size)``.
+
+    ``byte`` is 1-based, counted from the start of each header.
+
+    >>> raw = np.zeros((2, 240), np.uint8); raw[1, 188:192] = [0, 0, 1, 2]
+    >>> header_field(raw, 189, 4, "big").tolist()
+    [0, 258]
+    """
+    columns = np.ascontiguousarray(headers[:, byte - 1 : byte - 1 + size])
+    dtype = np.dtype(f"{BYTE_ORDER_PREFIX[endian]}i{size}")
+    return columns.view(dtype).reshape(-1).astype(np.int64)
+
+
+def binary_header_fields(binary: bytes, endian: str) -> dict[str, int]:
+    """Decode the 400-byte binary header into ``{field name: value}``."""
+    raw = np.frombuffer(binary, dtype=np.uint8)[None, :]
+    fields = {}
+    for field in segyio.BinField.enums():
+        start = int(field)
+        name = str(field)
+        if name.startswith("Unassigned") or name in fields:
+            continue
+        size = BINARY_FIELD_SIZES[start]
+        offset = start - TEXT_HEADER_SIZE
+        if size == 3:  # no 3-byte integers in numpy; such gaps are padding
+            size = 2
+        fields[name] = int(header_field(raw, offset, size, endian)[0])
+    return fields
+
+
+def _binary_value(binary: bytes, field: segyio.BinField, endian: str) -> int:
+    start = int(field) - TEXT_HEADER_SIZE - 1
+    size = BINARY_FIELD_SIZES[int(field)]
+    return int.from_bytes(binary[start : start + size], endian, signed=True)
+
+
+@dataclass(frozen=True)
+class BinaryHeaderSummary:
+    """The binary header fields that fix the byte layout of the traces."""
+
+    sample_format: int
+    n_samples: int
+    sample_interval: int
+    n_extended_headers: int
+
+
+def summarise_binary_header(binary: bytes, endian: str) -> BinaryHeaderSummary:
+    """Pick the layout fields out of a binary header read with ``endian``.
+
+    >>> b = bytearray(400); b[24:26] = (5).to_bytes(2, "big"); b[20:22] = (50).to_bytes(2, "big")
+    >>> summarise_binary_header(bytes(b), "big").sample_format
+    5
+    """
+    return BinaryHeaderSummary(
+        sample_format=_binary_value(binary, segyio.BinField.Format, endian),
+        n_samples=_binary_value(binary, segyio.BinField.Samples, endian) & 0xFFFF,
+        sample_interval=_binary_value(binary, segyio.BinField.Interval, endian) & 0xFFFF,
+        n_extended_headers=_binary_value(binary, segyio.BinField.ExtendedHeaders, endian),
+    )
+
+
+def detect_endian(binary: bytes) -> str:
+    """Guess the byte order from the sample format code of the binary header.
+
+    A valid code read in the wrong byte order is a multiple of 256, so at most
+    one order gives a known format.
+
+    >>> b = bytearray(400); b[24:26] = (1).to_bytes(2, "little")
+    >>> detect_endian(bytes(b))
+    'little'
+    """
+    candidates = [
+        endian
+        for endian in ("big", "little")
+        if summarise_binary_header(binary, endian).sample_format in SAMPLE_FORMATS
+    ]
+    if len(candidates) != 1:
+        codes = {e: summarise_binary_header(binary, e).sample_format for e in ("big", "little")}
+        raise SegyFormatError(
+            f"cannot tell the byte order: the binary header's sample format reads as "
+            f"{codes['big']} (big-endian) and {codes['little']} (little-endian); "
+            f"expected one of {sorted(SAMPLE_FORMATS)}; pass --endian big or --endian little"
+        )
+    return candidates[0]
+
+
+def sample_dtype(sample_format: int, endian: str) -> np.dtype:
+    """The on-disk numpy dtype of one sample (IBM floats as raw 4-byte words)."""
+    kind, _ = SAMPLE_FORMATS[sample_format]
+    return np.dtype(f"{BYTE_ORDER_PREFIX[endian]}{kind}")
+
+
+def decode_samples(raw: np.ndarray, sample_format: int, endian: str) -> np.ndarray:
+    """Turn raw sample bytes shaped ``(n_traces, n_bytes)`` into float32 values."""
+    words = raw.view(sample_dtype(sample_format, endian))
+    if sample_format != 1:
+        return words.astype(np.float32)
+    big_endian_words = words.astype(">u4")  # segyio's converter reads big-endian words
+    return segyio.tools.native(big_endian_words.view(np.float32), format=1, copy=False)
+
+
+def float32_to_ibm(values: np.ndarray) -> np.ndarray:
+    """Encode float32 values as IBM System/360 single-precision words (uint32).
+
+    Values that came from IBM floats encode back to the same words; others are
+    truncated to IBM's 24-bit hexadecimal mantissa, as segyio does.
+
+    >>> [hex(w) for w in float32_to_ibm(np.array([1.0, -118.625, 0.0], np.float32))]
+    ['0x41100000', '0xc276a000', '0x0']
+    """
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32).astype(np.int64)
+    sign = bits >> 31
+    exponent = ((bits >> 23) & 0xFF) - 127  # binary exponent of 1.m
+    mantissa = (bits & 0x7FFFFF) | 0x800000  # 24 bits with the hidden one
+    # value = 1.m * 2**exponent = 0.m' * 16**hex_exponent with 0.m' in [1/16, 1)
+    shifted = exponent + 1
+    hex_exponent = -(-shifted // 4)  # ceil(shifted / 4)
+    right_shift = 4 * hex_exponent - shifted  # 0..3 bits lost to hex normalisation
+    ibm_mantissa = mantissa >> right_shift
+    ibm_exponent = hex_exponent + 64
+    words = (sign << 31) | (ibm_exponent << 24) | ibm_mantissa
+    zero = (bits & 0x7FFFFFFF) == 0
+    words = np.where(zero | (ibm_exponent < 0), sign << 31, words)
+    largest = (sign << 31) | 0x7FFFFFFF
+    words = np.where(ibm_exponent > 127, largest, words)
+    return words.astype(np.uint32)
+
+
+def encode_samples(values: np.ndarray, sample_format: int, endian: str) -> np.ndarray:
+    """Encode float values shaped ``(n_traces, n_samples)`` as raw sample bytes."""
+    dtype = sample_dtype(sample_format, endian)
+    if sample_format == 1:
+        encoded = float32_to_ibm(values).astype(dtype)
+    elif dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        encoded = np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    else:
+        encoded = values.astype(dtype)
+    return encoded.view(np.uint8).reshape(values.shape[0], -1)
+
+
+def decode_text_header(raw: bytes) -> str:
+    """Textual header as text: EBCDIC when it looks like EBCDIC, else ASCII.
+
+    >>> decode_text_header("C 1 hello".encode("cp037"))
+    'C 1 hello'
+    """
+    ebcdic = raw[:1] == "C".encode("cp037") or sum(b >= 0x80 for b in raw) > len(raw) // 4
+    text = raw.decode("cp037" if ebcdic else "ascii", errors="replace")
+    return text.replace("\x00", " ")
+
+
+def to_base64(raw: bytes) -> str:
+    """Bytes as base64 text, for Zarr attributes (which are JSON)."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+def from_base64(text: str) -> bytes:
+    """Inverse of :func:`to_base64`."""
+    return base64.b64decode(text.encode("ascii"))

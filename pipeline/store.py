@@ -1,0 +1,243 @@
+"""The seisfacies Zarr store: layout, template, region writes, completeness.
+
+Layout (the contract users and later steps rely on; see the README):
+
+* ``amplitude`` float32 ``(inline, crossline, time|depth)``
+* ``cdp_x``, ``cdp_y`` float64 and ``trace_mask`` bool ``(inline, crossline)``
+* ``trace_headers`` uint8 ``(inline, crossline, header_byte)``: the raw 240 bytes
+* ``trace_index`` int64 ``(inline, crossline)``: trace number in the source, -1 if none
+* later steps add ``labels``, ``facies`` and ``probability``.
+
+Writes go to a hidden temporary folder renamed into place at the end, or, for a
+variable added to an existing store, are listed under the root attribute
+``seisfacies_incomplete`` until the last region is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import BloscCodec
+
+from pipeline.blocks import Region
+from pipeline.exceptions import StoreError
+
+VERTICAL_DIMS = ("time", "depth")
+#: The one place chunking is declared: inline, crossline, vertical.
+DEFAULT_CHUNKS = (64, 64, 256)
+#: Chosen by benchmarks/ingest.py: byte shuffle + zstd level 1 is as small as
+#: zarr's default zstd and several times faster on float32 seismic.
+COMPRESSOR = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
+INCOMPLETE_ATTR = "seisfacies_incomplete"
+#: Which command re-creates each variable, for "incomplete" messages.
+PRODUCERS = {
+    "amplitude": "seisfacies ingest",
+    "labels": "seisfacies labels",
+    "facies": "seisfacies predict",
+    "probability": "seisfacies predict --probabilities",
+}
+
+
+@contextlib.contextmanager
+def _consolidating():
+    """Zarr warns that v3 consolidated metadata is an extension; we rely on it knowingly."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        yield
+
+
+def consolidate(path: Path) -> None:
+    """Rewrite the consolidated metadata after variables or attributes change."""
+    with _consolidating():
+        zarr.consolidate_metadata(str(path), zarr_format=3)
+
+
+def vertical_dim(dataset: xr.Dataset) -> str:
+    """The vertical dimension of a store: ``time`` or ``depth``."""
+    for dim in VERTICAL_DIMS:
+        if dim in dataset.dims:
+            return dim
+    raise StoreError(f"the store has neither a 'time' nor a 'depth' dimension (dims: {list(dataset.dims)})")
+
+
+def parse_chunks(text: str | None, vertical: str) -> dict[str, int]:
+    """Chunk sizes from ``"64,64,256"`` or ``"inline=64,crossline=64,time=128"``.
+
+    >>> parse_chunks("32,32,64", "time")
+    {'inline': 32, 'crossline': 32, 'time': 64}
+    >>> parse_chunks("crossline=16", "depth")
+    {'inline': 64, 'crossline': 16, 'depth': 256}
+    """
+    dims = ("inline", "crossline", vertical)
+    chunks = dict(zip(dims, DEFAULT_CHUNKS))
+    if not text:
+        return chunks
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    try:
+        if all("=" in part for part in parts):
+            for part in parts:
+                name, value = part.split("=", 1)
+                if name.strip() not in chunks:
+                    raise ValueError(f"unknown dimension {name.strip()!r}")
+                chunks[name.strip()] = int(value)
+        elif len(parts) == 3:
+            chunks = dict(zip(dims, (int(part) for part in parts)))
+        else:
+            raise ValueError("give three sizes or dim=size pairs")
+    except ValueError as error:
+        raise StoreError(
+            f"--chunks {text!r}: {error}; expected e.g. '64,64,256' or 'inline=64,crossline=64,{vertical}=256'"
+        ) from None
+    if min(chunks.values()) < 1:
+        raise StoreError(f"--chunks {text!r}: chunk sizes must be positive")
+    return chunks
+
+
+def check_output(path: str | os.PathLike, overwrite: bool, what: str = "store") -> Path:
+    """Refuse to replace an existing output unless ``overwrite`` (mdio's rule)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise StoreError(f"{path}: the {what} already exists; pass --overwrite to replace it")
+    if not path.parent.exists():
+        raise StoreError(f"{path}: the folder {path.parent} does not exist; create it first")
+    return path
+
+
+def temporary_path(path: Path) -> Path:
+    """A hidden sibling path to write into before renaming into place."""
+    return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+
+
+def replace_path(source: Path, target: Path) -> None:
+    """Move a finished output into place, removing what was there."""
+    if target.exists():
+        backup = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        target.rename(backup)
+        source.rename(target)
+        remove_path(backup)
+    else:
+        source.rename(target)
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or folder if it exists (cleanup of partial outputs)."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def encoding_for(dataset: xr.Dataset, chunks: dict[str, int]) -> dict:
+    """Zarr encoding: the declared chunking and the compressor for every variable."""
+    encoding = {}
+    for name, variable in dataset.variables.items():
+        var_chunks = tuple(min(chunks.get(dim, size), size) for dim, size in variable.sizes.items())
+        encoding[name] = {"chunks": var_chunks, "compressors": (COMPRESSOR,)}
+    return encoding
+
+
+def write_template(dataset: xr.Dataset, path: Path, chunks: dict[str, int], mode: str = "w-") -> None:
+    """Write metadata and the small eager variables; dask variables stay empty."""
+    with _consolidating():
+        dataset.to_zarr(
+            path,
+            mode=mode,
+            compute=False,
+            zarr_format=3,
+            consolidated=True,
+            encoding=encoding_for(dataset, chunks),
+        )
+
+
+def add_variables_template(dataset: xr.Dataset, path: Path, chunks: dict[str, int]) -> None:
+    """Add new (lazy) variables to an existing store, marked incomplete."""
+    mark_incomplete(path, list(dataset.data_vars))
+    with _consolidating():
+        dataset.to_zarr(
+            path,
+            mode="a",
+            compute=False,
+            zarr_format=3,
+            consolidated=True,
+            encoding=encoding_for(dataset.drop_vars(list(dataset.coords)), chunks),
+        )
+
+
+def write_region(path: str, variable: str, region: Region, values: np.ndarray) -> None:
+    """Write ``values`` into ``region`` (dim -> slice, in the variable's dim order)."""
+    array = zarr.open_array(store=path, path=variable, mode="r+", zarr_format=3)
+    array[tuple(region.values())] = values
+
+
+def read_region(path: str, variable: str, region: Region) -> np.ndarray:
+    """Read ``region`` (dim -> slice, in the variable's dim order) of one variable."""
+    array = zarr.open_array(store=path, path=variable, mode="r", zarr_format=3)
+    return array[tuple(region.values())]
+
+
+def _root(path: Path, mode: str = "r+") -> zarr.Group:
+    return zarr.open_group(store=str(path), mode=mode, zarr_format=3)
+
+
+def mark_incomplete(path: Path, variables: list[str]) -> None:
+    root = _root(path)
+    pending = sorted(set(root.attrs.get(INCOMPLETE_ATTR, [])) | set(variables))
+    root.attrs[INCOMPLETE_ATTR] = pending
+    consolidate(path)
+
+
+def mark_complete(path: Path, variables: list[str], attrs: dict | None = None) -> None:
+    """Clear the incomplete mark (and set root attributes) once every region is in."""
+    root = _root(path)
+    pending = [name for name in root.attrs.get(INCOMPLETE_ATTR, []) if name not in variables]
+    updates = dict(attrs or {})
+    updates[INCOMPLETE_ATTR] = pending
+    root.attrs.update(updates)
+    consolidate(path)
+
+
+def set_variable_attrs(path: Path, variable: str, attrs: dict) -> None:
+    zarr.open_array(store=str(path), path=variable, mode="r+", zarr_format=3).attrs.update(attrs)
+
+
+def delete_variables(path: Path, variables: list[str]) -> None:
+    """Drop variables from a store (before rewriting them with --overwrite)."""
+    root = _root(path)
+    for name in variables:
+        if name in root:
+            del root[name]
+    consolidate(path)
+
+
+def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",)) -> xr.Dataset:
+    """Open a finished store lazily; refuse missing, foreign or incomplete ones."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        hint = "run `seisfacies ingest SEGY STORE` first" if not path.exists() else "it is not a Zarr v3 store"
+        raise StoreError(f"{path}: not a seisfacies store; {hint}")
+    try:
+        dataset = xr.open_zarr(path, consolidated=True, zarr_format=3)
+    except (KeyError, ValueError, FileNotFoundError) as error:
+        raise StoreError(f"{path}: cannot open the store ({error}); re-run `seisfacies ingest`") from None
+    pending = dataset.attrs.get(INCOMPLETE_ATTR, [])
+    for name in [*require, *pending]:
+        if name in pending and (name in require or name == "amplitude"):
+            raise StoreError(
+                f"{path}: variable {name!r} is incomplete (a run stopped before it finished); "
+                f"re-run `{PRODUCERS.get(name, 'the command that writes it')}` with --overwrite"
+            )
+    missing = [name for name in require if name not in dataset.variables]
+    if missing:
+        raise StoreError(
+            f"{path}: the store has no {', '.join(map(repr, missing))}; "
+            f"run `{PRODUCERS.get(missing[0], 'the step that makes it')}` first"
+        )
+    return dataset

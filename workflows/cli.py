@@ -1,0 +1,149 @@
+"""The ``seisfacies`` command: parse options, build one config, call one function.
+
+Heavy modules are imported inside each command so ``seisfacies --help`` is fast.
+User errors (:class:`pipeline.exceptions.SeisFaciesError`, invalid options)
+print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+
+import click
+from pydantic import ValidationError
+
+from pipeline.exceptions import ConfigError, SeisFaciesError
+
+
+class UserError(click.ClickException):
+    """A one-line error with exit status 2, as for bad usage."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"seisfacies: error: {self.format_message()}", err=True)
+
+
+class SeisFaciesGroup(click.Group):
+    """Turns the project's own errors into one-line messages."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SeisFaciesError as error:
+            raise UserError(str(error)) from None
+
+
+def build_config(model: type, **options):
+    """Validate options into a config model; a bad value is a one-line error."""
+    try:
+        return model(**options)
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "--" + "-".join(str(part) for part in first["loc"]).replace("_", "-")
+        raise ConfigError(f"option {name}: {first['msg']}") from None
+
+
+def emit(summary: dict, as_json: bool = False) -> None:
+    """Print a command's summary for people, or as JSON."""
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    for key, value in summary.items():
+        click.echo(f"{key}: {value}")
+
+
+def scheduler_option(function: Callable) -> Callable:
+    return click.option(
+        "--scheduler",
+        envvar="DASK_SCHEDULER_ADDRESS",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler address (else $DASK_SCHEDULER_ADDRESS, else a LocalCluster).",
+    )(function)
+
+
+def overwrite_option(function: Callable) -> Callable:
+    return click.option("--overwrite", is_flag=True, help="Replace an existing output.")(function)
+
+
+@contextlib.contextmanager
+def cluster_client(scheduler: str | None, workers: int | None = None):
+    """Connect to ``scheduler`` or start a LocalCluster; print the dashboard link."""
+    from pipeline.cluster import ClusterSpec, connect
+
+    with connect(ClusterSpec(address=scheduler, n_workers=workers)) as client:
+        click.echo(f"dask: {client.scheduler.address} dashboard {client.dashboard_link}", err=True)
+        yield client
+
+
+@click.group(cls=SeisFaciesGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="seisfacies")
+def cli() -> None:
+    """Seismic facies classification on Dask: SEG-Y -> Zarr -> patches -> PyTorch -> facies."""
+
+
+@cli.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--shape", nargs=3, type=int, default=(96, 96, 128), show_default=True, metavar="IL XL NS")
+@click.option("--seed", type=int, default=0, show_default=True)
+@overwrite_option
+def synth(out_dir: str, shape: tuple[int, int, int], seed: int, overwrite: bool) -> None:
+    """Write a synthetic labelled survey: OUT_DIR/seismic.sgy and OUT_DIR/labels.sgy."""
+    from workflows.config import SynthConfig
+    from workflows.synth import write_synthetic_survey
+
+    if min(shape) < 8:
+        raise ConfigError(f"option --shape: {shape} is too small; each size must be at least 8")
+    emit(write_synthetic_survey(out_dir, build_config(SynthConfig, shape=shape, seed=seed, overwrite=overwrite)))
+
+
+@cli.command()
+@click.argument("segy", type=click.Path())
+@click.argument("store", type=click.Path())
+@click.option("--chunks", default=None, help="Chunk sizes: '64,64,256' or 'inline=64,crossline=64,time=256'.")
+@click.option("--iline-byte", type=int, default=189, show_default=True, help="Trace header byte of the inline number.")
+@click.option("--xline-byte", type=int, default=193, show_default=True, help="Trace header byte of the crossline number.")
+@click.option("--endian", type=click.Choice(["auto", "big", "little"]), default="auto", show_default=True)
+@click.option("--domain", type=click.Choice(["time", "depth"]), default="time", show_default=True)
+@click.option("--nonfinite", type=click.Choice(["keep", "refuse"]), default="keep", show_default=True,
+              help="What to do with NaN/infinite samples: keep them (and report the count) or refuse the file.")
+@overwrite_option
+@scheduler_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def ingest(segy: str, store: str, scheduler: str | None, as_json: bool, **options) -> None:
+    """Ingest a post-stack SEG-Y file into a chunked Zarr v3 store."""
+    from workflows.config import IngestConfig
+    from workflows.ingest import segy_to_zarr
+
+    config = build_config(IngestConfig, **options)
+    with cluster_client(scheduler) as client:
+        emit(segy_to_zarr(segy, store, config, client), as_json)
+
+
+@cli.command()
+@click.argument("store", type=click.Path())
+@click.argument("out", type=click.Path())
+@click.option("--variable", default="amplitude", show_default=True, help="Store variable to write as samples.")
+@overwrite_option
+@scheduler_option
+def export(store: str, out: str, scheduler: str | None, **options) -> None:
+    """Write a store variable as SEG-Y with the source file's headers."""
+    from workflows.config import ExportConfig
+    from workflows.export import zarr_to_segy
+
+    config = build_config(ExportConfig, **options)
+    with cluster_client(scheduler) as client:
+        emit(zarr_to_segy(store, out, config, client))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    cli.main(args=argv, prog_name="seisfacies")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

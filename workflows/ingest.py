@@ -1,0 +1,119 @@
+"""SEG-Y -> Zarr ingestion: scan headers, write the template, fill regions on workers."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+
+from pipeline import segy_format as fmt
+from pipeline.blocks import Region, regions
+from pipeline.cluster import client_mapper, run_tasks
+from pipeline.exceptions import SegyFormatError
+from pipeline.segy import SegyLayout, SegySurvey, read_block, scan_survey, survey_dataset
+from pipeline.store import (
+    check_output,
+    mark_complete,
+    parse_chunks,
+    remove_path,
+    replace_path,
+    temporary_path,
+    write_region,
+    write_template,
+)
+from workflows.config import IngestConfig
+
+
+@dataclass(frozen=True)
+class RegionTask:
+    """One column of chunks to copy: picklable, no open file inside."""
+
+    store: str
+    layout: SegyLayout
+    region: Region  # inline and crossline slices
+    trace_index: np.ndarray
+    vertical: str
+
+
+def fill_region(task: RegionTask) -> int:
+    """Read a region's traces from the SEG-Y file and write them; returns non-finite count."""
+    headers, samples = read_block(task.layout, task.trace_index)
+    column = {**task.region, task.vertical: slice(None)}
+    write_region(task.store, "amplitude", column, samples)
+    write_region(task.store, "trace_headers", {**task.region, "header_byte": slice(None)}, headers)
+    return int(samples.size - np.isfinite(samples).sum())
+
+
+def ingest_template(survey: SegySurvey, chunks: dict[str, int]):
+    """The store layout with lazy (unwritten) amplitude and trace headers."""
+    n_il, n_xl = survey.geometry.shape
+    column_chunks = (chunks["inline"], chunks["crossline"])
+    amplitude = da.zeros(
+        (n_il, n_xl, survey.layout.n_samples), dtype=np.float32, chunks=(*column_chunks, chunks[survey.domain])
+    )
+    dataset = survey_dataset(survey, amplitude)
+    dataset["trace_headers"] = (
+        ("inline", "crossline", "header_byte"),
+        da.zeros((n_il, n_xl, fmt.TRACE_HEADER_SIZE), dtype=np.uint8, chunks=(*column_chunks, -1)),
+        {"long_name": "Raw SEG-Y trace headers (240 bytes, source byte order)"},
+    )
+    dataset["trace_index"] = (
+        ("inline", "crossline"),
+        survey.geometry.trace_index,
+        {"long_name": "Trace number in the source file (-1: no trace)"},
+    )
+    return dataset
+
+
+def segy_to_zarr(segy: str | Path, store: str | Path, config: IngestConfig, client=None) -> dict:
+    """Ingest a SEG-Y file into a new Zarr v3 store; returns a small summary."""
+    store = check_output(store, config.overwrite)
+    started = time.perf_counter()
+    survey = scan_survey(
+        segy,
+        iline_byte=config.iline_byte,
+        xline_byte=config.xline_byte,
+        endian=config.endian,
+        domain=config.domain,
+        mapper=client_mapper(client),
+    )
+    chunks = parse_chunks(config.chunks, config.domain)
+    partial = temporary_path(store)
+    try:
+        write_template(ingest_template(survey, chunks), partial, chunks)
+        sizes = dict(zip(("inline", "crossline"), survey.geometry.shape))
+        plan = regions(sizes, chunks)
+        tasks = [
+            RegionTask(str(partial), survey.layout, region, survey.geometry.trace_index[tuple(region.values())], config.domain)
+            for region in plan
+        ]
+        nonfinite = sum(run_tasks(fill_region, tasks, client, "ingest"))
+        if nonfinite and config.nonfinite == "refuse":
+            raise SegyFormatError(
+                f"{segy}: {nonfinite} samples are NaN or infinite; fix the file or pass --nonfinite keep"
+            )
+        mark_complete(partial, [], {"nonfinite_samples": nonfinite})
+        replace_path(partial, store)
+    except BaseException:
+        remove_path(partial)
+        raise
+    n_il, n_xl = survey.geometry.shape
+    return {
+        "store": str(store),
+        "shape": [n_il, n_xl, survey.layout.n_samples],
+        "dims": ["inline", "crossline", config.domain],
+        "chunks": chunks,
+        "tasks": len(plan),
+        "missing_traces": survey.geometry.n_missing,
+        "nonfinite_samples": nonfinite,
+        "sorting": survey.geometry.sorting,
+        "sample_format": survey.layout.sample_format,
+        "byte_order": survey.layout.endian,
+        "seconds": round(time.perf_counter() - started, 3),
+        "megabytes": round(survey.layout.file_size / 1e6, 1),
+        "bytes_per_chunk": math.prod(chunks.values()) * 4,
+    }

@@ -1,0 +1,45 @@
+"""``seisfacies synth``: write a synthetic labelled survey as two SEG-Y files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.segy_write import write_cube
+from pipeline.store import check_output, remove_path, replace_path, temporary_path
+from pipeline.synth import make_synthetic_survey
+from workflows.config import SynthConfig
+
+FIRST_INLINE = 100
+FIRST_CROSSLINE = 300
+
+
+def write_synthetic_survey(out_dir: str | Path, config: SynthConfig) -> dict:
+    """Write ``seismic.sgy`` (IBM float) and ``labels.sgy`` (2-byte integer classes)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seismic, labels = out_dir / "seismic.sgy", out_dir / "labels.sgy"
+    for path in (seismic, labels):
+        check_output(path, config.overwrite, "file")
+    survey = make_synthetic_survey(config.shape, config.seed)
+    n_il, n_xl, _ = config.shape
+    grid = {
+        "inlines": np.arange(FIRST_INLINE, FIRST_INLINE + n_il),
+        "crosslines": np.arange(FIRST_CROSSLINE, FIRST_CROSSLINE + n_xl),
+    }
+    classes = ",".join(survey.class_names)
+    for path, cube, sample_format in ((seismic, survey.amplitude, 1), (labels, survey.labels, 3)):
+        partial = temporary_path(path)
+        try:
+            write_cube(str(partial), cube, sample_format=sample_format, text=f"seisfacies synth seed {config.seed}; classes {classes}", **grid)
+            replace_path(partial, path)
+        except BaseException:
+            remove_path(partial)
+            raise
+    return {
+        "seismic": str(seismic),
+        "labels": str(labels),
+        "shape": list(config.shape),
+        "classes": list(survey.class_names),
+    }
