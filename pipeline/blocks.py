@@ -60,3 +60,31 @@ def padding_for(grown: Region, region: Region, halo: dict[str, int]) -> dict[str
         after = depth - (grown[dim].stop - part.stop)
         pads[dim] = (max(before, 0), max(after, 0))
     return pads
+
+
+def slab_regions(
+    sizes: dict[str, int], chunks: dict[str, int], along: str, bytes_per_cell: int, budget_bytes: int
+) -> list[Region]:
+    """Chunk-aligned regions stretched ``along`` one dim, each within ``budget_bytes``.
+
+    Reading a SEG-Y file along its sorting gives long contiguous byte ranges,
+    so tasks cover as many chunks along that dim as the budget allows (at least
+    one chunk); the budget keeps worker memory independent of the survey size.
+
+    >>> slab_regions({"inline": 4, "crossline": 10}, {"inline": 2, "crossline": 2}, "crossline", 100, 800)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [{'inline': slice(0, 2, None), 'crossline': slice(0, 4, None)},
+     {'inline': slice(0, 2, None), 'crossline': slice(4, 8, None)},
+     {'inline': slice(0, 2, None), 'crossline': slice(8, 10, None)},
+     {'inline': slice(2, 4, None), 'crossline': slice(0, 4, None)},
+     {'inline': slice(2, 4, None), 'crossline': slice(4, 8, None)},
+     {'inline': slice(2, 4, None), 'crossline': slice(8, 10, None)}]
+    """
+    cells_per_chunk_row = 1
+    for dim, chunk in chunks.items():
+        if dim != along:
+            cells_per_chunk_row *= chunk
+    chunk_bytes = cells_per_chunk_row * chunks[along] * bytes_per_cell
+    chunks_per_task = max(1, budget_bytes // max(chunk_bytes, 1))
+    stretched = {**chunks, along: chunks[along] * chunks_per_task}
+    return regions(sizes, stretched)

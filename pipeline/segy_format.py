@@ -227,7 +227,7 @@ def encode_samples(values: np.ndarray, sample_format: int, endian: str) -> np.nd
         encoded = np.clip(np.rint(values), info.min, info.max).astype(dtype)
     else:
         encoded = values.astype(dtype)
-    return encoded.view(np.uint8).reshape(values.shape[0], -1)
+    return encoded.view(np.uint8).reshape(values.shape[0], values.shape[1] * dtype.itemsize)
 
 
 def decode_text_header(raw: bytes) -> str:

@@ -46,6 +46,8 @@ def write_block(spec: SegyWriteSpec, trace_index: np.ndarray, headers: np.ndarra
     ``values`` ``(il, xl, ns)``. Returns the number of traces written.
     """
     present = trace_index >= 0
+    if not present.any():
+        return 0
     numbers = trace_index[present]
     order = np.argsort(numbers)
     numbers = numbers[order]

@@ -11,7 +11,7 @@ import dask.array as da
 import numpy as np
 
 from pipeline import segy_format as fmt
-from pipeline.blocks import Region, regions
+from pipeline.blocks import Region, slab_regions
 from pipeline.cluster import client_mapper, run_tasks
 from pipeline.exceptions import SegyFormatError
 from pipeline.segy import SegyLayout, SegySurvey, read_block, scan_survey, survey_dataset
@@ -26,6 +26,10 @@ from pipeline.store import (
     write_template,
 )
 from workflows.config import IngestConfig
+
+
+#: Bytes of samples one ingest task holds; bounds worker memory whatever the survey size.
+TASK_BUDGET_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,14 @@ def ingest_template(survey: SegySurvey, chunks: dict[str, int]):
     return dataset
 
 
+def ingest_plan(survey: SegySurvey, chunks: dict[str, int]) -> list[Region]:
+    """Tasks: chunk-aligned slabs along the file's fast direction, within a memory budget."""
+    sizes = dict(zip(("inline", "crossline"), survey.geometry.shape))
+    along = "inline" if survey.geometry.sorting == "crossline" else "crossline"
+    bytes_per_trace = survey.layout.n_samples * 4 + fmt.TRACE_HEADER_SIZE
+    return slab_regions(sizes, chunks, along, bytes_per_trace, TASK_BUDGET_BYTES)
+
+
 def segy_to_zarr(segy: str | Path, store: str | Path, config: IngestConfig, client=None) -> dict:
     """Ingest a SEG-Y file into a new Zarr v3 store; returns a small summary."""
     store = check_output(store, config.overwrite)
@@ -85,8 +97,7 @@ def segy_to_zarr(segy: str | Path, store: str | Path, config: IngestConfig, clie
     partial = temporary_path(store)
     try:
         write_template(ingest_template(survey, chunks), partial, chunks)
-        sizes = dict(zip(("inline", "crossline"), survey.geometry.shape))
-        plan = regions(sizes, chunks)
+        plan = ingest_plan(survey, chunks)
         tasks = [
             RegionTask(str(partial), survey.layout, region, survey.geometry.trace_index[tuple(region.values())], config.domain)
             for region in plan

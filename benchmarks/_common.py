@@ -1,0 +1,71 @@
+"""Shared helpers for the benchmark scripts: timing, fresh clusters, worker memory."""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def sampled_memory(client, interval=0.05):
+    """Sample worker process memory while the block runs; ``result["peak_mb"]``
+    is the peak per worker (cluster total / workers) and ``result["idle_mb"]``
+    the same before the work started."""
+    from distributed.diagnostics import MemorySampler
+
+    sampler = MemorySampler()
+    result = {}
+    n_workers = len(client.scheduler_info()["workers"])
+    with sampler.sample("run", client=client, measure="process", interval=interval):
+        yield result
+    series = sampler.to_pandas()["run"] / 2**20 / n_workers
+    result["idle_mb"] = round(float(series.iloc[0]), 1)
+    result["peak_mb"] = round(float(series.max()), 1)
+
+
+def worker_peak_mb(client) -> float:
+    """Largest lifetime peak RSS among the worker processes, in MB."""
+    peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return round(max(peaks.values()), 1)
+
+
+@contextlib.contextmanager
+def fresh_cluster(n_workers: int = 2, memory_limit="4GiB"):
+    """A new LocalCluster of worker processes, so peak memory is this run's own."""
+    from distributed import Client, LocalCluster
+
+    started = time.perf_counter()
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", memory_limit=memory_limit) as cluster, Client(cluster) as client:
+        client.wait_for_workers(n_workers)
+        client.startup_seconds = time.perf_counter() - started
+        yield client
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start
+
+
+def folder_size_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) / 1e6, 1)
+
+
+def seismic_like_block(rng, shape, dip=0.05) -> np.ndarray:
+    """Band-limited, laterally continuous traces with noise: compresses like real data."""
+    n_il, n_xl, n_samples = shape
+    series = rng.normal(0, 1, n_samples + 64) * (rng.random(n_samples + 64) < 0.3)
+    wavelet = np.exp(-np.linspace(-2, 2, 9) ** 2) * np.cos(np.linspace(-6, 6, 9))
+    trace = np.convolve(series, wavelet, "same").astype(np.float32)
+    shift = (np.arange(n_il)[:, None] * dip + np.arange(n_xl)[None, :] * dip).astype(int) % 64
+    idx = shift[..., None] + np.arange(n_samples)
+    block = trace[idx] * 1000
+    return (block + rng.normal(0, 50, shape)).astype(np.float32)

@@ -1,0 +1,65 @@
+"""Helpers for tests and examples: small self-describing cubes and SEG-Y files.
+
+Like segyio's ``make-file.py``, values encode their position so a misplaced
+trace or sample is visible: ``value = inline_idx * 100 + crossline_idx + sample_idx / 64``,
+exact in IBM floats too
+(float formats) or a small integer mix (integer formats).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import segyio
+
+from pipeline.segy_write import write_cube
+
+INTEGER_FORMATS = (2, 3, 8, 9, 10, 11, 12, 16)
+
+
+def position_cube(shape: tuple[int, int, int], sample_format: int = 5) -> np.ndarray:
+    """A cube whose values tell where they are, exact in ``sample_format``.
+
+    >>> position_cube((2, 2, 3), 5)[1, 0].tolist()
+    [100.0, 100.015625, 100.03125]
+    >>> position_cube((2, 2, 3), 8)[1, 1].tolist()
+    [16.0, 17.0, 18.0]
+    """
+    i, j, k = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    if sample_format in INTEGER_FORMATS:
+        return ((i * 11 + j * 5 + k) % 100).astype(np.float32)
+    return (i * 100 + j + k / 64).astype(np.float32)
+
+
+def write_test_segy(path, shape=(6, 5, 10), *, sample_format=5, endian="big", sorting="inline",
+                    missing=(), inline_step=1, crossline_step=1, **kwargs) -> np.ndarray:
+    """Write a position cube as SEG-Y; return the cube (zeros where traces are missing)."""
+    cube = position_cube(shape, sample_format)
+    mask = np.ones(shape[:2], bool)
+    for i, j in missing:
+        mask[i, j] = False
+    write_cube(
+        str(path),
+        cube,
+        inlines=np.arange(shape[0]) * inline_step + 1,
+        crosslines=np.arange(shape[1]) * crossline_step + 20,
+        sample_format=sample_format,
+        endian=endian,
+        sorting=sorting,
+        trace_mask=mask,
+        **kwargs,
+    )
+    return np.where(mask[..., None], cube, 0)
+
+
+def segyio_grid(path, endian: str, iline=189, xline=193) -> dict:
+    """Read a post-stack file with segyio only: the oracle the tests compare against."""
+    with segyio.open(str(path), ignore_geometry=True, endian=endian) as handle:
+        ilines = handle.attributes(iline)[:]
+        xlines = handle.attributes(xline)[:]
+        traces = handle.trace.raw[:]
+        samples = np.asarray(handle.samples)
+    inlines, rows = np.unique(ilines, return_inverse=True)
+    crosslines, cols = np.unique(xlines, return_inverse=True)
+    cube = np.zeros((len(inlines), len(crosslines), traces.shape[1]), np.float32)
+    cube[rows, cols] = traces
+    return {"inlines": inlines, "crosslines": crosslines, "samples": samples, "cube": cube}

@@ -1,0 +1,93 @@
+"""Every command through the real CLI: exit codes, one-line errors, outputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.store import open_store
+from pipeline.testing import write_test_segy
+from workflows.cli import cli
+
+
+@pytest.fixture
+def run(cluster_client):
+    """Invoke ``seisfacies`` against the session's 2-process cluster."""
+    address = cluster_client.scheduler.address
+
+    def invoke(*args: str, scheduler: bool = True):
+        argv = [*args, "--scheduler", address] if scheduler else list(args)
+        return CliRunner().invoke(cli, argv, catch_exceptions=False)
+
+    return invoke
+
+
+def assert_one_line_error(result, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("seisfacies: error")]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in lines[0]
+
+
+def test_synth_ingest_export_round_trip(tmp_path, run):
+    result = run("synth", str(tmp_path / "d"), "--shape", "12", "10", "16", "--seed", "1", scheduler=False)
+    assert result.exit_code == 0, result.output
+    result = run("ingest", str(tmp_path / "d" / "seismic.sgy"), str(tmp_path / "s.zarr"), "--chunks", "5,5,8")
+    assert result.exit_code == 0, result.output
+    assert open_store(tmp_path / "s.zarr").amplitude.shape == (12, 10, 16)
+    result = run("export", str(tmp_path / "s.zarr"), str(tmp_path / "out.sgy"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out.sgy").read_bytes() == (tmp_path / "d" / "seismic.sgy").read_bytes()
+
+
+def test_synth_is_deterministic_by_seed(tmp_path, run):
+    for name in ("a", "b"):
+        assert run("synth", str(tmp_path / name), "--shape", "10", "10", "12", scheduler=False).exit_code == 0
+    assert (tmp_path / "a" / "seismic.sgy").read_bytes() == (tmp_path / "b" / "seismic.sgy").read_bytes()
+    result = run("synth", str(tmp_path / "a"), "--shape", "10", "10", "12", scheduler=False)
+    assert_one_line_error(result, "already exists", "--overwrite")
+
+
+def test_ingest_bad_inputs_exit_2_and_leave_nothing(tmp_path, run):
+    truncated = tmp_path / "cut.sgy"
+    write_test_segy(truncated, (3, 3, 8))
+    truncated.write_bytes(truncated.read_bytes()[:-10])
+    assert_one_line_error(run("ingest", str(truncated), str(tmp_path / "s.zarr")), "cut.sgy", "truncated")
+    assert_one_line_error(run("ingest", str(tmp_path / "nope.sgy"), str(tmp_path / "s.zarr")), "no such file")
+    good = tmp_path / "good.sgy"
+    write_test_segy(good, (3, 3, 8))
+    assert_one_line_error(run("ingest", str(good), str(tmp_path / "s.zarr"), "--chunks", "1,2"), "--chunks")
+    assert_one_line_error(run("ingest", str(good), str(tmp_path / "s.zarr"), "--iline-byte", "0"), "--iline-byte")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.sgy", "good.sgy"]
+    result = run("ingest", str(good), str(tmp_path / "s.zarr"), "--endian", "sideways")
+    assert result.exit_code == 2
+
+
+def test_scheduler_from_environment(tmp_path, cluster_client):
+    source = tmp_path / "in.sgy"
+    write_test_segy(source, (3, 3, 8))
+    env = {"DASK_SCHEDULER_ADDRESS": cluster_client.scheduler.address}
+    result = CliRunner().invoke(cli, ["ingest", str(source), str(tmp_path / "s.zarr")], env=env)
+    assert result.exit_code == 0, result.output
+    assert cluster_client.scheduler.address in result.output
+
+
+def test_layers_do_not_leak_imports():
+    code = (
+        "import sys, pipeline.segy, pipeline.store, pipeline.geometry, pipeline.blocks, pipeline.cluster;"
+        "import pipeline.synth, pipeline.segy_write, pipeline.testing;"
+        "assert 'torch' not in sys.modules, 'pipeline imported torch'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    code = (
+        "import sys, pkgutil, importlib, models;"
+        "[importlib.import_module('models.' + m.name) for m in pkgutil.iter_modules(models.__path__)];"
+        "bad = [m for m in ('dask', 'xarray', 'zarr', 'distributed') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
