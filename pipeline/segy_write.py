@@ -85,7 +85,7 @@ def write_cube(
     azimuth_deg: float = 30.0,
     iline_byte: int = fmt.INLINE_BYTE,
     xline_byte: int = fmt.CROSSLINE_BYTE,
-    text: str = "seisfacies synthetic survey",
+    text: str | dict[int, str] = "seisfacies synthetic survey",
 ) -> None:
     """Write a ``(inline, crossline, sample)`` cube as post-stack SEG-Y with segyio.
 
@@ -105,7 +105,8 @@ def write_cube(
     spec.tracecount = len(positions)
     angle = np.deg2rad(azimuth_deg)
     with segyio.create(path, spec) as handle:
-        handle.text[0] = segyio.tools.create_text_header({1: text})
+        lines = text if isinstance(text, dict) else {1: text}
+        handle.text[0] = segyio.tools.create_text_header(lines)
         handle.bin.update(
             hdt=sample_interval_us, hns=n_samples, format=sample_format, tsort=2 if sorting == "inline" else 1
         )

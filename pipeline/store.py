@@ -142,7 +142,15 @@ def encoding_for(dataset: xr.Dataset, chunks: dict[str, int]) -> dict:
     for name, variable in dataset.variables.items():
         var_chunks = tuple(min(chunks.get(dim, size), size) for dim, size in variable.sizes.items())
         encoding[name] = {"chunks": var_chunks, "compressors": (COMPRESSOR,)}
+        if variable.dtype.kind in "iub":
+            # no _FillValue: xarray would otherwise mask the value 0 and decode to float64
+            encoding[name]["_FillValue"] = None
     return encoding
+
+
+def store_chunks(dataset: xr.Dataset) -> dict[str, int]:
+    """The chunk sizes the store's amplitude was written with, by dim name."""
+    return dict(zip(dataset.amplitude.dims, dataset.amplitude.encoding["chunks"]))
 
 
 def write_template(dataset: xr.Dataset, path: Path, chunks: dict[str, int], mode: str = "w-") -> None:

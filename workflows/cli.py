@@ -140,6 +140,54 @@ def export(store: str, out: str, scheduler: str | None, **options) -> None:
         emit(zarr_to_segy(store, out, config, client))
 
 
+@cli.command()
+@click.argument("store", type=click.Path())
+@click.argument("source", type=click.Path())
+@click.option("--classes", default=None, metavar="NAME,NAME,...", help="Class names, in class-number order.")
+@click.option("--unlabelled", type=float, default=None, metavar="VALUE",
+              help="Source value that means 'not labelled' (default -1).")
+@overwrite_option
+@scheduler_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def labels(store: str, source: str, scheduler: str | None, as_json: bool, **options) -> None:
+    """Attach labels (SEG-Y volume, .npy, Zarr or CSV points) to a store."""
+    from workflows.config import LabelsConfig
+    from workflows.labels import attach_labels
+
+    config = build_config(LabelsConfig, **options)
+    with cluster_client(scheduler) as client:
+        emit(attach_labels(store, source, config, client), as_json)
+
+
+@cli.command()
+@click.argument("store", type=click.Path())
+@click.argument("patches", type=click.Path())
+@click.option("--kind", type=click.Choice(["trace", "section", "cube"]), required=True)
+@click.option("--size", type=int, default=None, help="Window size in samples (trace 64, section 64, cube 32).")
+@click.option("--stride", type=int, default=None, help="Spacing of candidate centres (trace 2, section 4, cube 4).")
+@click.option("--per-class", type=int, default=500, show_default=True, help="Training patches per class.")
+@click.option("--orientation", type=click.Choice(["inline", "crossline", "both"]), default="inline",
+              show_default=True, help="Sections to crop (section kind).")
+@click.option("--dense/--centre", "dense", default=None, help="Cube labels: the dense cube or the centre label.")
+@click.option("--val-fraction", type=float, default=0.2, show_default=True)
+@click.option("--split-block", type=int, default=16, show_default=True,
+              help="Size of the spatial blocks that go wholly to train or validation.")
+@click.option("--augment", default="", metavar="flip,scale", help="Extra training copies: flip, scale.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@overwrite_option
+@scheduler_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def patches(store: str, patches: str, scheduler: str | None, as_json: bool, augment: str, **options) -> None:
+    """Cut class-balanced training patches from a labelled store."""
+    from workflows.config import PatchesConfig
+    from workflows.patches import extract_patches
+
+    augments = tuple(part.strip() for part in augment.split(",") if part.strip())
+    config = build_config(PatchesConfig, augment=augments, **options)
+    with cluster_client(scheduler) as client:
+        emit(extract_patches(store, patches, config, client), as_json)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     cli.main(args=argv, prog_name="seisfacies")

@@ -34,3 +34,24 @@ class SynthConfig(StrictModel):
     shape: tuple[int, int, int] = (96, 96, 128)
     seed: int = 0
     overwrite: bool = False
+
+
+class LabelsConfig(StrictModel):
+    classes: str | None = None
+    unlabelled: float | None = None
+    overwrite: bool = False
+
+
+class PatchesConfig(StrictModel):
+    kind: Literal["trace", "section", "cube"] = "section"
+    size: int | None = Field(None, ge=2, le=1024)
+    stride: int | None = Field(None, ge=1)
+    per_class: int = Field(500, ge=1)
+    orientation: Literal["inline", "crossline", "both"] = "inline"
+    dense: bool | None = None
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    split_block: int = Field(16, ge=1)
+    augment: tuple[Literal["flip", "scale"], ...] = ()
+    scale_range: float = Field(0.1, ge=0.0, lt=1.0)
+    seed: int = 0
+    overwrite: bool = False

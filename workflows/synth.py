@@ -32,7 +32,8 @@ def write_synthetic_survey(out_dir: str | Path, config: SynthConfig) -> dict:
     for path, cube, sample_format in ((seismic, survey.amplitude, 1), (labels, survey.labels, 3)):
         partial = temporary_path(path)
         try:
-            write_cube(str(partial), cube, sample_format=sample_format, text=f"seisfacies synth seed {config.seed}; classes {classes}", **grid)
+            text = {1: f"seisfacies synthetic survey, seed {config.seed}", 2: f"classes {classes}"}
+            write_cube(str(partial), cube, sample_format=sample_format, text=text, **grid)
             replace_path(partial, path)
         except BaseException:
             remove_path(partial)

@@ -1,0 +1,238 @@
+"""Label sources -> an int16 ``labels`` volume aligned with the store (-1: unlabelled).
+
+Sources: a SEG-Y label volume (matched by inline/crossline numbers), a ``.npy``
+array, a Zarr array or store, or a CSV of points. Each becomes a picklable
+:class:`LabelSource` whose :func:`read_labels` gives any region's values, so
+validation and writing stream region by region on the workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.blocks import Region
+from pipeline.exceptions import LabelError
+from pipeline.segy import SegyLayout, read_block, scan_survey
+
+UNLABELLED = -1
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """Where label values come from; small and picklable."""
+
+    kind: str  # "segy", "npy", "zarr" or "points"
+    path: str
+    unlabelled: float | None = None
+    layout: SegyLayout | None = None
+    trace_index: np.ndarray | None = None  # store grid -> label-file trace number
+    array_path: str | None = None  # inside a Zarr store
+    points: np.ndarray | None = None  # (n, 4) int64: i, j, k, class
+    class_names: tuple[str, ...] = field(default_factory=tuple)  # found in the source
+
+
+def class_names_from_text(text: str) -> tuple[str, ...]:
+    """Class names written in a SEG-Y textual header as ``classes a,b,c``.
+
+    >>> class_names_from_text("C 1 seisfacies synth seed 0; classes sand,shale")
+    ('sand', 'shale')
+    """
+    match = re.search(r"classes\s+([A-Za-z0-9_,\-]+)", text)
+    return tuple(match.group(1).split(",")) if match else ()
+
+
+def parse_class_names(text: str | None) -> tuple[str, ...]:
+    """``"a,b,c"`` -> names; names must be unique words.
+
+    >>> parse_class_names("sand, shale")
+    ('sand', 'shale')
+    """
+    if not text:
+        return ()
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if len(set(names)) != len(names) or not all(re.fullmatch(r"[A-Za-z0-9_\-]+", n) for n in names):
+        raise LabelError(f"--classes {text!r}: give unique names made of letters, digits, '_' or '-'")
+    return names
+
+
+def open_label_source(
+    source: str | Path, store, unlabelled: float | None = None, class_names: tuple[str, ...] = ()
+) -> LabelSource:
+    """Recognise a label source and check that its geometry fits the store."""
+    path = Path(source)
+    if not path.exists():
+        raise LabelError(f"{path}: no such label source; give a SEG-Y, .npy, Zarr or CSV path")
+    shape = tuple(store.amplitude.shape)
+    suffix = path.suffix.lower()
+    if suffix in {".sgy", ".segy"}:
+        return _segy_source(path, store, unlabelled)
+    if suffix == ".npy":
+        array = np.load(path, mmap_mode="r")
+        _check_shape(path, array.shape, shape)
+        return LabelSource("npy", str(path), unlabelled)
+    if suffix == ".csv":
+        return LabelSource("points", str(path), unlabelled, points=_read_points(path, store, class_names))
+    if (path / "zarr.json").exists() or (path / ".zarray").exists() or (path / ".zgroup").exists():
+        return _zarr_source(path, shape, unlabelled)
+    raise LabelError(f"{path}: unknown label source; expected .sgy/.segy, .npy, .csv or a Zarr array/store")
+
+
+def _check_shape(path, found, expected) -> None:
+    if tuple(found) != tuple(expected):
+        raise LabelError(
+            f"{path}: labels shaped {tuple(found)} do not match the store's (inline, crossline, sample) "
+            f"shape {tuple(expected)}; export the labels on the seismic's grid"
+        )
+
+
+def _segy_source(path: Path, store, unlabelled) -> LabelSource:
+    from pipeline.exceptions import SeisFaciesError
+
+    try:
+        survey = scan_survey(path)
+    except SeisFaciesError as error:
+        raise LabelError(f"label file {error}") from None
+    if survey.layout.n_samples != store.amplitude.shape[2]:
+        raise LabelError(
+            f"{path}: {survey.layout.n_samples} samples per trace, the store has {store.amplitude.shape[2]}; "
+            "labels must be on the seismic's sample grid"
+        )
+    inlines, crosslines = store.inline.values, store.crossline.values
+    outside_il = np.setdiff1d(survey.geometry.inlines[survey.geometry.trace_mask.any(1)], inlines)
+    outside_xl = np.setdiff1d(survey.geometry.crosslines[survey.geometry.trace_mask.any(0)], crosslines)
+    if len(outside_il) or len(outside_xl):
+        raise LabelError(
+            f"{path}: label traces at inlines {outside_il[:3].tolist()} / crosslines {outside_xl[:3].tolist()} "
+            "are outside the store's grid; the label volume must have the seismic's geometry"
+        )
+    index = np.full(store.amplitude.shape[:2], -1, np.int64)
+    rows = np.searchsorted(inlines, survey.geometry.inlines)
+    cols = np.searchsorted(crosslines, survey.geometry.crosslines)
+    row_ok = (rows < len(inlines)) & (inlines[np.minimum(rows, len(inlines) - 1)] == survey.geometry.inlines)
+    col_ok = (cols < len(crosslines)) & (crosslines[np.minimum(cols, len(crosslines) - 1)] == survey.geometry.crosslines)
+    index[np.ix_(rows[row_ok], cols[col_ok])] = survey.geometry.trace_index[np.ix_(row_ok, col_ok)]
+    names = class_names_from_text(survey.attrs["textual_header"])
+    return LabelSource("segy", str(path), unlabelled, layout=survey.layout, trace_index=index, class_names=names)
+
+
+def _zarr_source(path: Path, shape, unlabelled) -> LabelSource:
+    import zarr
+
+    node = zarr.open(store=str(path), mode="r")
+    array_path = None
+    if isinstance(node, zarr.Group):
+        candidates = [name for name in ("labels", "facies") if name in node]
+        candidates += [name for name, arr in node.arrays() if arr.ndim == 3 and name not in candidates]
+        if not candidates:
+            raise LabelError(f"{path}: the Zarr store holds no 3D array to use as labels")
+        array_path = candidates[0]
+        node = node[array_path]
+    _check_shape(path, node.shape, shape)
+    return LabelSource("zarr", str(path), unlabelled, array_path=array_path)
+
+
+def _read_points(path: Path, store, class_names: tuple[str, ...]) -> np.ndarray:
+    vertical = [dim for dim in store.amplitude.dims if dim in ("time", "depth")][0]
+    axes = {"inline": store.inline.values, "crossline": store.crossline.values, vertical: store[vertical].values}
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in reader.fieldnames or []]
+        wanted = ["inline", "crossline", vertical, "class"]
+        alias = {"time_or_depth": vertical, "time": vertical, "depth": vertical}
+        columns = {alias.get(name, name): name for name in header}
+        missing = [name for name in wanted if name not in columns]
+        if missing:
+            raise LabelError(f"{path}: CSV columns {header} lack {missing}; expected inline,crossline,{vertical},class")
+        rows = []
+        for line_number, row in enumerate(reader, start=2):
+            rows.append(_point(path, line_number, row, columns, axes, vertical, class_names))
+    if not rows:
+        raise LabelError(f"{path}: the CSV holds no points")
+    return np.array(rows, np.int64)
+
+
+def _point(path, line_number, row, columns, axes, vertical, class_names) -> list[int]:
+    where = f"{path}:{line_number}"
+    indices = []
+    for dim in ("inline", "crossline", vertical):
+        try:
+            value = float(row[columns[dim]])
+        except (TypeError, ValueError):
+            raise LabelError(f"{where}: {dim} {row[columns[dim]]!r} is not a number") from None
+        axis = axes[dim]
+        position = int(np.argmin(np.abs(axis - value)))
+        step = abs(axis[1] - axis[0]) if len(axis) > 1 else 1.0
+        if abs(axis[position] - value) > step / 2:
+            raise LabelError(f"{where}: {dim} {value:g} is outside the store ({axis[0]:g} to {axis[-1]:g})")
+        indices.append(position)
+    label = row[columns["class"]].strip()
+    if label in class_names:
+        indices.append(class_names.index(label))
+    else:
+        try:
+            indices.append(int(label))
+        except ValueError:
+            known = ", ".join(class_names) or "none given; use --classes"
+            raise LabelError(f"{where}: unknown class {label!r}; known classes: {known}") from None
+    return indices
+
+
+def read_labels(source: LabelSource, region: Region) -> np.ndarray:
+    """Raw label values of a region ``{inline, crossline, vertical: slice}`` as float64."""
+    key = tuple(region.values())
+    if source.kind == "segy":
+        index = source.trace_index[key[:2]]
+        _, samples = read_block(source.layout, index)
+        values = samples[..., key[2]].astype(np.float64)
+        values[index < 0] = np.inf  # no label trace at this position: unlabelled
+        return values
+    if source.kind == "npy":
+        return np.asarray(np.load(source.path, mmap_mode="r")[key], dtype=np.float64)
+    if source.kind == "zarr":
+        import zarr
+
+        node = zarr.open(store=source.path, mode="r")
+        array = node[source.array_path] if source.array_path else node
+        return np.asarray(array[key], dtype=np.float64)
+    shape = tuple(s.stop - s.start for s in key)
+    values = np.full(shape, np.inf)  # inf marks "no point here" (not a user value)
+    points = source.points
+    inside = np.ones(len(points), bool)
+    for axis, part in enumerate(key):
+        inside &= (points[:, axis] >= part.start) & (points[:, axis] < part.stop)
+    local = points[inside]
+    values[local[:, 0] - key[0].start, local[:, 1] - key[1].start, local[:, 2] - key[2].start] = local[:, 3]
+    return values
+
+
+def to_classes(values: np.ndarray, unlabelled: float | None, n_classes: int | None) -> np.ndarray:
+    """Raw values -> int16 classes, ``-1`` where unlabelled; validates as it goes.
+
+    ``inf`` marks positions the source does not cover. Raises LabelError for
+    NaN, non-integers and values outside ``0..n_classes-1``.
+
+    >>> to_classes(np.array([0.0, 2.0, 9.0, np.inf]), unlabelled=9, n_classes=3).tolist()
+    [0, 2, -1, -1]
+    """
+    empty = np.isposinf(values)
+    if unlabelled is not None:
+        empty |= values == unlabelled
+    else:
+        empty |= values == UNLABELLED
+    known = values[~empty]
+    if np.isnan(known).any():
+        raise LabelError(f"{int(np.isnan(known).sum())} label values are NaN; fill them or mark them with --unlabelled")
+    if (known != np.round(known)).any():
+        raise LabelError("label values must be whole class numbers; found fractions")
+    if known.size and (known.min() < 0 or (n_classes is not None and known.max() >= n_classes)):
+        bad = known[(known < 0) | (known >= (n_classes or np.inf))][0]
+        limit = f"0..{n_classes - 1}" if n_classes else "0 or more"
+        raise LabelError(f"label value {bad:g} is outside the classes ({limit}); check --classes and --unlabelled")
+    classes = np.full(values.shape, UNLABELLED, np.int16)
+    classes[~empty] = known.astype(np.int16)
+    return classes

@@ -1,0 +1,166 @@
+"""Pure patch arithmetic: windows, candidates, blocked splits, hashing, cutting.
+
+A patch is a window around a labelled centre voxel. Kinds, named by the model
+family that uses them:
+
+* ``trace``: a vertical window of samples; label of the centre (MLP);
+* ``section``: a 2D crop of an inline or crossline section with the dense
+  label crop (2D CNNs);
+* ``cube``: a 3D cube with the centre label or the dense label cube (3D CNNs).
+
+Candidates sit on a global stride grid and selection uses a hash of the
+position and seed, so the same call gives the same patches whatever the
+chunking or scheduler. Train and validation come from disjoint spatial
+blocks, and a window never crosses its block, so no voxel is in both splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KINDS = ("trace", "section", "cube")
+ORIENTATIONS = {"inline": 0, "crossline": 1}
+DEFAULT_SIZE = {"trace": 64, "section": 64, "cube": 32}
+DEFAULT_STRIDE = {"trace": 2, "section": 4, "cube": 4}
+
+
+@dataclass(frozen=True)
+class PatchPlan:
+    """What to cut; the same object drives every task. Dims are by name."""
+
+    kind: str
+    dims: tuple[str, str, str]  # ("inline", "crossline", vertical)
+    sizes: tuple[int, int, int]  # volume shape
+    size: int
+    stride: int
+    orientations: tuple[str, ...]  # section: which sections; others: ("inline",)
+    split_block: int
+    seed: int
+    dense: bool
+
+    def extent(self, orientation: str) -> tuple[int, int, int]:
+        """Window extent along (inline, crossline, vertical).
+
+        >>> plan = PatchPlan("section", ("inline", "crossline", "time"), (9, 9, 9), 4, 1, ("crossline",), 8, 0, True)
+        >>> plan.extent("crossline")
+        (4, 1, 4)
+        """
+        if self.kind == "trace":
+            return (1, 1, self.size)
+        if self.kind == "cube":
+            return (self.size,) * 3
+        return (1, self.size, self.size) if orientation == "inline" else (self.size, 1, self.size)
+
+    def halo(self) -> dict[str, int]:
+        """The most a window reaches beyond its centre, per dim."""
+        reach = [max(self.extent(o)[axis] for o in self.orientations) for axis in range(3)]
+        return {dim: extent for dim, extent in zip(self.dims, reach)}
+
+    def block(self, orientation: str) -> tuple[int, int]:
+        """Split block size along inline and crossline: at least twice the window."""
+        extent = self.extent(orientation)
+        return (max(self.split_block, 2 * extent[0]), max(self.split_block, 2 * extent[1]))
+
+
+def window_start(centre: np.ndarray, extent: int) -> np.ndarray:
+    """First index of a window of ``extent`` around ``centre``.
+
+    >>> window_start(np.array([5]), 4).tolist(), window_start(np.array([5]), 3).tolist()
+    ([3], [4])
+    """
+    return centre - extent // 2
+
+
+def position_hash(seed: int, *coordinates: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) per position, fixed by the seed (splitmix64).
+
+    >>> a = position_hash(7, np.arange(3), np.zeros(3, int))
+    >>> bool(((a >= 0) & (a < 1)).all()), bool((a == position_hash(7, np.arange(3), np.zeros(3, int))).all())
+    (True, True)
+    """
+    start = (seed * 0x9E3779B97F4A7C15) % 2**64
+    state = np.full(np.broadcast(*coordinates).shape, start, np.uint64)
+    for values in coordinates:
+        state = _mix(state ^ (np.asarray(values).astype(np.uint64) + np.uint64(0x632BE59BD9B4E019)))
+    return (state >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def _mix(state: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        state = (state ^ (state >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        state = (state ^ (state >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return state ^ (state >> np.uint64(31))
+
+
+def candidates(plan: PatchPlan, labels: np.ndarray, origin: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """Centres in a labels block (starting at ``origin``) that may become patches.
+
+    A candidate is labelled, on the global stride grid, and its window lies
+    inside the volume and inside its split block.
+    """
+    found = {name: [] for name in ("i", "j", "k", "orientation", "label", "block_i", "block_j")}
+    grid = [np.arange((-o) % plan.stride, n, plan.stride) for o, n in zip(origin, labels.shape)]
+    on_grid = labels[np.ix_(*grid)]
+    local = np.nonzero(on_grid >= 0)
+    centre = [grid[axis][local[axis]] + origin[axis] for axis in range(3)]
+    values = on_grid[local]
+    for orientation in plan.orientations:
+        extent = plan.extent(orientation)
+        block = plan.block(orientation)
+        keep = np.ones(len(values), bool)
+        for axis in range(3):
+            start = window_start(centre[axis], extent[axis])
+            keep &= (start >= 0) & (start + extent[axis] <= plan.sizes[axis])
+            if axis < 2:
+                keep &= start // block[axis] == (start + extent[axis] - 1) // block[axis]
+        for name, array in zip(("i", "j", "k"), centre):
+            found[name].append(array[keep])
+        found["label"].append(values[keep])
+        found["orientation"].append(np.full(int(keep.sum()), ORIENTATIONS[orientation], np.int8))
+        found["block_i"].append(centre[0][keep] // block[0])
+        found["block_j"].append(centre[1][keep] // block[1])
+    return {name: np.concatenate(parts) for name, parts in found.items()}
+
+
+def choose_validation_blocks(block_counts: dict[tuple[int, int], int], fraction: float, seed: int) -> set:
+    """Blocks that form the validation split: hashed order, about ``fraction`` of candidates.
+
+    >>> sorted(choose_validation_blocks({(0, 0): 10, (0, 1): 10, (1, 0): 10, (1, 1): 10}, 0.25, 0))
+    [(1, 0)]
+    """
+    if fraction <= 0 or len(block_counts) < 2:
+        return set()
+    keys = sorted(block_counts)
+    order = np.argsort(position_hash(seed + 1, np.array([k[0] for k in keys]), np.array([k[1] for k in keys])))
+    total = sum(block_counts.values())
+    chosen, taken = set(), 0
+    for index in order:
+        if taken >= fraction * total or len(chosen) == len(keys) - 1:
+            break
+        chosen.add(keys[index])
+        taken += block_counts[keys[index]]
+    return chosen
+
+
+def cut_windows(block: np.ndarray, origin: tuple[int, int, int], starts: np.ndarray,
+                extent: tuple[int, int, int]) -> np.ndarray:
+    """Cut windows of ``extent`` starting at global ``starts`` (n, 3) from a block.
+
+    >>> v = np.arange(27).reshape(3, 3, 3)
+    >>> cut_windows(v, (0, 0, 0), np.array([[1, 1, 0]]), (1, 1, 3)).tolist()
+    [[[[12, 13, 14]]]]
+    """
+    local = starts - np.asarray(origin)
+    view = np.lib.stride_tricks.sliding_window_view(block, extent)
+    return view[local[:, 0], local[:, 1], local[:, 2]]
+
+
+def squeeze_window(windows: np.ndarray, kind: str) -> np.ndarray:
+    """Drop the flat axes: trace -> (n, v); section -> (n, width, v); cube unchanged."""
+    if kind == "trace":
+        return windows.reshape(windows.shape[0], windows.shape[-1])
+    if kind == "section":
+        return windows.reshape(windows.shape[0], -1, windows.shape[-1])
+    return windows

@@ -1,0 +1,102 @@
+"""``seisfacies labels``: validate a label source on the workers, then attach it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+
+from pipeline.blocks import Region, regions
+from pipeline.cluster import run_tasks
+from pipeline.exceptions import LabelError, StoreError
+from pipeline.labels import LabelSource, open_label_source, parse_class_names, read_labels, to_classes
+from pipeline.store import (
+    add_variables_template,
+    delete_variables,
+    mark_complete,
+    open_store,
+    store_chunks,
+    vertical_dim,
+    write_region,
+)
+from workflows.config import LabelsConfig
+
+
+@dataclass(frozen=True)
+class LabelTask:
+    source: LabelSource
+    region: Region
+    n_classes: int | None
+    store: str = ""
+
+
+def region_class_counts(task: LabelTask) -> np.ndarray:
+    """Validate one region; return its count of voxels per class."""
+    classes = to_classes(read_labels(task.source, task.region), task.source.unlabelled, task.n_classes)
+    labelled = classes[classes >= 0]
+    return np.bincount(labelled, minlength=task.n_classes or 0)
+
+
+def write_label_region(task: LabelTask) -> None:
+    classes = to_classes(read_labels(task.source, task.region), task.source.unlabelled, task.n_classes)
+    write_region(task.store, "labels", task.region, classes)
+
+
+def class_attrs(names: tuple[str, ...]) -> dict:
+    """CF flag attributes for a class variable."""
+    return {
+        "flag_values": list(range(len(names))),
+        "flag_meanings": " ".join(names),
+        "unlabelled_value": -1,
+    }
+
+
+def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, client=None) -> dict:
+    """Add ``labels`` (int16, -1 unlabelled) to a store from any label source."""
+    dataset = open_store(store)
+    if "labels" in dataset.variables and not config.overwrite:
+        raise StoreError(f"{store}: the store already has labels; pass --overwrite to replace them")
+    if Path(source).resolve() == Path(store).resolve():
+        raise LabelError(f"{source}: the label source is the store itself; give another file or store")
+    names = parse_class_names(config.classes)
+    label_source = open_label_source(source, dataset, config.unlabelled, names)
+    names = names or label_source.class_names
+    vertical = vertical_dim(dataset)
+    chunks = store_chunks(dataset)
+    plan = regions(dict(dataset.amplitude.sizes), chunks)
+    n_classes = len(names) or None
+    try:
+        counts = run_tasks(region_class_counts, [LabelTask(label_source, r, n_classes) for r in plan], client, "check labels")
+    except LabelError as error:
+        raise LabelError(f"{source}: {error}") from None
+    total = _sum_counts(counts)
+    if not total.sum():
+        raise LabelError(f"{source}: no labelled voxels; check --unlabelled")
+    names = names or tuple(f"class_{n}" for n in range(len(total)))
+    if "labels" in dataset.variables:
+        delete_variables(Path(store), ["labels"])
+    template = dataset[[]].assign(
+        labels=(dataset.amplitude.dims, da.full(dataset.amplitude.shape, -1, dtype=np.int16, chunks=dataset.amplitude.chunks),
+                {"long_name": "Facies labels (interpretation)", **class_attrs(names)})
+    )
+    add_variables_template(template, Path(store), chunks)
+    tasks = [LabelTask(label_source, r, len(names), str(store)) for r in plan]
+    run_tasks(write_label_region, tasks, client, "write labels")
+    mark_complete(Path(store), ["labels"], {"class_names": list(names)})
+    counts_by_name = {name: int(total[n]) if n < len(total) else 0 for n, name in enumerate(names)}
+    return {
+        "store": str(store),
+        "source": str(source),
+        "kind": label_source.kind,
+        "classes": counts_by_name,
+        "labelled_fraction": round(float(total.sum()) / float(np.prod(dataset.amplitude.shape)), 4),
+        "dims": list(dataset.amplitude.dims),
+        "vertical": vertical,
+    }
+
+
+def _sum_counts(counts: list[np.ndarray]) -> np.ndarray:
+    size = max((len(c) for c in counts), default=0)
+    return sum((np.pad(c, (0, size - len(c))) for c in counts), np.zeros(size, np.int64))

@@ -1,0 +1,286 @@
+"""``seisfacies patches``: count, select and cut training patches on the workers.
+
+Three passes over the store's chunks, each a list of Dask tasks: count the
+candidates per split block and class, select a class-balanced sample by
+position hash, then cut the windows (chunk plus halo) and write them into a
+patch store in chunk-aligned row ranges, so no two tasks share a Zarr chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from pipeline.blocks import Region, regions
+from pipeline.cluster import run_tasks
+from pipeline.exceptions import LabelError
+from pipeline.patches import (
+    DEFAULT_SIZE,
+    DEFAULT_STRIDE,
+    ORIENTATIONS,
+    PatchPlan,
+    candidates,
+    choose_validation_blocks,
+    cut_windows,
+    position_hash,
+    squeeze_window,
+    window_start,
+)
+from pipeline.store import (
+    check_output,
+    mark_complete,
+    open_store,
+    read_region,
+    remove_path,
+    replace_path,
+    store_chunks,
+    temporary_path,
+    vertical_dim,
+    write_region,
+    write_template,
+)
+from workflows.config import PatchesConfig
+
+#: Patches per Zarr chunk of the patch store; cut tasks own whole chunks.
+PATCH_CHUNK = 256
+ROW_FIELDS = ("i", "j", "k", "orientation", "label", "split", "flip", "scale")
+
+
+@dataclass(frozen=True)
+class PassTask:
+    store: str
+    plan: PatchPlan
+    region: Region
+    validation_blocks: frozenset = frozenset()
+    probability: np.ndarray | None = None  # (split, class)
+
+
+def _region_candidates(task: PassTask) -> dict[str, np.ndarray]:
+    labels = read_region(task.store, "labels", task.region)
+    origin = tuple(part.start for part in task.region.values())
+    return candidates(task.plan, labels, origin)
+
+
+def count_region(task: PassTask) -> np.ndarray:
+    """Candidates per (block_i, block_j, class) in one region, as rows of 4 ints."""
+    found = _region_candidates(task)
+    keys = np.stack([found["block_i"], found["block_j"], found["label"]], axis=1).astype(np.int64)
+    if not len(keys):
+        return np.zeros((0, 4), np.int64)
+    unique, counts = np.unique(keys, axis=0, return_counts=True)
+    return np.concatenate([unique, counts[:, None]], axis=1)
+
+
+def select_region(task: PassTask) -> dict[str, np.ndarray]:
+    """Candidates kept by the hash draw, with their split and draw value."""
+    found = _region_candidates(task)
+    blocks = zip(found["block_i"].tolist(), found["block_j"].tolist())
+    split = np.array([block in task.validation_blocks for block in blocks], np.int8)
+    draw = position_hash(task.plan.seed, found["i"], found["j"], found["k"], found["orientation"])
+    keep = draw < task.probability[split, found["label"]]
+    return {**{name: found[name][keep] for name in ("i", "j", "k", "orientation", "label")},
+            "split": split[keep], "draw": draw[keep]}
+
+
+@dataclass(frozen=True)
+class CutTask:
+    store: str
+    out: str
+    plan: PatchPlan
+    start: int
+    rows: dict  # ROW_FIELDS -> arrays
+    chunks: dict
+
+
+def cut_rows(task: CutTask) -> np.ndarray:
+    """Cut and write rows ``start..``; return [sum, sum of squares, count] of train x."""
+    plan, rows = task.plan, task.rows
+    n = len(rows["i"])
+    x = np.empty((n, *_x_shape(plan)), np.float32)
+    y = np.empty((n, *_y_shape(plan)), np.int16)
+    region_id = (rows["i"] // task.chunks[plan.dims[0]]) * 100003 + rows["j"] // task.chunks[plan.dims[1]]
+    for region in np.unique(region_id):
+        members = np.flatnonzero(region_id == region)
+        for orientation, code in ORIENTATIONS.items():
+            chosen = members[rows["orientation"][members] == code]
+            if len(chosen):
+                _cut_group(task, chosen, orientation, x, y)
+    flipped = rows["flip"] == 1
+    if flipped.any():  # mirror along the section (crossline for cubes); polarity unchanged
+        axis = 1 if plan.kind == "section" else 2
+        x[flipped] = np.flip(x[flipped], axis=axis)
+        if plan.dense:
+            y[flipped] = np.flip(y[flipped], axis=axis)
+    x *= rows["scale"].reshape(-1, *[1] * (x.ndim - 1))
+    target = {"patch": slice(task.start, task.start + n)}
+    write_region(task.out, "x", {**target, **{d: slice(None) for d in range(x.ndim - 1)}}, x)
+    write_region(task.out, "y", {**target, **{d: slice(None) for d in range(y.ndim - 1)}}, y)
+    for name, values in (("inline_index", rows["i"]), ("crossline_index", rows["j"]), ("sample_index", rows["k"]),
+                         ("orientation", rows["orientation"]), ("split", rows["split"]), ("flip", rows["flip"]),
+                         ("scale", rows["scale"])):
+        write_region(task.out, name, target, values)
+    train = x[rows["split"] == 0].astype(np.float64)
+    return np.array([train.sum(), (train**2).sum(), train.size])
+
+
+def _cut_group(task: CutTask, chosen: np.ndarray, orientation: str, x: np.ndarray, y: np.ndarray) -> None:
+    plan, rows = task.plan, task.rows
+    extent = plan.extent(orientation)
+    starts = np.stack([window_start(rows[name][chosen], extent[axis])
+                       for axis, name in enumerate(("i", "j", "k"))], axis=1)
+    low, high = starts.min(axis=0), starts.max(axis=0) + np.array(extent)
+    box = {dim: slice(int(a), int(b)) for dim, a, b in zip(plan.dims, low, high)}
+    amplitude = read_region(task.store, "amplitude", box)
+    x[chosen] = squeeze_window(cut_windows(amplitude, tuple(low), starts, extent), plan.kind)
+    if plan.dense:
+        labels = read_region(task.store, "labels", box)
+        y[chosen] = squeeze_window(cut_windows(labels, tuple(low), starts, extent), plan.kind)
+    else:
+        y[chosen] = rows["label"][chosen].reshape(-1, *_y_shape(plan))
+
+
+def _x_shape(plan: PatchPlan) -> tuple[int, ...]:
+    return {"trace": (plan.size,), "section": (plan.size, plan.size), "cube": (plan.size,) * 3}[plan.kind]
+
+
+def _y_shape(plan: PatchPlan) -> tuple[int, ...]:
+    return _x_shape(plan) if plan.dense else ()
+
+
+def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
+    dims = tuple(dataset.amplitude.dims)
+    kind = config.kind
+    size = config.size or DEFAULT_SIZE[kind]
+    if size > max(dataset.amplitude.shape):
+        raise LabelError(f"--size {size} is larger than the volume {tuple(dataset.amplitude.shape)}; use a smaller patch")
+    orientations = ("inline", "crossline") if config.orientation == "both" else (config.orientation,)
+    if kind != "section":
+        orientations = ("inline",)
+    dense = kind == "section" or (kind == "cube" and bool(config.dense))
+    return PatchPlan(kind, dims, tuple(dataset.amplitude.shape), size, config.stride or DEFAULT_STRIDE[kind],
+                     orientations, config.split_block, config.seed, dense)
+
+
+def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, client=None) -> dict:
+    """Cut a class-balanced, blocked-split patch store from a labelled volume store."""
+    dataset = open_store(store, require=("amplitude", "labels"))
+    out = check_output(out, config.overwrite, "patch store")
+    plan = make_plan(dataset, config)
+    names = tuple(dataset.labels.attrs["flag_meanings"].split())
+    plan_regions = regions(dict(dataset.amplitude.sizes), store_chunks(dataset))
+    tasks = [PassTask(str(store), plan, region) for region in plan_regions]
+    block_class = np.concatenate(run_tasks(count_region, tasks, client, "count candidates"))
+    if not len(block_class):
+        raise LabelError(f"{store}: no labelled position fits a {plan.kind} window of size {plan.size} "
+                         f"(stride {plan.stride}); label more, or use a smaller --size or --stride")
+    validation = choose_validation_blocks(_block_totals(block_class), config.val_fraction, config.seed)
+    available = _available(block_class, validation, len(names))
+    targets = _targets(available, config.per_class, config.val_fraction)
+    probability = np.minimum(1.0, 1.25 * targets / np.maximum(available, 1) + 1e-9)
+    selected = run_tasks(select_region, [PassTask(str(store), plan, r, frozenset(validation), probability)
+                                         for r in plan_regions], client, "select patches")
+    rows = _final_rows(selected, targets, config, plan)
+    partial = temporary_path(out)
+    try:
+        write_template(_patch_template(rows, plan, names, dataset, store, config), partial, {"patch": PATCH_CHUNK})
+        cut = [CutTask(str(store), str(partial), plan, start,
+                       {name: values[start:start + PATCH_CHUNK] for name, values in rows.items()},
+                       store_chunks(dataset))
+               for start in range(0, len(rows["i"]), PATCH_CHUNK)]
+        sums = np.sum(run_tasks(cut_rows, cut, client, "cut patches"), axis=0)
+        mean = sums[0] / max(sums[2], 1)
+        std = float(np.sqrt(max(sums[1] / max(sums[2], 1) - mean**2, 0.0))) or 1.0
+        mark_complete(partial, [], {"mean": float(mean), "std": std})
+        replace_path(partial, out)
+    except BaseException:
+        remove_path(partial)
+        raise
+    return _summary(out, plan, rows, names, mean, std)
+
+
+def _block_totals(block_class: np.ndarray) -> dict[tuple[int, int], int]:
+    totals: dict[tuple[int, int], int] = {}
+    for block_i, block_j, _, count in block_class.tolist():
+        totals[(block_i, block_j)] = totals.get((block_i, block_j), 0) + count
+    return totals
+
+
+def _available(block_class: np.ndarray, validation: set, n_classes: int) -> np.ndarray:
+    available = np.zeros((2, n_classes), np.int64)
+    for block_i, block_j, label, count in block_class.tolist():
+        available[int((block_i, block_j) in validation), label] += count
+    return available
+
+
+def _targets(available: np.ndarray, per_class: int, val_fraction: float) -> np.ndarray:
+    """Patches wanted per (split, class): ``per_class`` for training, in proportion for validation."""
+    wanted = np.array([per_class, max(1, round(per_class * val_fraction / (1 - val_fraction)))])
+    return np.minimum(available, wanted[:, None])
+
+
+def _final_rows(selected: list[dict], targets: np.ndarray, config: PatchesConfig, plan: PatchPlan) -> dict:
+    """Exact counts per (split, class) by lowest draw, then augmented copies, in volume order."""
+    merged = {name: np.concatenate([part[name] for part in selected]) for name in selected[0]}
+    keep = np.zeros(len(merged["i"]), bool)
+    for split in (0, 1):
+        for label in range(targets.shape[1]):
+            members = np.flatnonzero((merged["split"] == split) & (merged["label"] == label))
+            keep[members[np.argsort(merged["draw"][members], kind="stable")[: targets[split, label]]]] = True
+    rows = {name: merged[name][keep] for name in ("i", "j", "k", "orientation", "label", "split")}
+    rows["flip"] = np.zeros(len(rows["i"]), np.int8)
+    rows["scale"] = np.ones(len(rows["i"]), np.float32)
+    rows = _augmented(rows, config, plan)
+    order = np.lexsort((rows["flip"], rows["orientation"], rows["k"], rows["j"], rows["i"]))
+    return {name: values[order] for name, values in rows.items()}
+
+
+def _augmented(rows: dict, config: PatchesConfig, plan: PatchPlan) -> dict:
+    """Add one copy per training patch: flipped along the section and/or scaled."""
+    if not config.augment:
+        return rows
+    train = rows["split"] == 0
+    copies = {name: values[train].copy() for name, values in rows.items()}
+    if "flip" in config.augment and plan.kind != "trace":
+        copies["flip"][:] = 1
+    if "scale" in config.augment:
+        draw = position_hash(config.seed + 7, copies["i"], copies["j"], copies["k"], copies["orientation"])
+        copies["scale"] = (1 + config.scale_range * (2 * draw - 1)).astype(np.float32)
+    return {name: np.concatenate([rows[name], copies[name]]) for name in rows}
+
+
+def _patch_template(rows: dict, plan: PatchPlan, names, dataset, store, config) -> xr.Dataset:
+    n = len(rows["i"])
+    window_dims = {"trace": ("window_vertical",), "section": ("window_width", "window_vertical"),
+                   "cube": ("window_inline", "window_crossline", "window_vertical")}[plan.kind]
+    chunk = (min(PATCH_CHUNK, n),)
+    variables = {
+        "x": (("patch", *window_dims), da.zeros((n, *_x_shape(plan)), dtype=np.float32, chunks=chunk + _x_shape(plan)),
+              {"long_name": "Seismic amplitude patches (raw; normalise with attrs mean/std)"}),
+        "y": (("patch", *window_dims[: len(_y_shape(plan))]), da.zeros((n, *_y_shape(plan)), dtype=np.int16, chunks=chunk + _y_shape(plan)),
+              {"long_name": "Facies labels of the patches (-1: unlabelled)", "flag_values": list(range(len(names))),
+               "flag_meanings": " ".join(names)}),
+    }
+    for name, dtype in (("inline_index", np.int32), ("crossline_index", np.int32), ("sample_index", np.int32),
+                        ("orientation", np.int8), ("split", np.int8), ("flip", np.int8), ("scale", np.float32)):
+        variables[name] = (("patch",), da.zeros(n, dtype=dtype, chunks=chunk))
+    attrs = {
+        "kind": plan.kind, "size": plan.size, "stride": plan.stride, "dense": plan.dense,
+        "orientations": list(plan.orientations), "volume_dims": list(plan.dims), "volume_shape": list(plan.sizes),
+        "class_names": list(names), "seed": config.seed, "val_fraction": config.val_fraction,
+        "split_block": config.split_block, "augment": list(config.augment), "source_store": str(Path(store).resolve()),
+        "split_meanings": "0 train, 1 validation", "orientation_meanings": "0 inline section, 1 crossline section",
+    }
+    return xr.Dataset(variables, attrs=attrs)
+
+
+def _summary(out, plan, rows, names, mean, std) -> dict:
+    per_split = {}
+    for split, split_name in ((0, "train"), (1, "validation")):
+        members = rows["split"] == split
+        per_split[split_name] = {name: int(((rows["label"] == n) & members).sum()) for n, name in enumerate(names)}
+    return {"patches": str(out), "kind": plan.kind, "size": plan.size, "count": int(len(rows["i"])),
+            **per_split, "mean": round(float(mean), 4), "std": round(float(std), 4)}
