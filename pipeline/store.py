@@ -136,12 +136,13 @@ def remove_path(path: Path) -> None:
         path.unlink()
 
 
-def encoding_for(dataset: xr.Dataset, chunks: dict[str, int]) -> dict:
+def encoding_for(dataset: xr.Dataset, chunks: dict[str, int], uncompressed: tuple[str, ...] = ()) -> dict:
     """Zarr encoding: the declared chunking and the compressor for every variable."""
     encoding = {}
     for name, variable in dataset.variables.items():
         var_chunks = tuple(min(chunks.get(dim, size), size) for dim, size in variable.sizes.items())
-        encoding[name] = {"chunks": var_chunks, "compressors": (COMPRESSOR,)}
+        compressors = () if name in uncompressed else (COMPRESSOR,)
+        encoding[name] = {"chunks": var_chunks, "compressors": compressors}
         if variable.dtype.kind in "iub":
             # no _FillValue: xarray would otherwise mask the value 0 and decode to float64
             encoding[name]["_FillValue"] = None
@@ -153,7 +154,9 @@ def store_chunks(dataset: xr.Dataset) -> dict[str, int]:
     return dict(zip(dataset.amplitude.dims, dataset.amplitude.encoding["chunks"]))
 
 
-def write_template(dataset: xr.Dataset, path: Path, chunks: dict[str, int], mode: str = "w-") -> None:
+def write_template(
+    dataset: xr.Dataset, path: Path, chunks: dict[str, int], mode: str = "w-", uncompressed: tuple[str, ...] = ()
+) -> None:
     """Write metadata and the small eager variables; dask variables stay empty."""
     with _consolidating():
         dataset.to_zarr(
@@ -162,7 +165,7 @@ def write_template(dataset: xr.Dataset, path: Path, chunks: dict[str, int], mode
             compute=False,
             zarr_format=3,
             consolidated=True,
-            encoding=encoding_for(dataset, chunks),
+            encoding=encoding_for(dataset, chunks, uncompressed),
         )
 
 
