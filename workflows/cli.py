@@ -37,10 +37,10 @@ class SeisFaciesGroup(click.Group):
             raise UserError(str(error)) from None
 
 
-def build_config(model: type, **options):
+def build_config(config_class: type, **options):
     """Validate options into a config model; a bad value is a one-line error."""
     try:
-        return model(**options)
+        return config_class(**options)
     except ValidationError as error:
         first = error.errors()[0]
         name = "--" + "-".join(str(part) for part in first["loc"]).replace("_", "-")
@@ -186,6 +186,44 @@ def patches(store: str, patches: str, scheduler: str | None, as_json: bool, augm
     config = build_config(PatchesConfig, augment=augments, **options)
     with cluster_client(scheduler) as client:
         emit(extract_patches(store, patches, config, client), as_json)
+
+
+@cli.command()
+@click.argument("source", type=click.Path())
+@click.argument("model_path", metavar="MODEL.pt", type=click.Path())
+@click.option("--model", default="cnn2d", show_default=True, help="mlp, cnn2d, cnn2d_patch or cnn3d.")
+@click.option("--optimizer", default="adam", show_default=True, help="gd, sgd, momentum, rmsprop or adam.")
+@click.option("--activation", default=None, help="sigmoid, tanh, relu, leaky_relu or elu (default: the model's).")
+@click.option("--epochs", type=int, default=12, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Global mini-batch size.")
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Learning rate (alpha).")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--beta", type=float, default=0.9, show_default=True, help="Momentum / RMSprop / Adam beta.")
+@click.option("--schedule", default="cosine", show_default=True, help="constant, step or cosine.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Data-parallel ranks, one per Dask worker.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--precision", default="fp32", show_default=True, help="fp32 or bf16 (mixed precision).")
+@click.option("--class-weights", default="balanced", show_default=True, help="balanced or none.")
+@click.option("--time-budget", type=float, default=None, help="Stop after the epoch that passes this many seconds.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--model-options", default="{}", help='JSON model config, e.g. \'{"base": 8, "depth": 2}\'.')
+@click.option("--resume", is_flag=True, help="Continue from MODEL.pt's last epoch.")
+@click.option("--max-restarts", type=int, default=0, show_default=True, help="Restarts from the last checkpoint after a lost rank.")
+@overwrite_option
+@scheduler_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def train(source: str, model_path: str, scheduler: str | None, as_json: bool, model_options: str, **options) -> None:
+    """Train a model on a patch store (or a labelled store: patches are cut first)."""
+    from workflows.config import TrainConfig
+    from workflows.train import train_model
+
+    try:
+        parsed = json.loads(model_options)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"option --model-options: not JSON ({error.msg})") from None
+    config = build_config(TrainConfig, model_options=parsed, **options)
+    with cluster_client(scheduler, workers=config.workers if not scheduler else None) as client:
+        emit(train_model(source, model_path, config, client), as_json)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,3 +55,27 @@ class PatchesConfig(StrictModel):
     scale_range: float = Field(0.1, ge=0.0, lt=1.0)
     seed: int = 0
     overwrite: bool = False
+
+
+class TrainConfig(StrictModel):
+    model: str = "cnn2d"
+    optimizer: Literal["gd", "sgd", "momentum", "rmsprop", "adam"] = "adam"
+    activation: Literal["sigmoid", "tanh", "relu", "leaky_relu", "elu"] | None = None
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    beta: float = Field(0.9, gt=0, lt=1)
+    schedule: Literal["constant", "step", "cosine"] = "cosine"
+    workers: int = Field(1, ge=1)
+    shards: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    class_weights: Literal["balanced", "none"] = "balanced"
+    time_budget: float | None = Field(None, gt=0)
+    seed: int = 0
+    model_options: dict = Field(default_factory=dict)
+    resume: bool = False
+    max_restarts: int = Field(0, ge=0)
+    timeout: float = Field(120.0, gt=0)
+    overwrite: bool = False
