@@ -88,3 +88,32 @@ def slab_regions(
     chunks_per_task = max(1, budget_bytes // max(chunk_bytes, 1))
     stretched = {**chunks, along: chunks[along] * chunks_per_task}
     return regions(sizes, stretched)
+
+
+def aligned_halo_block(
+    region: Region, halo: dict[str, int], sizes: dict[str, int], multiple: int = 1
+) -> tuple[Region, dict[str, tuple[int, int]], Region]:
+    """A region grown by ``halo`` with its start on a global grid of ``multiple``.
+
+    Returns the part inside the volume to read, the padding that completes it
+    beyond the volume's edges, and where the region sits in the padded block.
+    Aligning to the grid of a network's down-sampling (2**depth) makes its
+    output independent of how the volume is chunked.
+
+    >>> read, pads, keep = aligned_halo_block({"x": slice(8, 16)}, {"x": 3}, {"x": 20}, 4)
+    >>> read, pads, keep
+    ({'x': slice(4, 20, None)}, {'x': (0, 0)}, {'x': slice(4, 12, None)})
+    >>> aligned_halo_block({"x": slice(0, 8)}, {"x": 3}, {"x": 20}, 4)[1]
+    {'x': (4, 0)}
+    """
+    read, pads, keep = {}, {}, {}
+    for dim, part in region.items():
+        depth = halo.get(dim, 0)
+        step = multiple if depth else 1
+        start = ((part.start - depth) // step) * step
+        stop = -((-(part.stop + depth)) // step) * step
+        inside = slice(max(start, 0), min(stop, sizes[dim]))
+        read[dim] = inside
+        pads[dim] = (inside.start - start, stop - inside.stop)
+        keep[dim] = slice(part.start - start, part.stop - start)
+    return read, pads, keep

@@ -226,6 +226,58 @@ def train(source: str, model_path: str, scheduler: str | None, as_json: bool, mo
         emit(train_model(source, model_path, config, client), as_json)
 
 
+@cli.command()
+@click.argument("store", type=click.Path())
+@click.argument("model_path", metavar="MODEL.pt", type=click.Path())
+@click.option("--probabilities", is_flag=True, help="Also write class probabilities (float16).")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
+@click.option("--precision", default="fp32", show_default=True, help="fp32 or bf16.")
+@overwrite_option
+@scheduler_option
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def predict(store: str, model_path: str, scheduler: str | None, as_json: bool, **options) -> None:
+    """Classify every voxel of a store with a trained model (writes `facies`)."""
+    from workflows.config import PredictConfig
+    from workflows.predict import predict_volume
+
+    config = build_config(PredictConfig, **options)
+    with cluster_client(scheduler) as client:
+        emit(predict_volume(store, model_path, config, client), as_json)
+
+
+@cli.command()
+@click.argument("store", type=click.Path())
+@click.option("--truth", default=None, metavar="SOURCE", help="Label source to score against (default: the store's labels).")
+@click.option("--where", default="all", show_default=True, help="unlabelled, labelled or all (relative to the store's labels).")
+@click.option("--unlabelled", type=float, default=None, metavar="VALUE", help="Truth value meaning 'not labelled'.")
+@scheduler_option
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+def evaluate(store: str, scheduler: str | None, as_json: bool, **options) -> None:
+    """Pixel accuracy, mean class accuracy, mean IoU, FWIoU and the confusion matrix."""
+    from workflows.config import EvaluateConfig
+    from workflows.evaluate import evaluate_store
+
+    config = build_config(EvaluateConfig, **options)
+    with cluster_client(scheduler) as client:
+        emit(evaluate_store(store, config, client), as_json)
+
+
+@cli.command()
+@click.argument("store", type=click.Path())
+@click.argument("out", type=click.Path())
+@click.option("--inline", type=int, default=None, help="Inline number of the section.")
+@click.option("--crossline", type=int, default=None, help="Crossline number of the section.")
+@click.option("--time", type=float, default=None, help="Time (or depth) of a horizontal slice.")
+@overwrite_option
+def plot(store: str, out: str, **options) -> None:
+    """Draw a section with the predicted facies (and the labels beside it)."""
+    from workflows.config import PlotConfig
+    from workflows.plot import plot_section
+
+    emit(plot_section(store, out, build_config(PlotConfig, **options)))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point."""
     cli.main(args=argv, prog_name="seisfacies")

@@ -79,3 +79,24 @@ class TrainConfig(StrictModel):
     max_restarts: int = Field(0, ge=0)
     timeout: float = Field(120.0, gt=0)
     overwrite: bool = False
+
+
+class PredictConfig(StrictModel):
+    probabilities: bool = False
+    batch_size: int = Field(16, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16"] = "fp32"
+    overwrite: bool = False
+
+
+class EvaluateConfig(StrictModel):
+    truth: str | None = None
+    where: Literal["unlabelled", "labelled", "all"] = "all"
+    unlabelled: float | None = None
+
+
+class PlotConfig(StrictModel):
+    inline: int | None = None
+    crossline: int | None = None
+    time: float | None = None
+    overwrite: bool = False

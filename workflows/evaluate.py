@@ -1,0 +1,66 @@
+"""``seisfacies evaluate``: F3-benchmark metrics of ``facies`` against a truth, on the workers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.blocks import Region, regions
+from pipeline.cluster import run_tasks
+from pipeline.exceptions import ConfigError
+from pipeline.labels import LabelSource, open_label_source, read_labels, to_classes
+from pipeline.metrics import confusion_matrix, scores
+from pipeline.store import open_store, read_region, store_chunks
+from workflows.config import EvaluateConfig
+
+
+@dataclass(frozen=True)
+class ConfusionTask:
+    store: str
+    region: Region
+    n_classes: int
+    truth: LabelSource | None  # None: the store's own labels
+    where: str
+
+
+def region_confusion(task: ConfusionTask) -> np.ndarray:
+    predicted = read_region(task.store, "facies", task.region)
+    if task.truth is None:
+        truth = read_region(task.store, "labels", task.region).astype(np.int64)
+    else:
+        truth = to_classes(read_labels(task.truth, task.region), task.truth.unlabelled, task.n_classes).astype(np.int64)
+    if task.where != "all":
+        training = read_region(task.store, "labels", task.region) >= 0
+        truth = np.where(training if task.where == "labelled" else ~training, truth, -1)
+    return confusion_matrix(truth, predicted, task.n_classes)
+
+
+def evaluate_store(store: str | Path, config: EvaluateConfig, client=None) -> dict:
+    """Pixel accuracy, mean class accuracy, (frequency-weighted) IoU and the confusion matrix."""
+    needs_labels = config.truth is None or config.where != "all"
+    dataset = open_store(store, require=("facies", "labels") if needs_labels else ("facies",))
+    names = dataset.facies.attrs["flag_meanings"].split()
+    if config.truth is None and config.where == "unlabelled":
+        raise ConfigError("option --where unlabelled: the store's labels are the training labels; "
+                          "give the interpretation to score against with --truth SOURCE")
+    truth = open_label_source(config.truth, dataset, config.unlabelled, tuple(names)) if config.truth else None
+    plan = regions(dict(dataset.amplitude.sizes), store_chunks(dataset))
+    tasks = [ConfusionTask(str(store), region, len(names), truth, config.where) for region in plan]
+    confusion = np.sum(run_tasks(region_confusion, tasks, client, "evaluate"), axis=0)
+    result = scores(confusion)
+    return {
+        "store": str(store),
+        "truth": config.truth or "store labels",
+        "where": config.where,
+        "voxels": int(confusion.sum()),
+        "pixel_accuracy": round(result["pixel_accuracy"], 4),
+        "mean_class_accuracy": round(result["mean_class_accuracy"], 4),
+        "mean_iou": round(result["mean_iou"], 4),
+        "frequency_weighted_iou": round(result["frequency_weighted_iou"], 4),
+        "class_iou": {name: None if v is None else round(v, 4) for name, v in zip(names, result["class_iou"])},
+        "class_accuracy": {name: None if v is None else round(v, 4) for name, v in zip(names, result["class_accuracy"])},
+        "confusion_matrix": confusion.tolist(),
+        "classes": names,
+    }

@@ -1,0 +1,59 @@
+"""``seisfacies plot``: a section of the seismic with the facies over it (and the truth beside)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from pipeline.exceptions import ConfigError  # noqa: E402
+from pipeline.store import check_output, open_store, vertical_dim  # noqa: E402
+from workflows.config import PlotConfig  # noqa: E402
+
+
+def _section(dataset, config: PlotConfig):
+    vertical = vertical_dim(dataset)
+    chosen = [(name, value) for name, value in (("inline", config.inline), ("crossline", config.crossline),
+                                                (vertical, config.time)) if value is not None]
+    if len(chosen) > 1:
+        raise ConfigError("give one of --inline, --crossline or --time")
+    name, value = chosen[0] if chosen else ("inline", int(dataset.inline.values[len(dataset.inline) // 2]))
+    axis = dataset[name].values
+    if value < axis.min() or value > axis.max():
+        raise ConfigError(f"option --{'time' if name == vertical else name} {value}: outside {axis.min()}..{axis.max()}")
+    return name, dataset.sel({name: value}, method="nearest")
+
+
+def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict:
+    """Write a PNG: amplitude in grey, facies in colour with a legend, truth beside."""
+    dataset = open_store(store, require=("facies",))
+    out = check_output(out, config.overwrite, "picture")
+    name, section = _section(dataset, config)
+    names = dataset.facies.attrs["flag_meanings"].split()
+    colours = ListedColormap(plt.get_cmap("tab10").colors[: len(names)])
+    panels = [("predicted facies", section.facies)] + ([("labels", section.labels)] if "labels" in section else [])
+    figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False)
+    amplitude = section.amplitude.values
+    clip = float(np.percentile(np.abs(amplitude), 99)) or 1.0
+    x_dim, y_dim = [d for d in section.amplitude.dims]
+    extent = [float(section[x_dim][0]), float(section[x_dim][-1]), float(section[y_dim][-1]), float(section[y_dim][0])]
+    for axis, (title, classes) in zip(axes[0], panels):
+        axis.imshow(amplitude.T, cmap="gray", vmin=-clip, vmax=clip, aspect="auto", extent=extent)
+        values = np.ma.masked_less(classes.values.astype(float), 0)
+        axis.imshow(values.T, cmap=colours, vmin=-0.5, vmax=len(names) - 0.5, alpha=0.45, aspect="auto",
+                    extent=extent, interpolation="nearest")
+        axis.set_title(f"{title}, {name} {float(section[name]):g}")
+        axis.set_xlabel(x_dim)
+        axis.set_ylabel(f"{y_dim} ({dataset[y_dim].attrs.get('units', '')})" if y_dim in dataset else y_dim)
+    handles = [Patch(color=colours(n), label=label) for n, label in enumerate(names)]
+    figure.legend(handles=handles, loc="lower center", ncol=len(names), frameon=False)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return {"picture": str(out), "section": f"{name} {float(section[name]):g}", "panels": [t for t, _ in panels]}
