@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import uuid
+import warnings
+import zipfile
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -20,6 +23,9 @@ from torch import nn
 from models.registry import create_model
 
 FORMAT = "seisfacies-checkpoint-1"
+#: What torch.load raises on corrupt or hostile bytes (weights_only refuses code).
+DECODE_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, struct.error, ValueError, KeyError,
+                 IndexError, TypeError, AttributeError, zipfile.BadZipFile, OSError)
 
 
 def package_version() -> str:
@@ -61,10 +67,12 @@ def _plain(value):
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """Read a checkpoint safely; raises ValueError for files that are not ours."""
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about unusual pickle protocols in foreign files
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such checkpoint") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+    except DECODE_ERRORS as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{path}: not a loadable seisfacies checkpoint ({first[:160]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

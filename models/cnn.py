@@ -28,6 +28,20 @@ def _block(conv, norm, channels_in: int, channels_out: int, name: str) -> nn.Seq
     )
 
 
+def receptive_radius(depth: int) -> int:
+    """An upper bound on how far (in input pixels) an output pixel sees.
+
+    Each level l contributes two 3x3 convolutions at stride 2**l on the way
+    down and up, plus the pooling and transposed convolution between levels.
+
+    >>> receptive_radius(2)
+    27
+    """
+    down = sum(2 * 2**level for level in range(depth + 1))
+    up = sum(2 * 2**level + 2**level for level in range(depth))
+    return down + up + 2**depth
+
+
 class _EncoderDecoder(nn.Module):
     """U-Net-like: encoder of ``depth`` levels, decoder with skip connections."""
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "segyio"
+#: SEG-Y files written by fixtures, by file name, so tests can re-ingest them.
+SYNTH_SOURCES: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -35,4 +37,5 @@ def synthetic_survey(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("synth")
     summary = write_synthetic_survey(folder, SynthConfig(shape=(40, 36, 64), seed=3))
+    SYNTH_SOURCES["seismic.sgy"] = summary["seismic"]
     return {"folder": folder, **summary}

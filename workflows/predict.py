@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from models import model_entry
+from models.cnn import receptive_radius
 from pipeline.blocks import Region, aligned_halo_block, regions
 from pipeline.cluster import run_tasks
 from pipeline.exceptions import ModelError, StoreError
@@ -69,7 +70,10 @@ def model_geometry(payload: dict) -> tuple[dict[str, int], int]:
     """Halo per dim name and the down-sampling multiple a checkpoint's model needs."""
     patch, dims = payload["patch"], payload["patch"]["volume_dims"]
     half = patch["size"] // 2
-    multiple = 2 ** payload["model_config"].get("depth", 0) if model_entry(payload["model_name"]).dense else 1
+    multiple = 1
+    if model_entry(payload["model_name"]).dense:  # fully convolutional: its whole receptive field
+        depth = payload["model_config"]["depth"]
+        multiple, half = 2**depth, max(half, receptive_radius(depth))
     if patch["kind"] == "section":
         across = dims[1] if patch["orientations"][0] == "inline" else dims[0]
         return {across: half}, multiple

@@ -159,8 +159,8 @@ def _train_loop(job: RankJob, attrs: dict, device: torch.device) -> dict:
     shards = config.shards or job.world
     per_rank = shards // job.world
     own = [job.rank * per_rank + s for s in range(per_rank)]
-    train = _concat([load_shard(job.patches, 0, s, shards, config, attrs) for s in own])
-    if train is None:
+    train = {s: load_shard(job.patches, 0, s, shards, config, attrs) for s in own}
+    if any(part is None for part in train.values()):
         raise ModelError(f"{job.patches}: too few training patches for {shards} shards; use fewer --workers")
     valid = _concat([load_shard(job.patches, 1, s, shards, config, attrs) for s in own])
     model = _model_for(config, attrs).to(device)
@@ -173,13 +173,13 @@ def _train_loop(job: RankJob, attrs: dict, device: torch.device) -> dict:
         start_epoch, history = payload["epoch"], list(payload.get("history", []))
     network = DistributedDataParallel(model) if job.world > 1 else model
     weights = class_weights(job.patches, len(attrs["class_names"]), config.class_weights).to(device)
-    local_batch = _local_batch(config, len(train[0]), shards) * per_rank
+    shard_batch = _local_batch(config, len(next(iter(train.values()))[0]), shards)
     started = time.perf_counter()
     queue = _queue(job.queue) if job.rank == 0 else None
     for epoch in range(start_epoch, config.epochs):
         for group in optimizer.param_groups:
             group["lr"] = config.lr * learning_rate_factor(config.schedule, epoch, config.epochs)
-        train_metrics = _run_epoch(network, optimizer, train, weights, local_batch, config, epoch, job, device)
+        train_metrics = _run_epoch(network, optimizer, train, weights, shard_batch, config, epoch, job, device)
         valid_metrics = _evaluate(network, valid, weights, config, job, device) if valid is not None else {}
         record = {"epoch": epoch + 1, **train_metrics, **valid_metrics, "seconds": round(time.perf_counter() - started, 2)}
         history.append(record)
@@ -212,16 +212,23 @@ def _loss_terms(logits, targets, weights) -> tuple[torch.Tensor, torch.Tensor]:
     return total, weights[targets[valid]].sum()
 
 
-def _run_epoch(network, optimizer, data, weights, local_batch, config, epoch, job, device) -> dict:
+def _run_epoch(network, optimizer, shards, weights, shard_batch, config, epoch, job, device) -> dict:
+    """One epoch; each step's batch takes ``shard_batch`` patches from every shard.
+
+    Every shard is shuffled by (seed, epoch, shard), so one process holding two
+    shards sees exactly the union of what two ranks with one shard each see.
+    """
     network.train()
-    x, y = data
-    generator = torch.Generator().manual_seed(config.seed * 1000003 + epoch * 101 + job.rank)
-    order = torch.randperm(len(x), generator=generator)
-    steps = max(1, len(x) // local_batch)
+    orders = {
+        shard: torch.randperm(len(data[0]), generator=torch.Generator().manual_seed(config.seed * 1000003 + epoch * 101 + shard))
+        for shard, data in shards.items()
+    }
+    steps = max(1, min(len(data[0]) for data in shards.values()) // shard_batch)
     sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, counted
     for step in range(steps):
-        index = order[step * local_batch : (step + 1) * local_batch]
-        inputs, targets = x[index].to(device), y[index].to(device)
+        picks = [(shards[s], orders[s][step * shard_batch : (step + 1) * shard_batch]) for s in sorted(shards)]
+        inputs = torch.cat([data[0][index] for data, index in picks]).to(device)
+        targets = torch.cat([data[1][index] for data, index in picks]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
             logits = network(inputs)
         total, weight = _loss_terms(logits, targets, weights)

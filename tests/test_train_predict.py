@@ -1,0 +1,252 @@
+"""Training on Dask workers, prediction into the store, evaluation, plots, export."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import segyio
+import torch
+import xarray as xr
+
+from models.checkpoint import load_checkpoint
+from pipeline.exceptions import ConfigError, ModelError, StoreError
+from pipeline.metrics import confusion_matrix, scores
+from pipeline.store import open_store
+from workflows.config import (
+    EvaluateConfig,
+    ExportConfig,
+    IngestConfig,
+    LabelsConfig,
+    PatchesConfig,
+    PlotConfig,
+    PredictConfig,
+    TrainConfig,
+)
+from workflows.evaluate import evaluate_store
+from workflows.export import zarr_to_segy
+from workflows.ingest import segy_to_zarr
+from workflows.labels import attach_labels
+from workflows.patches import extract_patches
+from workflows.plot import plot_section
+from workflows.predict import predict_volume
+from workflows.train import train_model
+
+SMALL_CNN = {"base": 8, "depth": 2}
+
+
+@pytest.fixture(scope="module")
+def survey_truth(synthetic_survey):
+    with segyio.open(synthetic_survey["labels"]) as handle:
+        return segyio.tools.cube(handle).astype(np.int16)
+
+
+@pytest.fixture(scope="module")
+def few_inlines_store(synthetic_survey, survey_truth, tmp_path_factory):
+    """Synthetic survey labelled on 4 inlines only; chunks 16 x 16 x 64."""
+    folder = tmp_path_factory.mktemp("train")
+    segy_to_zarr(synthetic_survey["seismic"], folder / "s.zarr", IngestConfig(chunks="16,16,64"))
+    few = np.full(survey_truth.shape, -1, np.int16)
+    few[[4, 14, 24, 34]] = survey_truth[[4, 14, 24, 34]]
+    np.save(folder / "few.npy", few)
+    np.save(folder / "truth.npy", survey_truth)
+    attach_labels(folder / "s.zarr", folder / "few.npy", LabelsConfig(classes=",".join(synthetic_survey["classes"])))
+    return folder / "s.zarr"
+
+
+@pytest.fixture(scope="module")
+def section_patches(few_inlines_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("patches") / "p.zarr"
+    extract_patches(few_inlines_store, out, PatchesConfig(kind="section", size=16, stride=2, per_class=80,
+                                                         split_block=8, augment=("flip",)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained_cnn2d(section_patches, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "m.pt"
+    summary = train_model(section_patches, out, TrainConfig(model="cnn2d", epochs=6, lr=3e-3, batch_size=16,
+                                                                model_options=SMALL_CNN))
+    return out, summary
+
+
+def test_single_worker_training_beats_chance(trained_cnn2d):
+    path, summary = trained_cnn2d
+    assert summary["val_accuracy"] > 0.5  # six classes: chance is about 0.17
+    payload = load_checkpoint(path)
+    assert payload["epoch"] == 6 and payload["patch"]["kind"] == "section"
+    assert payload["normalisation"]["std"] > 0 and payload["optimizer_state"]["state"]
+    assert len(payload["history"]) == 6
+
+
+def test_two_process_cluster_training_beats_chance(section_patches, tmp_path, cluster_client):
+    summary = train_model(section_patches, tmp_path / "m.pt",
+                          TrainConfig(model="cnn2d", epochs=6, lr=3e-3, batch_size=16, workers=2,
+                                      model_options=SMALL_CNN), cluster_client)
+    assert summary["workers"] == 2 and summary["val_accuracy"] > 0.5
+
+
+@pytest.fixture(scope="module")
+def trace_patches(few_inlines_store, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trace") / "p.zarr"
+    extract_patches(few_inlines_store, out, PatchesConfig(kind="trace", size=24, per_class=120, split_block=8))
+    return out
+
+
+def test_two_ranks_equal_one_process_with_the_same_global_batch(trace_patches, tmp_path, cluster_client):
+    config = TrainConfig(model="mlp", optimizer="sgd", epochs=2, batch_size=16, lr=0.05, schedule="constant",
+                         shards=2, seed=5)
+    train_model(trace_patches, tmp_path / "one.pt", config)
+    train_model(trace_patches, tmp_path / "two.pt", config.model_copy(update={"workers": 2}), cluster_client)
+    one, two = load_checkpoint(tmp_path / "one.pt"), load_checkpoint(tmp_path / "two.pt")
+    for key, value in one["state_dict"].items():
+        torch.testing.assert_close(value, two["state_dict"][key], rtol=1e-5, atol=1e-6)
+    changed = load_checkpoint(tmp_path / "one.pt")["state_dict"]
+    assert any(not torch.equal(v, torch.zeros_like(v)) for v in changed.values())
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "sgd", "momentum", "rmsprop", "adam"])
+def test_every_optimizer_lowers_the_training_loss(trace_patches, tmp_path, optimizer):
+    lr = {"gd": 2.0, "sgd": 0.3, "momentum": 1.0, "rmsprop": 1e-2, "adam": 1e-2}[optimizer]
+    train_model(trace_patches, tmp_path / "m.pt", TrainConfig(model="mlp", optimizer=optimizer, epochs=15, lr=lr,
+                                                              activation="tanh", schedule="constant"))
+    history = load_checkpoint(tmp_path / "m.pt")["history"]
+    assert history[-1]["train_loss"] < 0.95 * history[0]["train_loss"], history
+
+
+def test_resume_continues_from_the_checkpoint(trace_patches, tmp_path):
+    config = TrainConfig(model="mlp", epochs=2)
+    train_model(trace_patches, tmp_path / "m.pt", config)
+    summary = train_model(trace_patches, tmp_path / "m.pt", config.model_copy(update={"epochs": 4, "resume": True}))
+    assert summary["epochs"] == 4 and load_checkpoint(tmp_path / "m.pt")["epoch"] == 4
+
+
+def test_training_from_a_volume_store_cuts_patches_first(few_inlines_store, tmp_path):
+    summary = train_model(few_inlines_store, tmp_path / "m.pt", TrainConfig(model="mlp", epochs=1),
+                          patches_config=PatchesConfig(kind="trace", size=16, per_class=30))
+    assert (tmp_path / "m.patches.zarr" / "x").exists() and summary["epochs"] == 1
+
+
+def test_bad_training_options_are_one_line_errors(section_patches, trace_patches, tmp_path):
+    with pytest.raises(ConfigError, match="mlp, cnn2d, cnn2d_patch or cnn3d|expected one of"):
+        train_model(section_patches, tmp_path / "m.pt", TrainConfig(model="resnet"))
+    with pytest.raises(ConfigError, match="trains on trace patches.*use --model cnn2d or cnn2d_patch"):
+        train_model(section_patches, tmp_path / "m.pt", TrainConfig(model="mlp"))
+    with pytest.raises(ConfigError, match="--model-options"):
+        train_model(trace_patches, tmp_path / "m.pt", TrainConfig(model="mlp", model_options={"depth": 2}))
+    with pytest.raises(ConfigError, match="cluster has 2 workers"):
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(n_workers=2, processes=False, dashboard_address=":0") as cluster, Client(cluster) as client:
+            train_model(trace_patches, tmp_path / "m.pt", TrainConfig(model="mlp", workers=3), client)
+    assert not (tmp_path / "m.pt").exists()
+
+
+@pytest.fixture(scope="module")
+def predicted_store(few_inlines_store, trained_cnn2d, tmp_path_factory):
+    store = tmp_path_factory.mktemp("predicted") / "s.zarr"
+    shutil.copytree(few_inlines_store, store)
+    predict_volume(store, trained_cnn2d[0], PredictConfig(probabilities=True))
+    return store
+
+
+def test_prediction_generalises_to_unlabelled_inlines(predicted_store, survey_truth, few_inlines_store):
+    store = open_store(predicted_store, require=("facies", "probability"))
+    assert store.facies.dtype == np.int8 and store.facies.attrs["flag_meanings"].split()[0] == "parallel"
+    assert store.facies.attrs["model_sha256"] and store.probability.dims[0] == "class"
+    np.testing.assert_allclose(store.probability.sum("class").values, 1.0, atol=1e-2)
+    unlabelled = store.labels.values < 0
+    result = scores(confusion_matrix(np.where(unlabelled, survey_truth, -1), store.facies.values, 6))
+    assert result["mean_iou"] > 0.4, result
+
+
+def test_prediction_does_not_depend_on_chunking_or_workers(few_inlines_store, trained_cnn2d, predicted_store,
+                                                             tmp_path, cluster_client):
+    source = open_store(few_inlines_store)
+    segy_path = tmp_path / "again.zarr"
+    shutil.copytree(few_inlines_store, segy_path)
+    store = xr.open_zarr(segy_path)
+    assert store.amplitude.encoding["chunks"] == (16, 16, 64)
+    rechunked = tmp_path / "rechunked.zarr"
+    segy_to_zarr(source.attrs["source_file"] and _source(few_inlines_store), rechunked, IngestConfig(chunks="11,7,64"))
+    predict_volume(rechunked, trained_cnn2d[0], PredictConfig(), cluster_client)
+    expected = open_store(predicted_store, require=("facies",)).facies.values
+    np.testing.assert_array_equal(open_store(rechunked, require=("facies",)).facies.values, expected)
+
+
+def _source(store):
+    """The SEG-Y file a store was ingested from (tests keep it beside the survey)."""
+    from tests.conftest import SYNTH_SOURCES
+
+    return SYNTH_SOURCES[open_store(store).attrs["source_file"]]
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn2d_patch", "cnn3d"])
+def test_other_models_predict_whole_volumes(few_inlines_store, tmp_path, model):
+    kind = {"mlp": "trace", "cnn2d_patch": "section", "cnn3d": "cube"}[model]
+    size = {"mlp": 16, "cnn2d_patch": 12, "cnn3d": 8}[model]
+    patches = tmp_path / "p.zarr"
+    extract_patches(few_inlines_store, patches, PatchesConfig(kind=kind, size=size, per_class=20, stride=2, dense=True))
+    options = {"cnn3d": {"base": 4, "depth": 1}, "cnn2d_patch": {"base": 4, "n_convs": 2}}.get(model, {})
+    train_model(patches, tmp_path / "m.pt", TrainConfig(model=model, epochs=1, model_options=options))
+    store = tmp_path / "s.zarr"
+    shutil.copytree(few_inlines_store, store)
+    predict_volume(store, tmp_path / "m.pt", PredictConfig(batch_size=512))
+    facies = open_store(store, require=("facies",)).facies.values
+    assert facies.shape == open_store(store).amplitude.shape and facies.min() >= 0 and facies.max() < 6
+
+
+def test_predict_refuses_overwrite_and_mismatched_models(predicted_store, trained_cnn2d, tmp_path, shared_segy):
+    before = (predicted_store / "zarr.json").read_bytes()
+    with pytest.raises(StoreError, match="--overwrite"):
+        predict_volume(predicted_store, trained_cnn2d[0], PredictConfig())
+    assert (predicted_store / "zarr.json").read_bytes() == before
+    segy_to_zarr(shared_segy / "tiny.sgy", tmp_path / "small.zarr", IngestConfig())
+    with pytest.raises(ModelError, match="exceed the store's 4 samples"):
+        predict_volume(tmp_path / "small.zarr", trained_cnn2d[0], PredictConfig())
+    segy_to_zarr(shared_segy / "small.sgy", tmp_path / "small.zarr", IngestConfig(overwrite=True))
+    attach_labels(tmp_path / "small.zarr", np_labels(tmp_path, (5, 5, 50)), LabelsConfig(classes="x,y"))
+    with pytest.raises(ModelError, match="differ from the store's labels"):
+        predict_volume(tmp_path / "small.zarr", trained_cnn2d[0], PredictConfig())
+    assert "facies" not in xr.open_zarr(tmp_path / "small.zarr").variables
+    (tmp_path / "bad.pt").write_bytes(b"\x80\x04junk")
+    with pytest.raises(ModelError, match="bad.pt"):
+        predict_volume(tmp_path / "small.zarr", tmp_path / "bad.pt", PredictConfig())
+
+
+def np_labels(folder, shape):
+    path = folder / "labels.npy"
+    np.save(path, np.zeros(shape, np.int16))
+    return path
+
+
+def test_evaluate_matches_hand_computed_confusion(predicted_store, survey_truth, few_inlines_store):
+    truth_path = few_inlines_store.parent / "truth.npy"
+    result = evaluate_store(predicted_store, EvaluateConfig(truth=str(truth_path), where="unlabelled"))
+    store = open_store(predicted_store, require=("facies",))
+    mask = store.labels.values < 0
+    expected = confusion_matrix(np.where(mask, survey_truth, -1), store.facies.values, 6)
+    assert result["confusion_matrix"] == expected.tolist()
+    assert result["mean_iou"] == round(scores(expected)["mean_iou"], 4)
+    labelled = evaluate_store(predicted_store, EvaluateConfig(where="labelled"))
+    assert labelled["voxels"] == int((~mask).sum())
+    with pytest.raises(ConfigError, match="--truth"):
+        evaluate_store(predicted_store, EvaluateConfig(where="unlabelled"))
+
+
+def test_plot_writes_a_picture(predicted_store, tmp_path):
+    inline = int(open_store(predicted_store).inline.values[10])
+    summary = plot_section(predicted_store, tmp_path / "p.png", PlotConfig(inline=inline))
+    assert (tmp_path / "p.png").stat().st_size > 10_000 and summary["panels"] == ["predicted facies", "labels"]
+    plot_section(predicted_store, tmp_path / "t.png", PlotConfig(time=100.0))
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ConfigError, match="outside"):
+        plot_section(predicted_store, tmp_path / "x.png", PlotConfig(crossline=1))
+
+
+def test_export_facies_as_segy(predicted_store, tmp_path):
+    zarr_to_segy(predicted_store, tmp_path / "facies.sgy", ExportConfig(variable="facies"))
+    with segyio.open(str(tmp_path / "facies.sgy")) as handle:
+        cube = segyio.tools.cube(handle)
+    np.testing.assert_array_equal(cube, open_store(predicted_store, require=("facies",)).facies.values)
