@@ -91,3 +91,38 @@ def test_layers_do_not_leak_imports():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_label_patch_train_predict_evaluate_plot_export_commands(tmp_path, run):
+    assert run("synth", str(tmp_path / "d"), "--shape", "24", "20", "32", scheduler=False).exit_code == 0
+    store = str(tmp_path / "s.zarr")
+    assert run("ingest", str(tmp_path / "d" / "seismic.sgy"), store, "--chunks", "12,10,32").exit_code == 0
+    result = run("labels", store, str(tmp_path / "d" / "labels.sgy"))
+    assert result.exit_code == 0 and "parallel" in result.output, result.output
+    result = run("patches", store, str(tmp_path / "p.zarr"), "--kind", "section", "--size", "8", "--per-class", "20",
+                 "--split-block", "8", "--augment", "flip")
+    assert result.exit_code == 0 and "train:" in result.output, result.output
+    model = str(tmp_path / "m.pt")
+    result = run("train", str(tmp_path / "p.zarr"), model, "--model", "cnn2d", "--epochs", "2",
+                 "--model-options", '{"base": 4, "depth": 1}', "--json")
+    assert result.exit_code == 0 and '"epochs": 2' in result.output, result.output
+    result = run("predict", store, model, "--probabilities")
+    assert result.exit_code == 0 and "model_sha256" in result.output, result.output
+    assert_one_line_error(run("predict", store, model), "already has", "--overwrite")
+    result = run("evaluate", store, "--json")
+    assert result.exit_code == 0 and '"mean_iou"' in result.output, result.output
+    result = run("plot", store, str(tmp_path / "s.png"), scheduler=False)
+    assert result.exit_code == 0 and (tmp_path / "s.png").stat().st_size > 0
+    result = run("export", store, str(tmp_path / "f.sgy"), "--variable", "facies")
+    assert result.exit_code == 0, result.output
+
+
+def test_bad_options_of_the_later_commands(tmp_path, run):
+    assert_one_line_error(run("labels", str(tmp_path / "none.zarr"), "x.npy"), "not a seisfacies store")
+    assert_one_line_error(run("train", str(tmp_path / "none.zarr"), str(tmp_path / "m.pt")), "neither a patch store")
+    assert_one_line_error(run("train", str(tmp_path), str(tmp_path / "m.pt"), "--optimizer", "lbfgs"), "--optimizer")
+    assert_one_line_error(run("train", str(tmp_path), str(tmp_path / "m.pt"), "--model-options", "{"), "--model-options")
+    assert_one_line_error(run("patches", str(tmp_path), str(tmp_path / "p"), "--kind", "trace", "--augment", "rotate"),
+                          "--augment")
+    assert_one_line_error(run("evaluate", str(tmp_path / "none.zarr")), "not a seisfacies store")
+    assert_one_line_error(run("predict", str(tmp_path / "none.zarr"), "m.pt"), "not a seisfacies store")

@@ -146,15 +146,22 @@ def export(store: str, out: str, scheduler: str | None, **options) -> None:
 @click.option("--classes", default=None, metavar="NAME,NAME,...", help="Class names, in class-number order.")
 @click.option("--unlabelled", type=float, default=None, metavar="VALUE",
               help="Source value that means 'not labelled' (default -1).")
+@click.option("--inlines", default=None, metavar="N,N,...", help="Keep the labels of these inline numbers only.")
 @overwrite_option
 @scheduler_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def labels(store: str, source: str, scheduler: str | None, as_json: bool, **options) -> None:
+def labels(store: str, source: str, scheduler: str | None, as_json: bool, inlines: str | None, **options) -> None:
     """Attach labels (SEG-Y volume, .npy, Zarr or CSV points) to a store."""
     from workflows.config import LabelsConfig
     from workflows.labels import attach_labels
 
-    config = build_config(LabelsConfig, **options)
+    numbers = None
+    if inlines:
+        try:
+            numbers = tuple(int(part) for part in inlines.split(",") if part.strip())
+        except ValueError:
+            raise ConfigError(f"option --inlines {inlines!r}: give inline numbers like 108,130,152") from None
+    config = build_config(LabelsConfig, inlines=numbers, **options)
     with cluster_client(scheduler) as client:
         emit(attach_labels(store, source, config, client), as_json)
 
@@ -276,6 +283,49 @@ def plot(store: str, out: str, **options) -> None:
     from workflows.plot import plot_section
 
     emit(plot_section(store, out, build_config(PlotConfig, **options)))
+
+
+@cli.command("run")
+@click.argument("workflow", type=click.Path())
+@click.option("--force", is_flag=True, help="Run every step, even those whose outputs are up to date.")
+@scheduler_option
+@click.option("--workers", type=int, default=None, help="LocalCluster size when no scheduler is given.")
+def run_command(workflow: str, force: bool, scheduler: str | None, workers: int | None) -> None:
+    """Run a workflow file (YAML): every step in order on one Dask client."""
+    from workflows.run import load_workflow, run_workflow
+
+    load_workflow(workflow)  # validate the whole file before anything starts
+    with cluster_client(scheduler, workers) as client:
+        record = run_workflow(workflow, client, force=force, echo=lambda line: click.echo(line, err=True))
+    emit({"workflow": record["workflow"], "seconds": record["seconds"], **record["metrics"], "record": record["record"]})
+
+
+@cli.command()
+@click.option("--out", default="seisfacies-demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the demo's data, store, model and pictures.")
+@click.option("--shape", nargs=3, type=int, default=None, metavar="IL XL NS", help="Survey size (default 96 96 128).")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default 12).")
+@click.option("--force", is_flag=True, help="Redo every step even if its outputs are up to date.")
+@scheduler_option
+def demo(out: str, shape, epochs: int | None, force: bool, scheduler: str | None) -> None:
+    """The whole chain on a synthetic survey labelled on five inlines: a few minutes on a laptop."""
+    from workflows.demo import run_demo
+
+    with cluster_client(scheduler) as client:
+        record = run_demo(out, client, shape=tuple(shape) if shape else None, epochs=epochs, force=force,
+                          echo=lambda line: click.echo(line, err=True))
+    metrics, outputs = record["metrics"], record["outputs"]
+    click.echo(f"demo finished in {record['seconds']:.0f} s; scores on the inlines nobody labelled:")
+    for key in ("pixel_accuracy", "mean_class_accuracy", "mean_iou", "frequency_weighted_iou"):
+        click.echo(f"  {key}: {metrics[key]}")
+    click.echo("  class IoU: " + ", ".join(f"{k} {v}" for k, v in metrics["class_iou"].items()))
+    for key, value in outputs.items():
+        click.echo(f"{key}: {value}")
+    click.echo(f"run record: {record['record']}")
+    click.echo("open it in xarray:")
+    click.echo("  import xarray as xr")
+    click.echo(f"  ds = xr.open_zarr({outputs['store']!r})")
+    click.echo("  ds.facies.isel(inline=ds.sizes['inline'] // 2).plot(x='crossline', y='time', yincrease=False)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,6 +39,7 @@ class SynthConfig(StrictModel):
 class LabelsConfig(StrictModel):
     classes: str | None = None
     unlabelled: float | None = None
+    inlines: tuple[int, ...] | None = None  # keep labels on these inline numbers only
     overwrite: bool = False
 
 
@@ -100,3 +101,64 @@ class PlotConfig(StrictModel):
     crossline: int | None = None
     time: float | None = None
     overwrite: bool = False
+
+
+class _Step(StrictModel):
+    """Workflow step options: a command's config plus its path arguments."""
+
+    _paths: tuple[str, ...] = ()
+
+    def options(self) -> dict:
+        return self.model_dump(exclude=set(self._paths))
+
+
+class SynthStep(SynthConfig, _Step):
+    _paths = ("out",)
+    out: str
+
+
+class IngestStep(IngestConfig, _Step):
+    _paths = ("segy", "store")
+    segy: str
+    store: str
+
+
+class LabelsStep(LabelsConfig, _Step):
+    _paths = ("store", "source")
+    store: str
+    source: str
+
+
+class PatchesStep(PatchesConfig, _Step):
+    _paths = ("store", "patches")
+    store: str
+    patches: str
+
+
+class TrainStep(TrainConfig, _Step):
+    _paths = ("source", "model_path")
+    source: str
+    model_path: str
+
+
+class PredictStep(PredictConfig, _Step):
+    _paths = ("store", "model_path")
+    store: str
+    model_path: str
+
+
+class EvaluateStep(EvaluateConfig, _Step):
+    _paths = ("store",)
+    store: str
+
+
+class PlotStep(PlotConfig, _Step):
+    _paths = ("store", "out")
+    store: str
+    out: str
+
+
+class ExportStep(ExportConfig, _Step):
+    _paths = ("store", "out")
+    store: str
+    out: str

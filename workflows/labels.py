@@ -29,19 +29,27 @@ class LabelTask:
     source: LabelSource
     region: Region
     n_classes: int | None
+    keep_rows: np.ndarray | None = None  # inline indices that keep their labels
     store: str = ""
+
+
+def region_classes(task: LabelTask) -> np.ndarray:
+    """Validated classes of one region, -1 outside the kept inlines."""
+    classes = to_classes(read_labels(task.source, task.region), task.source.unlabelled, task.n_classes)
+    if task.keep_rows is not None:
+        rows = np.arange(task.region["inline"].start, task.region["inline"].stop)
+        classes[~np.isin(rows, task.keep_rows)] = -1
+    return classes
 
 
 def region_class_counts(task: LabelTask) -> np.ndarray:
     """Validate one region; return its count of voxels per class."""
-    classes = to_classes(read_labels(task.source, task.region), task.source.unlabelled, task.n_classes)
-    labelled = classes[classes >= 0]
-    return np.bincount(labelled, minlength=task.n_classes or 0)
+    classes = region_classes(task)
+    return np.bincount(classes[classes >= 0], minlength=task.n_classes or 0)
 
 
 def write_label_region(task: LabelTask) -> None:
-    classes = to_classes(read_labels(task.source, task.region), task.source.unlabelled, task.n_classes)
-    write_region(task.store, "labels", task.region, classes)
+    write_region(task.store, "labels", task.region, region_classes(task))
 
 
 def class_attrs(names: tuple[str, ...]) -> dict:
@@ -67,8 +75,10 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
     chunks = store_chunks(dataset)
     plan = regions(dict(dataset.amplitude.sizes), chunks)
     n_classes = len(names) or None
+    keep = _kept_rows(dataset, config.inlines)
     try:
-        counts = run_tasks(region_class_counts, [LabelTask(label_source, r, n_classes) for r in plan], client, "check labels")
+        counts = run_tasks(region_class_counts, [LabelTask(label_source, r, n_classes, keep) for r in plan],
+                           client, "check labels")
     except LabelError as error:
         raise LabelError(f"{source}: {error}") from None
     total = _sum_counts(counts)
@@ -82,7 +92,7 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
                 {"long_name": "Facies labels (interpretation)", **class_attrs(names)})
     )
     add_variables_template(template, Path(store), chunks)
-    tasks = [LabelTask(label_source, r, len(names), str(store)) for r in plan]
+    tasks = [LabelTask(label_source, r, len(names), keep, str(store)) for r in plan]
     run_tasks(write_label_region, tasks, client, "write labels")
     mark_complete(Path(store), ["labels"], {"class_names": list(names)})
     counts_by_name = {name: int(total[n]) if n < len(total) else 0 for n, name in enumerate(names)}
@@ -95,6 +105,16 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
         "dims": list(dataset.amplitude.dims),
         "vertical": vertical,
     }
+
+
+def _kept_rows(dataset, inlines: tuple[int, ...] | None) -> np.ndarray | None:
+    if inlines is None:
+        return None
+    numbers = dataset.inline.values
+    missing = sorted(set(inlines) - set(numbers.tolist()))
+    if missing:
+        raise LabelError(f"option --inlines: {missing[:5]} are not inlines of the store ({numbers[0]}..{numbers[-1]})")
+    return np.flatnonzero(np.isin(numbers, inlines))
 
 
 def _sum_counts(counts: list[np.ndarray]) -> np.ndarray:

@@ -1,0 +1,187 @@
+"""Workflow files, the demo, docker-compose's services as processes, and TLS."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pipeline.exceptions import ConfigError
+from workflows.cli import cli
+from workflows.run import load_workflow, run_workflow
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+SMALL = """
+name: small
+steps:
+  - synth: {out: data, shape: [32, 28, 48], seed: 2}
+  - ingest: {segy: data/seismic.sgy, store: data/s.zarr, chunks: "16,14,48"}
+  - labels: {store: data/s.zarr, source: data/labels.sgy, inlines: [104, 116, 126]}
+  - patches: {store: data/s.zarr, patches: data/p.zarr, kind: section, size: 16, stride: 2, per_class: 40, split_block: 8}
+  - train: {source: data/p.zarr, model_path: data/m.pt, model: cnn2d, epochs: 2, model_options: {base: 4, depth: 1}}
+  - predict: {store: data/s.zarr, model_path: data/m.pt}
+  - evaluate: {store: data/s.zarr, truth: data/labels.sgy, where: unlabelled}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_workers(address: str, count: int, security=None) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="30s", security=security) as client:
+        client.wait_for_workers(count, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def process_cluster(tmp_path_factory):
+    """A `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
+    port, dashboard = free_port(), free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = tmp_path_factory.mktemp("logs")
+    processes = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--dashboard-address", f"127.0.0.1:{dashboard}"],
+                                  stdout=open(logs / "s.log", "w"), stderr=subprocess.STDOUT)]
+    time.sleep(1)
+    for n in range(2):
+        processes.append(subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+                                           "--memory-limit", "3GiB"],
+                                          stdout=open(logs / f"w{n}.log", "w"), stderr=subprocess.STDOUT))
+    try:
+        wait_for_workers(address, 2)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def write(tmp_path: Path, text: str, name: str = "wf.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("steps:\n  - synth: {out: d, shap: [8, 8, 8]}\n", "key 'shap'"),
+        ("steps:\n  - train: {source: p, model_path: m.pt, epochs: many}\n", "key 'epochs'"),
+        ("steps:\n  - cook: {}\n", "unknown command 'cook'"),
+        ("steps: [\n", "not valid YAML"),
+        ("name: x\nsteps: []\n", "list of 'steps'"),
+        ("steps:\n  - synth: {out: d}\nextra: 1\n", "unknown key 'extra'"),
+        ("steps:\n  - !!python/object/apply:os.system ['echo pwned']\n", "not valid YAML"),
+    ],
+)
+def test_bad_workflow_files_are_refused_before_anything_runs(tmp_path, text, words):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=words) as caught:
+        run_workflow(path)
+    assert "\n" not in str(caught.value) and "wf.yaml" in str(caught.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wf.yaml"]
+    result = CliRunner().invoke(cli, ["run", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_relative_paths_resolve_against_the_workflow_folder(tmp_path):
+    _, steps = load_workflow(write(tmp_path, SMALL))
+    assert steps[1][1].segy == str(tmp_path / "data" / "seismic.sgy")
+
+
+def test_workflow_runs_on_separate_scheduler_and_worker_processes(tmp_path, process_cluster):
+    from distributed import Client
+
+    path = write(tmp_path, SMALL)
+    with Client(process_cluster) as client:
+        record = run_workflow(path, client, echo=lambda line: None)
+        assert [step["status"] for step in record["steps"]] == ["ran"] * 7
+        assert 0.0 <= record["metrics"]["mean_iou"] <= 1.0  # quality is the demo test's job
+        run_record = json.loads((tmp_path / "small.run.json").read_text())
+        assert run_record["versions"]["dask"] and run_record["steps"][4]["summary"]["epochs"] == 2
+        again = run_workflow(path, client, echo=lambda line: None)
+        assert [step["status"] for step in again["steps"]][:6] == ["skipped"] * 6
+        forced = run_workflow(path, client, force=True, echo=lambda line: None)
+        assert [step["status"] for step in forced["steps"]] == ["ran"] * 7
+
+
+def test_demo_reaches_a_good_mean_iou_on_unlabelled_inlines(tmp_path, cluster_client):
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo"), "--shape", "48", "48", "64",
+                                      "--epochs", "6", "--scheduler", cluster_client.scheduler.address])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "demo" / "demo.run.json").read_text())
+    assert record["metrics"]["where"] == "unlabelled"
+    assert record["metrics"]["mean_iou"] > 0.5, record["metrics"]  # chance is about 0.1
+    assert "xr.open_zarr" in result.output and (tmp_path / "demo" / "data" / "section.png").exists()
+
+
+def compose_commands(data: Path, address: str, port: int, dashboard: int) -> dict[str, list[str]]:
+    """The commands docker-compose.yml gives each service, pointed at loopback and a local folder."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    replace = {"0.0.0.0": "127.0.0.1", "8786": str(port), ":8787": f"127.0.0.1:{dashboard}",
+               "tcp://scheduler:8786": address, "/data/workflow.yaml": str(data / "workflow.yaml")}
+    commands = {}
+    for name, service in services.items():
+        command = [replace.get(part, part) for part in service["command"]]
+        commands[name] = [str(BIN / command[0]), *command[1:]]
+    return commands
+
+
+def test_compose_services_run_as_local_processes(tmp_path):
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert all(port.startswith("127.0.0.1:") for port in services["scheduler"]["ports"])
+    assert set(services) == {"scheduler", "worker", "runner"}
+    port, dashboard = free_port(), free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    commands = compose_commands(tmp_path, address, port, dashboard)
+    write(tmp_path, SMALL, "workflow.yaml")
+    processes = [subprocess.Popen(commands["scheduler"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    time.sleep(1)
+    processes += [subprocess.Popen([*commands["worker"], "--host", "127.0.0.1", "--memory-limit", "3GiB"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        wait_for_workers(address, 2)
+        env = {**os.environ, "DASK_SCHEDULER_ADDRESS": address}
+        runner = subprocess.run(commands["runner"], env=env, capture_output=True, text=True, timeout=600)
+        assert runner.returncode == 0, runner.stderr[-2000:]
+        assert "mean_iou" in runner.stdout and (tmp_path / "data" / "m.pt").exists()
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def test_tls_cluster_on_loopback_with_generated_certificates(tmp_path):
+    pytest.importorskip("cryptography", reason="distributed generates TLS certificates with cryptography")
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    from pipeline.cluster import ClusterSpec, connect
+    from pipeline.store import open_store
+    from pipeline.testing import write_test_segy
+    from workflows.config import IngestConfig
+    from workflows.ingest import segy_to_zarr
+
+    security = Security.temporary()
+    write_test_segy(tmp_path / "in.sgy", (6, 5, 8))
+    with LocalCluster(n_workers=1, processes=True, protocol="tls", security=security, dashboard_address=":0",
+                      host="127.0.0.1") as cluster:
+        assert cluster.scheduler_address.startswith("tls://")
+        with connect(ClusterSpec(address=cluster.scheduler_address, security=security)) as client:
+            segy_to_zarr(tmp_path / "in.sgy", tmp_path / "s.zarr", IngestConfig(), client)
+    assert open_store(tmp_path / "s.zarr").amplitude.shape == (6, 5, 8)
