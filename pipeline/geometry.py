@@ -43,7 +43,7 @@ class Geometry:
         return int((self.trace_index < 0).sum())
 
 
-def line_axis(values: np.ndarray, name: str) -> np.ndarray:
+def line_axis(values: np.ndarray, name: str, max_lines: int | None = None) -> np.ndarray:
     """The regular axis of line numbers that holds every value given.
 
     The step is the greatest common divisor of the gaps, so lines missing in
@@ -60,6 +60,12 @@ def line_axis(values: np.ndarray, name: str) -> np.ndarray:
     step = 0
     for gap in np.diff(unique):
         step = gcd(step, int(gap))
+    count = (int(unique[-1]) - int(unique[0])) // step + 1
+    if max_lines is not None and count > max_lines:
+        raise GeometryError(
+            f"{name} numbers from {unique[0]} to {unique[-1]} in steps of {step} would make {count} lines for "
+            f"{len(values)} traces: not a regular 3D grid; check --iline-byte and --xline-byte"
+        )
     return np.arange(unique[0], unique[-1] + step, step, dtype=np.int64)
 
 
@@ -94,8 +100,9 @@ def infer_geometry(
     gathers) and for line numbers that do not form a regular grid.
     """
     n_traces = len(inline_values)
-    inlines = line_axis(inline_values, "inline")
-    crosslines = line_axis(crossline_values, "crossline")
+    limit = MAX_CELLS_PER_TRACE * n_traces
+    inlines = line_axis(inline_values, f"{source}: inline", limit)
+    crosslines = line_axis(crossline_values, f"{source}: crossline", limit)
     n_cells = len(inlines) * len(crosslines)
     if n_cells > MAX_CELLS_PER_TRACE * n_traces:
         raise GeometryError(

@@ -229,6 +229,12 @@ def delete_variables(path: Path, variables: list[str]) -> None:
     consolidate(path)
 
 
+def finished_variables(dataset: xr.Dataset, names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` exist and were completed (an interrupted one is not an output yet)."""
+    pending = set(dataset.attrs.get(INCOMPLETE_ATTR, []))
+    return [name for name in names if name in dataset.variables and name not in pending]
+
+
 def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",)) -> xr.Dataset:
     """Open a finished store lazily; refuse missing, foreign or incomplete ones."""
     path = Path(path)

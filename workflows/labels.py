@@ -15,6 +15,7 @@ from pipeline.labels import LabelSource, open_label_source, parse_class_names, r
 from pipeline.store import (
     add_variables_template,
     delete_variables,
+    finished_variables,
     mark_complete,
     open_store,
     store_chunks,
@@ -64,7 +65,7 @@ def class_attrs(names: tuple[str, ...]) -> dict:
 def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, client=None) -> dict:
     """Add ``labels`` (int16, -1 unlabelled) to a store from any label source."""
     dataset = open_store(store)
-    if "labels" in dataset.variables and not config.overwrite:
+    if finished_variables(dataset, ("labels",)) and not config.overwrite:
         raise StoreError(f"{store}: the store already has labels; pass --overwrite to replace them")
     if Path(source).resolve() == Path(store).resolve():
         raise LabelError(f"{source}: the label source is the store itself; give another file or store")

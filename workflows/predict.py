@@ -20,12 +20,13 @@ import torch
 
 from models import model_entry
 from models.cnn import receptive_radius
-from pipeline.blocks import Region, aligned_halo_block, regions
+from pipeline.blocks import Region, aligned_halo_block, slab_regions
 from pipeline.cluster import run_tasks
 from pipeline.exceptions import ModelError, StoreError
 from pipeline.store import (
     add_variables_template,
     delete_variables,
+    finished_variables,
     mark_complete,
     open_store,
     read_region,
@@ -36,6 +37,7 @@ from pipeline.store import (
 )
 from workflows.config import PredictConfig
 from workflows.labels import class_attrs
+from workflows.torch_worker import prepare_torch_process
 from workflows.train import load_model
 
 
@@ -82,26 +84,36 @@ def model_geometry(payload: dict) -> tuple[dict[str, int], int]:
     return {}, 1
 
 
-def predict_block(task: PredictTask) -> None:
-    torch.set_num_threads(task.torch_threads)
+def predict_block(task: PredictTask) -> int:
+    """Predict one block; returns how many voxels were left unclassified (non-finite input)."""
+    prepare_torch_process(task.torch_threads)
     device = _device(task.config)
     model, payload = _worker_model(task.model_path, task.model_mtime, device)
     halo, multiple = model_geometry(payload)
     read, pads, keep = aligned_halo_block(task.region, halo, task.sizes, multiple)
     block = read_region(task.store, "amplitude", read).astype(np.float32)
     block = np.pad(block, list(pads.values()), mode="reflect")
-    block = (block - payload["normalisation"]["mean"]) / payload["normalisation"]["std"]
-    probability = _probabilities(model, payload, block, task.config, device)  # (C, I, X, T)
-    probability = probability[(slice(None), *keep.values())]
-    write_region(task.store, "facies", task.region, probability.argmax(0).astype(np.int8))
+    invalid = ~np.isfinite(block)
+    # NaN/inf would spread through every convolution; zero them for the model and
+    # leave those voxels unclassified (-1) instead of giving them a made-up class
+    block = np.where(invalid, 0.0, (block - payload["normalisation"]["mean"]) / payload["normalisation"]["std"])
+    probability = _probabilities(model, payload, block, task.config, device)  # (C, I, X, T): softmax or logits
+    inner = (slice(None), *keep.values())
+    probability, invalid = probability[inner], invalid[inner[1:]]
+    facies = probability.argmax(0).astype(np.int8)
+    facies[invalid] = -1
+    write_region(task.store, "facies", task.region, facies)
     if task.config.probabilities:
+        probability[:, invalid] = np.nan
         write_region(task.store, "probability", {"class": slice(None), **task.region}, probability.astype(np.float16))
+    return int(invalid.sum())
 
 
 @torch.no_grad()
 def _probabilities(model, payload, block: np.ndarray, config: PredictConfig, device: str) -> np.ndarray:
     kind, size = payload["patch"]["kind"], payload["patch"]["size"]
-    run = functools.partial(_batched, model, device=device, batch=config.batch_size, bf16=config.precision == "bf16")
+    run = functools.partial(_batched, model, device=device, batch=config.batch_size, bf16=config.precision == "bf16",
+                            softmax=config.probabilities)
     if kind == "cube":
         return run(block[None, None])[0]
     if kind == "trace":
@@ -135,14 +147,15 @@ def _patch_centres(run, sections: np.ndarray, size: int) -> np.ndarray:
     return np.stack(outputs)  # (sections, C, across, T)
 
 
-def _batched(model, inputs: np.ndarray, device: str, batch: int, bf16: bool) -> np.ndarray:
-    """Softmax probabilities of ``inputs`` in batches along the first axis."""
+def _batched(model, inputs: np.ndarray, device: str, batch: int, bf16: bool, softmax: bool) -> np.ndarray:
+    """Softmax probabilities (or, when only classes are wanted, logits) in batches along axis 0."""
     parts = []
     for start in range(0, len(inputs), batch):
         tensor = torch.from_numpy(np.ascontiguousarray(inputs[start : start + batch], dtype=np.float32)).to(device)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             logits = model(tensor)
-        parts.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        logits = logits.float()
+        parts.append((torch.softmax(logits, dim=1) if softmax else logits).cpu().numpy())
     return np.concatenate(parts)
 
 
@@ -169,13 +182,32 @@ def check_model_fits(payload: dict, dataset, model_path) -> None:
                          f"{dataset.sizes[vertical]} samples; train with a smaller --size")
 
 
+#: Input bytes one prediction task may hold (activations take a few times more).
+TASK_BUDGET_BYTES = 32 * 2**20
+
+
+def prediction_plan(dataset, payload: dict, chunks: dict[str, int]) -> list[Region]:
+    """Chunk-aligned blocks (full columns), stretched along the halo direction.
+
+    A block that spans more of the direction the model looks along recomputes
+    less halo; the budget keeps worker memory independent of the survey size.
+    """
+    sizes = dict(dataset.amplitude.sizes)
+    vertical = vertical_dim(dataset)
+    halo, _ = model_geometry(payload)
+    along = next(iter(halo)) if len(halo) == 1 else "crossline"
+    plan_chunks = {**chunks, vertical: sizes[vertical]}
+    return slab_regions(sizes, plan_chunks, along, 4, TASK_BUDGET_BYTES)  # float32 input
+
+
 def predict_volume(store: str | Path, model_path: str | Path, config: PredictConfig, client=None) -> dict:
     """Write ``facies`` (and ``probability``) for the whole volume into the store."""
     store, model_path = Path(store), Path(model_path)
     dataset = open_store(store)
-    existing = [name for name in ("facies", "probability") if name in dataset.variables]
-    if existing and not config.overwrite:
-        raise StoreError(f"{store}: the store already has {existing[0]!r}; pass --overwrite to replace it")
+    finished = finished_variables(dataset, ("facies", "probability"))
+    if finished and not config.overwrite:
+        raise StoreError(f"{store}: the store already has {finished[0]!r}; pass --overwrite to replace it")
+    existing = [name for name in ("facies", "probability") if name in dataset.variables]  # incl. interrupted runs
     _, payload = load_model(model_path)
     check_model_fits(payload, dataset, model_path)
     names = payload["class_names"]
@@ -187,15 +219,16 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     n_workers = len(client.scheduler_info(n_workers=-1)["workers"]) if client is not None else 1
     threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     tasks = [PredictTask(str(store), str(model_path.resolve()), model_path.stat().st_mtime_ns, region, sizes, config, threads)
-             for region in regions(sizes, {**chunks, vertical_dim(dataset): sizes[vertical_dim(dataset)]})]
-    run_tasks(predict_block, tasks, client, "predict")
+             for region in prediction_plan(dataset, payload, chunks)]
+    unclassified = sum(run_tasks(predict_block, tasks, client, "predict"))
     provenance = {"model_file": str(model_path.resolve()), "model_sha256": file_sha256(model_path),
                   "model_name": payload["model_name"], "seisfacies_version": payload["seisfacies_version"]}
     written = ["facies", "probability"] if config.probabilities else ["facies"]
     for name in written:
         set_variable_attrs(store, name, provenance)
     mark_complete(store, written)
-    return {"store": str(store), "variables": written, "classes": list(names), "tasks": len(tasks), **provenance}
+    return {"store": str(store), "variables": written, "classes": list(names), "tasks": len(tasks),
+            "unclassified_nonfinite_voxels": unclassified, **provenance}
 
 
 def _template(dataset, names, chunks, probabilities: bool):

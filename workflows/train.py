@@ -32,6 +32,7 @@ from models.checkpoint import build_model, load_checkpoint, package_version, sav
 from models.optim import create_optimizer, learning_rate_factor
 from pipeline.exceptions import ClusterError, ConfigError, ModelError
 from workflows.config import PatchesConfig, TrainConfig
+from workflows.torch_worker import prepare_torch_process
 
 #: Which patch kind each model family trains on when given a volume store.
 PATCH_KIND = {"mlp": "trace", "cnn2d": "section", "cnn2d_patch": "section", "cnn3d": "cube"}
@@ -141,7 +142,7 @@ def train_rank(job: RankJob) -> dict:
     """Train as one rank; returns the history (rank 0) or an empty dict."""
     config, attrs = job.config, patch_attrs(job.patches)
     torch.manual_seed(config.seed)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // job.world))
+    prepare_torch_process((os.cpu_count() or 1) // job.world)
     device = _device(config, job.rank)
     if job.world > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"

@@ -1,0 +1,95 @@
+"""Training benchmark: `seisfacies train` on 1 and 2 Dask workers vs a plain PyTorch loop.
+
+Run: python benchmarks/train.py [--epochs 3] [--device cpu|cuda] [--precision fp32|bf16]
+Samples/s counts training patches processed; seisfacies' time includes reading
+the shards from Zarr, validation and a checkpoint every epoch; the plain loop
+trains on tensors already in memory. Cluster start-up is excluded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from _common import Timer, fresh_cluster
+from models import create_model
+from models.optim import create_optimizer
+from workflows.config import PatchesConfig, TrainConfig
+from workflows.train import _loss_terms, _tensors, class_weights, patch_attrs, train_model
+from patches import make_store  # noqa: I001  (benchmarks/patches.py)
+
+CASES = {
+    "cnn2d": (PatchesConfig(kind="section", size=64, per_class=250, stride=4), {}),
+    "mlp": (PatchesConfig(kind="trace", size=64, per_class=3000, stride=2), {}),
+}
+
+
+def plain_loop(patches: Path, config: TrainConfig) -> float:
+    """A single-process loop over the same training patches held in memory."""
+    attrs = patch_attrs(str(patches))
+    group = zarr.open_group(str(patches), mode="r")
+    train = group["split"][:] == 0
+    x, y = _tensors(group["x"][:][train], group["y"][:][train], config, attrs)
+    options = {"n_classes": len(attrs["class_names"])}
+    if config.model == "mlp":
+        options["in_samples"] = attrs["size"]
+    torch.manual_seed(0)
+    model = create_model(config.model, **options).to(config.device)
+    optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr)
+    weights = class_weights(str(patches), options["n_classes"], "balanced").to(config.device)
+    with Timer() as timer:
+        for _ in range(config.epochs):
+            order = torch.randperm(len(x))
+            for start in range(0, len(x) - config.batch_size + 1, config.batch_size):
+                index = order[start : start + config.batch_size]
+                inputs, targets = x[index].to(config.device), y[index].to(config.device)
+                with torch.autocast(config.device, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                    logits = model(inputs)
+                total, weight = _loss_terms(logits, targets, weights)
+                optimizer.zero_grad()
+                (total / weight).backward()
+                optimizer.step()
+    return len(x) * config.epochs / timer.seconds
+
+
+def ours(patches: Path, out: Path, config: TrainConfig) -> float:
+    with fresh_cluster(n_workers=config.workers) as client:
+        summary = train_model(patches, out, config, client)
+    return summary["samples_per_second"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--shape", nargs=3, type=int, default=(96, 96, 128))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="seisfacies-train-"))
+    try:
+        store = make_store(work, tuple(args.shape))
+        from workflows.patches import extract_patches
+
+        for name, (patch_config, options) in CASES.items():
+            patches = work / f"{name}.zarr"
+            extract_patches(store, patches, patch_config)
+            epochs = args.epochs * (8 if name == "mlp" else 1)  # mlp epochs take well under a second
+            config = TrainConfig(model=name, epochs=epochs, device=args.device, precision=args.precision,
+                                 overwrite=True, model_options=options)
+            plain = plain_loop(patches, config)
+            one = ours(patches, work / "m1.pt", config)
+            two = ours(patches, work / "m2.pt", config.model_copy(update={"workers": 2}))
+            print(f"{name:6s} plain loop {plain:8.1f} samples/s | seisfacies 1 worker {one:8.1f} ({one / plain:.2f}x) "
+                  f"| 2 workers {two:8.1f} ({two / plain:.2f}x)  [{args.device}, {args.precision}]")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

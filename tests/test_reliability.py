@@ -1,0 +1,268 @@
+"""Reliability: hostile SEG-Y files, workers killed mid-run, interrupted runs."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from pipeline.exceptions import ClusterError, SeisFaciesError, StoreError
+from pipeline.segy import open_segy_dataset
+from pipeline.store import INCOMPLETE_ATTR, mark_incomplete, open_store
+from pipeline.testing import write_test_segy
+from workflows.config import IngestConfig, LabelsConfig, PatchesConfig, PredictConfig, TrainConfig
+from workflows.ingest import segy_to_zarr
+from workflows.labels import attach_labels
+from workflows.patches import extract_patches
+from workflows.predict import predict_volume
+from workflows.train import train_model
+
+BIN = Path(sys.executable).parent
+FUZZ_CASES = 1500
+
+
+class CaseTimeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise CaseTimeout
+
+
+def mutate(data: bytes, rng: random.Random) -> bytes:
+    """Corrupt textual/binary/trace headers or truncate, a few ways at once."""
+    data = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        action = rng.random()
+        if action < 0.45:  # random bytes in the headers (textual, binary, first trace headers)
+            position = rng.randrange(min(len(data), 3600 + 240 * 4))
+            data[position] = rng.randrange(256)
+        elif action < 0.75:  # a binary-header field set to an extreme value
+            field = rng.choice([3217, 3221, 3225, 3505, 3501])
+            data[field - 1 : field + 1] = rng.choice([0, 1, 255, 65535, 32768, rng.randrange(65536)]).to_bytes(2, "big")
+        elif action < 0.9:  # cut the file short anywhere
+            del data[rng.randrange(len(data)) :]
+        else:  # scramble the line numbers of a trace
+            trace = 3600 + rng.randrange(8) * (240 + 50 * 4)
+            if trace + 196 < len(data):
+                data[trace + 188 : trace + 196] = bytes(rng.randrange(256) for _ in range(8))
+    return bytes(data)
+
+
+def test_fuzzed_segy_gives_a_result_or_one_line_error(tmp_path, shared_segy):
+    """A few thousand corrupted files: a correct read or SeisFaciesError, nothing else, no hang."""
+    bases = [(shared_segy / name).read_bytes() for name in ("small.sgy", "small-lsb.sgy", "f3.sgy", "Format5msb.sgy")]
+    rng = random.Random(20261124)
+    outcomes = {"read": 0, "refused": 0}
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    try:
+        for case in range(FUZZ_CASES):
+            path = tmp_path / f"case{case % 8}.sgy"
+            path.write_bytes(mutate(rng.choice(bases), rng))
+            signal.alarm(10)
+            try:
+                dataset = open_segy_dataset(path)
+                values = dataset.amplitude.values
+                assert values.shape == dataset.amplitude.shape
+                outcomes["read"] += 1
+            except SeisFaciesError as error:
+                assert "\n" not in str(error) and str(error), f"case {case}: {error!r}"
+                outcomes["refused"] += 1
+            except CaseTimeout:
+                pytest.fail(f"case {case}: reading took more than 10 s")
+            finally:
+                signal.alarm(0)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert outcomes["read"] > 50 and outcomes["refused"] > 50, outcomes
+
+
+def test_fuzzed_files_leave_no_output_when_refused(tmp_path, shared_segy):
+    rng = random.Random(7)
+    base = (shared_segy / "small.sgy").read_bytes()
+    for case in range(40):
+        path = tmp_path / "in.sgy"
+        path.write_bytes(mutate(base, rng))
+        out = tmp_path / f"s{case}.zarr"
+        try:
+            segy_to_zarr(path, out, IngestConfig())
+        except SeisFaciesError:
+            assert not out.exists()
+        else:
+            assert open_store(out).amplitude.shape[2] > 0
+        assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_nonfinite_samples_are_counted_refused_and_never_classified(tmp_path):
+    source = tmp_path / "nan.sgy"
+    cube = write_test_segy(source, (8, 8, 16), sample_format=5)
+    data = bytearray(source.read_bytes())
+    data[3600 + 240 : 3600 + 244] = np.array([np.nan], ">f4").tobytes()  # first sample of trace 0
+    source.write_bytes(bytes(data))
+    summary = segy_to_zarr(source, tmp_path / "s.zarr", IngestConfig())
+    assert summary["nonfinite_samples"] == 1 and open_store(tmp_path / "s.zarr").attrs["nonfinite_samples"] == 1
+    with pytest.raises(SeisFaciesError, match="1 samples are NaN"):
+        segy_to_zarr(source, tmp_path / "r.zarr", IngestConfig(nonfinite="refuse"))
+    assert not (tmp_path / "r.zarr").exists()
+    labels = (cube > cube.mean()).astype(np.int16)
+    np.save(tmp_path / "l.npy", labels)
+    attach_labels(tmp_path / "s.zarr", tmp_path / "l.npy", LabelsConfig(classes="low,high"))
+    extract_patches(tmp_path / "s.zarr", tmp_path / "p.zarr", PatchesConfig(kind="trace", size=8, per_class=20, split_block=4))
+    train_model(tmp_path / "p.zarr", tmp_path / "m.pt", TrainConfig(model="mlp", epochs=1))
+    result = predict_volume(tmp_path / "s.zarr", tmp_path / "m.pt", PredictConfig())
+    facies = open_store(tmp_path / "s.zarr", require=("facies",)).facies.values
+    assert result["unclassified_nonfinite_voxels"] == 1 and facies[0, 0, 0] == -1 and (facies[facies != -1] >= 0).all()
+
+
+def test_interrupted_variable_is_refused_then_finished_by_a_rerun(tmp_path):
+    source = tmp_path / "in.sgy"
+    cube = write_test_segy(source, (6, 6, 12))
+    segy_to_zarr(source, tmp_path / "s.zarr", IngestConfig())
+    np.save(tmp_path / "l.npy", (cube > cube.mean()).astype(np.int16))
+    attach_labels(tmp_path / "s.zarr", tmp_path / "l.npy", LabelsConfig())
+    mark_incomplete(tmp_path / "s.zarr", ["labels"])  # as if the run had died before its last region
+    with pytest.raises(StoreError, match="incomplete.*seisfacies labels"):
+        open_store(tmp_path / "s.zarr", require=("labels",))
+    attach_labels(tmp_path / "s.zarr", tmp_path / "l.npy", LabelsConfig())  # no --overwrite needed
+    store = open_store(tmp_path / "s.zarr", require=("labels",))
+    assert store.attrs[INCOMPLETE_ATTR] == [] and (store.labels.values >= 0).all()
+
+
+# --- workers killed mid-run on a cluster of real processes -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def three_workers(tmp_path_factory):
+    """`dask scheduler` + 3 `dask worker` processes (each under a nanny that restarts it)."""
+    from tests.test_workflows import free_port, wait_for_workers
+
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    processes = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--dashboard-address", f"127.0.0.1:{free_port()}"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    time.sleep(1)
+    processes += [subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+                                    "--memory-limit", "2GiB"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  for _ in range(3)]
+    try:
+        wait_for_workers(address, 3)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def kill_one_worker_when(client, started: threading.Event, running: threading.Thread) -> bool:
+    """SIGKILL one worker process once work has begun; True if the run was still going.
+
+    The victim is the second worker by address: training puts rank 1 there.
+    """
+    started.wait(timeout=120)
+    pids = client.run(os.getpid)
+    os.kill(pids[sorted(pids)[1]], signal.SIGKILL)
+    return running.is_alive()
+
+
+def run_while_killing(function, client, watch: Path, pattern: str) -> bool:
+    """Run ``function`` in a thread; kill a worker as soon as ``pattern`` files appear under ``watch``."""
+    errors, started = [], threading.Event()
+
+    def target():
+        try:
+            function()
+        except Exception as error:  # noqa: BLE001  (re-raised in the test thread below)
+            errors.append(error)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+
+    def watcher():
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(watch.glob(pattern)):
+            time.sleep(0.005)
+        started.set()
+
+    threading.Thread(target=watcher, daemon=True).start()
+    was_running = kill_one_worker_when(client, started, thread)
+    thread.join(timeout=600)
+    if errors:
+        raise errors[0]
+    return was_running
+
+
+@pytest.fixture(scope="module")
+def fault_volume(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("faults")
+    cube = write_test_segy(folder / "big.sgy", (120, 120, 400), sample_format=1)
+    np.save(folder / "labels.npy", ((cube % 7) > 3).astype(np.int16))
+    return folder
+
+
+def test_ingest_survives_a_killed_worker(fault_volume, three_workers, tmp_path):
+    from distributed import Client
+
+    segy_to_zarr(fault_volume / "big.sgy", tmp_path / "ref.zarr", IngestConfig(chunks="8,8,400"))
+    with Client(three_workers) as client:
+        went_on = run_while_killing(
+            lambda: segy_to_zarr(fault_volume / "big.sgy", tmp_path / "s.zarr", IngestConfig(chunks="8,8,400"), client),
+            client, tmp_path, ".s.zarr.partial-*/amplitude/c/*/*/*")
+    assert went_on, "the run finished before a worker could be killed"
+    xr.testing.assert_identical(open_store(tmp_path / "ref.zarr").load(), open_store(tmp_path / "s.zarr").load())
+
+
+def test_patches_and_prediction_survive_a_killed_worker(fault_volume, three_workers, tmp_path):
+    from distributed import Client
+
+    store = tmp_path / "s.zarr"
+    segy_to_zarr(fault_volume / "big.sgy", store, IngestConfig(chunks="8,8,400"))
+    attach_labels(store, fault_volume / "labels.npy", LabelsConfig(classes="a,b"))
+    config = PatchesConfig(kind="section", size=16, per_class=3000, stride=2)
+    extract_patches(store, tmp_path / "ref.zarr", config)
+    with Client(three_workers) as client:
+        assert run_while_killing(lambda: extract_patches(store, tmp_path / "p.zarr", config, client),
+                                 client, tmp_path, ".p.zarr.partial-*/y/c/*/*/*")
+        xr.testing.assert_identical(xr.open_zarr(tmp_path / "ref.zarr").load().drop_attrs(),
+                                    xr.open_zarr(tmp_path / "p.zarr").load().drop_attrs())
+        train_model(tmp_path / "p.zarr", tmp_path / "m.pt",
+                    TrainConfig(model="cnn2d", epochs=1, model_options={"base": 2, "depth": 1}))
+        predict_volume(store, tmp_path / "m.pt", PredictConfig(batch_size=64))
+        reference = open_store(store, require=("facies",)).facies.values
+        assert run_while_killing(lambda: predict_volume(store, tmp_path / "m.pt", PredictConfig(overwrite=True), client),
+                                 client, store, "facies/c/*/*/*")
+    np.testing.assert_array_equal(open_store(store, require=("facies",)).facies.values, reference)
+
+
+def test_training_restarts_from_checkpoint_or_fails_clearly(fault_volume, three_workers, tmp_path):
+    from distributed import Client
+
+    store = tmp_path / "s.zarr"
+    segy_to_zarr(fault_volume / "big.sgy", store, IngestConfig(chunks="40,40,400"))
+    attach_labels(store, fault_volume / "labels.npy", LabelsConfig(classes="a,b"))
+    extract_patches(store, tmp_path / "p.zarr", PatchesConfig(kind="trace", size=32, per_class=4000))
+    config = TrainConfig(model="mlp", epochs=40, workers=2, timeout=20)
+    with Client(three_workers) as client:
+        client.wait_for_workers(3, timeout=60)
+        started = time.time()
+        with pytest.raises(ClusterError, match="training rank"):
+            run_while_killing(lambda: train_model(tmp_path / "p.zarr", tmp_path / "a.pt", config, client),
+                              client, tmp_path, "a.pt")
+        assert time.time() - started < 120  # failed within the process-group timeout, no hang
+        client.wait_for_workers(3, timeout=60)
+        summary = {}
+        run_while_killing(
+            lambda: summary.update(train_model(tmp_path / "p.zarr", tmp_path / "b.pt",
+                                               config.model_copy(update={"max_restarts": 2}), client)),
+            client, tmp_path, "b.pt")
+    assert summary["restarts"] >= 1 and summary["epochs"] == 40
