@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from _common import Timer, folder_size_mb, fresh_cluster, sampled_memory, seismic_like_block
-from pipeline import segy_format as fmt
 from pipeline.segy_write import SegyWriteSpec, create_file, write_block
 
 

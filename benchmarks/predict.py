@@ -102,7 +102,7 @@ def main() -> None:
         patch = ours(crop, work / "patch.pt", config.model_copy(update={"batch_size": 1024}))
         patch_voxels = args.crop * args.shape[1] * args.shape[2]
         patch_iou = unlabelled_iou(crop, truth, slice(0, args.crop))
-        fcn_crop = ours(crop, work / "cnn2d.pt", config)
+        ours(crop, work / "cnn2d.pt", config)  # predicts the crop, to score cnn2d on the same inlines
         fcn_crop_iou = unlabelled_iou(crop, truth, slice(0, args.crop))
         loop = plain_loop(store, work / "cnn2d.pt", args.device)
         rate_fcn, rate_patch = voxels / fcn["seconds"], patch_voxels / patch["seconds"]

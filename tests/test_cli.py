@@ -126,3 +126,11 @@ def test_bad_options_of_the_later_commands(tmp_path, run):
                           "--augment")
     assert_one_line_error(run("evaluate", str(tmp_path / "none.zarr")), "not a seisfacies store")
     assert_one_line_error(run("predict", str(tmp_path / "none.zarr"), "m.pt"), "not a seisfacies store")
+
+
+def test_write_failures_are_one_line_errors(tmp_path, run):
+    source = tmp_path / "in.sgy"
+    write_test_segy(source, (3, 3, 8))
+    assert run("ingest", str(source), str(tmp_path / "s.zarr")).exit_code == 0
+    result = run("export", str(tmp_path / "s.zarr"), "/proc/seisfacies-export.sgy")
+    assert_one_line_error(result, "run the command again")

@@ -35,6 +35,10 @@ class SeisFaciesGroup(click.Group):
             return super().invoke(ctx)
         except SeisFaciesError as error:
             raise UserError(str(error)) from None
+        except OSError as error:  # disk full, permissions, a vanished file: outputs were cleaned up or marked
+            where = f"{error.filename}: " if error.filename else ""
+            reason = error.strerror or str(error).splitlines()[0]
+            raise UserError(f"{where}{reason}; free disk space or fix permissions, then run the command again") from None
 
 
 def build_config(config_class: type, **options):

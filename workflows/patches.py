@@ -39,7 +39,6 @@ from pipeline.store import (
     replace_path,
     store_chunks,
     temporary_path,
-    vertical_dim,
     write_region,
     write_template,
 )
