@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
+
+BIN = Path(sys.executable).parent
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "segyio"
 #: SEG-Y files written by fixtures, by file name, so tests can re-ingest them.
@@ -39,3 +46,37 @@ def synthetic_survey(tmp_path_factory):
     summary = write_synthetic_survey(folder, SynthConfig(shape=(40, 36, 64), seed=3))
     SYNTH_SOURCES["seismic.sgy"] = summary["seismic"]
     return {"folder": folder, **summary}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_workers(address: str, count: int, security=None) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="30s", security=security) as client:
+        client.wait_for_workers(count, timeout=60)
+
+
+@contextlib.contextmanager
+def process_cluster(n_workers: int, memory_limit: str = "2GiB"):
+    """`dask scheduler` and `dask worker` processes (each under a nanny) on 127.0.0.1."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                   "--dashboard-address", f"127.0.0.1:{free_port()}"], **quiet)]
+    time.sleep(1)
+    processes += [subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+                                    "--memory-limit", memory_limit], **quiet) for _ in range(n_workers)]
+    try:
+        wait_for_workers(address, n_workers)
+        yield address
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +17,7 @@ from pipeline.exceptions import ClusterError, SeisFaciesError, StoreError
 from pipeline.segy import open_segy_dataset
 from pipeline.store import INCOMPLETE_ATTR, mark_incomplete, open_store
 from pipeline.testing import write_test_segy
+from tests.conftest import process_cluster
 from workflows.config import IngestConfig, LabelsConfig, PatchesConfig, PredictConfig, TrainConfig
 from workflows.ingest import segy_to_zarr
 from workflows.labels import attach_labels
@@ -26,7 +25,6 @@ from workflows.patches import extract_patches
 from workflows.predict import predict_volume
 from workflows.train import train_model
 
-BIN = Path(sys.executable).parent
 FUZZ_CASES = 1500
 
 
@@ -141,27 +139,10 @@ def test_interrupted_variable_is_refused_then_finished_by_a_rerun(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def three_workers(tmp_path_factory):
+def three_workers():
     """`dask scheduler` + 3 `dask worker` processes (each under a nanny that restarts it)."""
-    from tests.test_workflows import free_port, wait_for_workers
-
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    processes = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                   "--dashboard-address", f"127.0.0.1:{free_port()}"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    time.sleep(1)
-    processes += [subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
-                                    "--memory-limit", "2GiB"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                  for _ in range(3)]
-    try:
-        wait_for_workers(address, 3)
+    with process_cluster(3) as address:
         yield address
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
 
 
 def kill_one_worker_when(client, started: threading.Event, running: threading.Thread) -> bool:

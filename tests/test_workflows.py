@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,11 +13,11 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.exceptions import ConfigError
+from tests.conftest import BIN, free_port, process_cluster, wait_for_workers
 from workflows.cli import cli
 from workflows.run import load_workflow, run_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 SMALL = """
 name: small
@@ -34,41 +32,11 @@ steps:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_workers(address: str, count: int, security=None) -> None:
-    from distributed import Client
-
-    with Client(address, timeout="30s", security=security) as client:
-        client.wait_for_workers(count, timeout=60)
-
-
 @pytest.fixture(scope="module")
-def process_cluster(tmp_path_factory):
+def two_workers():
     """A `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
-    port, dashboard = free_port(), free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    logs = tmp_path_factory.mktemp("logs")
-    processes = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                   "--dashboard-address", f"127.0.0.1:{dashboard}"],
-                                  stdout=open(logs / "s.log", "w"), stderr=subprocess.STDOUT)]
-    time.sleep(1)
-    for n in range(2):
-        processes.append(subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
-                                           "--memory-limit", "3GiB"],
-                                          stdout=open(logs / f"w{n}.log", "w"), stderr=subprocess.STDOUT))
-    try:
-        wait_for_workers(address, 2)
+    with process_cluster(2, "3GiB") as address:
         yield address
-    finally:
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            process.wait(timeout=30)
 
 
 def write(tmp_path: Path, text: str, name: str = "wf.yaml") -> Path:
@@ -104,11 +72,11 @@ def test_relative_paths_resolve_against_the_workflow_folder(tmp_path):
     assert steps[1][1].segy == str(tmp_path / "data" / "seismic.sgy")
 
 
-def test_workflow_runs_on_separate_scheduler_and_worker_processes(tmp_path, process_cluster):
+def test_workflow_runs_on_separate_scheduler_and_worker_processes(tmp_path, two_workers):
     from distributed import Client
 
     path = write(tmp_path, SMALL)
-    with Client(process_cluster) as client:
+    with Client(two_workers) as client:
         record = run_workflow(path, client, echo=lambda line: None)
         assert [step["status"] for step in record["steps"]] == ["ran"] * 7
         assert 0.0 <= record["metrics"]["mean_iou"] <= 1.0  # quality is the demo test's job
