@@ -13,31 +13,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from _common import Timer, folder_size_mb, fresh_cluster, sampled_memory, seismic_like_block
-from pipeline.segy_write import SegyWriteSpec, create_file, write_block
+
+from pipeline.testing import write_large_segy
 
 
 def write_big_segy(path: Path, shape: tuple[int, int, int], seed: int = 0) -> None:
-    """An IBM-float post-stack file, written block by block (bounded memory)."""
-    n_il, n_xl, n_samples = shape
-    binary = bytearray(400)
-    for field, value in ((3217, 4000), (3221, n_samples), (3225, 1), (3229, 2)):
-        binary[field - 3201 : field - 3199] = value.to_bytes(2, "big")
-    head = b"C".rjust(3200, b" ") + bytes(binary)
-    spec = SegyWriteSpec(str(path), 3600, n_samples, 1, "big")
-    create_file(spec, head, n_il * n_xl)
-    rng = np.random.default_rng(seed)
-    for start in range(0, n_il, 16):
-        rows = range(start, min(start + 16, n_il))
-        index = np.array([[i * n_xl + j for j in range(n_xl)] for i in rows])
-        headers = np.zeros((*index.shape, 240), np.uint8)
-        il = np.repeat(np.array(list(rows))[:, None] + 1, n_xl, 1).astype(">i4")
-        xl = np.repeat(np.arange(n_xl)[None, :] + 1, len(rows), 0).astype(">i4")
-        headers[..., 188:192] = il[..., None].view(np.uint8).reshape(*il.shape, 4)
-        headers[..., 192:196] = xl[..., None].view(np.uint8).reshape(*xl.shape, 4)
-        headers[..., 114:116] = np.frombuffer(n_samples.to_bytes(2, "big"), np.uint8)
-        write_block(spec, index, headers, seismic_like_block(rng, (len(rows), n_xl, n_samples)))
+    """An IBM-float post-stack file with seismic-like (compressible like real) samples."""
+    write_large_segy(path, shape, seed, values=seismic_like_block)
 
 
 def run_seisfacies(segy: Path, out: Path, chunks: str | None = None) -> dict:

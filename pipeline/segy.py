@@ -28,6 +28,9 @@ VERTICAL_UNITS = {"time": "ms", "depth": "m"}
 VERTICAL_NAMES = {"time": "Two-way travel time", "depth": "Depth"}
 #: Traces per header-scan task: big enough to amortise a task, small enough to spread.
 SCAN_BATCH_TRACES = 65536
+#: Bytes one header-scan read holds (whole traces are read, headers kept), so
+#: scan memory does not grow with trace length or survey size.
+SCAN_READ_BYTES = 32 * 2**20
 
 
 @dataclass(frozen=True)
@@ -164,12 +167,17 @@ def _samples_and_interval(path, summary, first_header: bytes, endian: str) -> tu
 def scan_trace_headers(
     layout: SegyLayout, start: int, stop: int, fields: dict[str, tuple[int, int]]
 ) -> dict[str, np.ndarray]:
-    """Read integer header fields of traces ``start:stop`` as one byte range.
+    """Read integer header fields of traces ``start:stop``, in byte ranges of bounded size.
 
     ``fields`` maps a name to ``(byte position, size)``.
     """
-    data = _pread(layout, (stop - start) * layout.trace_size, layout.data_offset + start * layout.trace_size)
-    headers = np.frombuffer(data, np.uint8).reshape(stop - start, layout.trace_size)
+    step = max(1, SCAN_READ_BYTES // layout.trace_size)
+    headers = np.empty((stop - start, fmt.TRACE_HEADER_SIZE), np.uint8)
+    for first in range(start, stop, step):
+        last = min(first + step, stop)
+        data = _pread(layout, (last - first) * layout.trace_size, layout.data_offset + first * layout.trace_size)
+        traces = np.frombuffer(data, np.uint8).reshape(last - first, layout.trace_size)
+        headers[first - start : last - start] = traces[:, : fmt.TRACE_HEADER_SIZE]
     return {name: fmt.header_field(headers, byte, size, layout.endian) for name, (byte, size) in fields.items()}
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import segyio
 
-from pipeline.segy_write import write_cube
+from pipeline.segy_write import SegyWriteSpec, create_file, write_block, write_cube
 
 INTEGER_FORMATS = (2, 3, 8, 9, 10, 11, 12, 16)
 
@@ -63,3 +63,28 @@ def segyio_grid(path, endian: str, iline=189, xline=193) -> dict:
     cube = np.zeros((len(inlines), len(crosslines), traces.shape[1]), np.float32)
     cube[rows, cols] = traces
     return {"inlines": inlines, "crosslines": crosslines, "samples": samples, "cube": cube}
+
+
+def write_large_segy(path, shape: tuple[int, int, int], seed: int = 0, block_inlines: int = 16,
+                     values=None) -> None:
+    """An IBM-float post-stack file written inline block by inline block (memory bounded).
+
+    ``values(rng, block_shape)`` makes each block's samples (default: Gaussian
+    noise); inline and crossline numbers start at 1.
+    """
+    n_il, n_xl, n_samples = shape
+    binary = bytearray(400)
+    for field, value in ((3217, 4000), (3221, n_samples), (3225, 1), (3229, 2)):
+        binary[field - 3201 : field - 3199] = value.to_bytes(2, "big")
+    spec = SegyWriteSpec(str(path), 3600, n_samples, 1, "big")
+    create_file(spec, b"C".rjust(3200, b" ") + bytes(binary), n_il * n_xl)
+    rng = np.random.default_rng(seed)
+    values = values or (lambda generator, block: generator.normal(0, 1000, block).astype(np.float32))
+    for start in range(0, n_il, block_inlines):
+        rows = np.arange(start, min(start + block_inlines, n_il))
+        index = rows[:, None] * n_xl + np.arange(n_xl)[None, :]
+        headers = np.zeros((*index.shape, 240), np.uint8)
+        headers[..., 188:192] = (rows[:, None] + 1 + 0 * index).astype(">i4")[..., None].view(np.uint8)
+        headers[..., 192:196] = (np.arange(n_xl)[None, :] + 1 + 0 * index).astype(">i4")[..., None].view(np.uint8)
+        headers[..., 114:116] = np.frombuffer(n_samples.to_bytes(2, "big"), np.uint8)
+        write_block(spec, index, headers, values(rng, (*index.shape, n_samples)))

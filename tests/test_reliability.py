@@ -247,3 +247,56 @@ def test_training_restarts_from_checkpoint_or_fails_clearly(fault_volume, three_
                                                config.model_copy(update={"max_restarts": 2}), client)),
             client, tmp_path, "b.pt")
     assert summary["restarts"] >= 1 and summary["epochs"] == 40
+
+
+def _wave(rng, shape):
+    """Cheap, deterministic samples for big test files."""
+    return np.broadcast_to(np.sin(np.arange(shape[-1], dtype=np.float32) * 0.05) * 1000, shape)
+
+
+def _peak_per_worker_mb(client, action) -> float:
+    from distributed.diagnostics import MemorySampler
+
+    sampler = MemorySampler()
+    with sampler.sample("run", client=client, measure="process", interval=0.1):
+        action()
+    return float(sampler.to_pandas()["run"].max()) / 2**20 / len(client.scheduler_info()["workers"])
+
+
+def test_ingest_and_prediction_hold_a_per_worker_memory_limit(tmp_path):
+    """Workers capped far below the volume finish without a worker killed or paused for good."""
+    from distributed import Client, LocalCluster
+
+    from pipeline.testing import write_large_segy
+
+    shape = (256, 256, 4800)  # 1.2 GiB of IBM floats: 3x the ingest workers' cap
+    write_large_segy(tmp_path / "big.sgy", shape, values=_wave)
+    size_mb = (tmp_path / "big.sgy").stat().st_size / 2**20
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="400MiB", dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        pids = client.run(os.getpid)
+        peak = _peak_per_worker_mb(client, lambda: segy_to_zarr(tmp_path / "big.sgy", tmp_path / "s.zarr",
+                                                                IngestConfig(), client))
+        assert client.run(os.getpid) == pids, "a worker was restarted"
+    assert size_mb > 3 * 400 and peak < 400, (size_mb, peak)
+    store = open_store(tmp_path / "s.zarr")
+    assert store.amplitude.shape == shape and float(store.amplitude[5, 7, 100]) == pytest.approx(_wave(None, (4800,))[100], rel=1e-6)
+    (tmp_path / "big.sgy").unlink()
+    labels = np.zeros((40, 40, 64), np.int16)
+    labels[:, :, 32:] = 1
+    small = tmp_path / "small.sgy"
+    write_test_segy(small, (40, 40, 64))
+    segy_to_zarr(small, tmp_path / "t.zarr", IngestConfig())
+    np.save(tmp_path / "l.npy", labels)
+    attach_labels(tmp_path / "t.zarr", tmp_path / "l.npy", LabelsConfig(classes="up,down"))
+    extract_patches(tmp_path / "t.zarr", tmp_path / "p.zarr", PatchesConfig(kind="section", size=16, per_class=20))
+    train_model(tmp_path / "p.zarr", tmp_path / "m.pt", TrainConfig(model="cnn2d", epochs=1,
+                                                                    model_options={"base": 2, "depth": 1}))
+    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GiB", dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        pids = client.run(os.getpid)
+        peak = _peak_per_worker_mb(client, lambda: predict_volume(tmp_path / "s.zarr", tmp_path / "m.pt",
+                                                                  PredictConfig(batch_size=8), client))
+        assert client.run(os.getpid) == pids, "a worker was restarted"
+    assert peak < 0.8 * 1024, peak  # below the pause threshold: no worker waited for memory
+    assert open_store(tmp_path / "s.zarr", require=("facies",)).facies.shape == shape

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,10 +170,30 @@ def test_prediction_does_not_depend_on_chunking_or_workers(few_inlines_store, tr
     store = xr.open_zarr(segy_path)
     assert store.amplitude.encoding["chunks"] == (16, 16, 64)
     rechunked = tmp_path / "rechunked.zarr"
-    segy_to_zarr(source.attrs["source_file"] and _source(few_inlines_store), rechunked, IngestConfig(chunks="11,7,64"))
+    segy_to_zarr(source.attrs["source_file"] and _source(few_inlines_store), rechunked, IngestConfig(chunks="11,7,24"))
     predict_volume(rechunked, trained_cnn2d[0], PredictConfig(), cluster_client)
     expected = open_store(predicted_store, require=("facies",)).facies.values
     np.testing.assert_array_equal(open_store(rechunked, require=("facies",)).facies.values, expected)
+
+
+def _predict_with_small_tasks(store, model_path, folder: Path, monkeypatch, chunks="11,7,24"):
+    """Re-ingest ``store``'s survey with odd chunks and predict it one chunk per task (seams everywhere)."""
+    import workflows.predict as predict
+
+    small = folder / "small-tasks.zarr"
+    segy_to_zarr(_source(store), small, IngestConfig(chunks=chunks))
+    monkeypatch.setattr(predict, "TASK_BUDGET_BYTES", 1)  # the plan is made on the client
+    monkeypatch.setattr(predict, "MIN_HALOS_PER_TASK", 0)
+    summary = predict_volume(small, model_path, PredictConfig(batch_size=7))
+    assert summary["tasks"] == np.prod([len(sizes) for sizes in open_store(small).amplitude.chunks])
+    return open_store(small, require=("facies",)).facies.values
+
+
+def test_prediction_seams_vanish_with_one_chunk_per_task(few_inlines_store, trained_cnn2d, predicted_store,
+                                                          tmp_path, monkeypatch):
+    expected = open_store(predicted_store, require=("facies",)).facies.values
+    small_tasks = _predict_with_small_tasks(few_inlines_store, trained_cnn2d[0], tmp_path, monkeypatch)
+    np.testing.assert_array_equal(small_tasks, expected)
 
 
 def _source(store):
@@ -183,7 +204,7 @@ def _source(store):
 
 
 @pytest.mark.parametrize("model", ["mlp", "cnn2d_patch", "cnn3d"])
-def test_other_models_predict_whole_volumes(few_inlines_store, tmp_path, model):
+def test_other_models_predict_whole_volumes(few_inlines_store, tmp_path, model, monkeypatch):
     kind = {"mlp": "trace", "cnn2d_patch": "section", "cnn3d": "cube"}[model]
     size = {"mlp": 16, "cnn2d_patch": 12, "cnn3d": 8}[model]
     patches = tmp_path / "p.zarr"
@@ -195,6 +216,8 @@ def test_other_models_predict_whole_volumes(few_inlines_store, tmp_path, model):
     predict_volume(store, tmp_path / "m.pt", PredictConfig(batch_size=512))
     facies = open_store(store, require=("facies",)).facies.values
     assert facies.shape == open_store(store).amplitude.shape and facies.min() >= 0 and facies.max() < 6
+    np.testing.assert_array_equal(_predict_with_small_tasks(few_inlines_store, tmp_path / "m.pt", tmp_path, monkeypatch),
+                                  facies)
 
 
 def test_predict_refuses_overwrite_and_mismatched_models(predicted_store, trained_cnn2d, tmp_path, shared_segy):

@@ -1,6 +1,6 @@
 """``seisfacies predict``: classify every voxel, block by block on the workers.
 
-Each task reads its chunk column plus the halo the model needs (half the
+Each task reads its chunks plus the halo the model needs in every dim (half the
 training patch, aligned to the network's down-sampling grid), pads it by
 reflection at the volume's edges, runs the model loaded once per worker from
 the checkpoint path, trims the halo and writes ``facies`` (and ``probability``).
@@ -37,7 +37,7 @@ from pipeline.store import (
 )
 from workflows.config import PredictConfig
 from workflows.labels import class_attrs
-from workflows.torch_worker import prepare_torch_process
+from workflows.torch_worker import prepare_torch_process, release_freed_memory
 from workflows.train import load_model
 
 
@@ -69,7 +69,11 @@ def _device(config: PredictConfig) -> str:
 
 
 def model_geometry(payload: dict) -> tuple[dict[str, int], int]:
-    """Halo per dim name and the down-sampling multiple a checkpoint's model needs."""
+    """Halo per dim name and the down-sampling multiple a checkpoint's model needs.
+
+    Every dim the model looks along gets a halo, the vertical one included, so
+    a task needs only its own chunks (plus halo), never whole traces.
+    """
     patch, dims = payload["patch"], payload["patch"]["volume_dims"]
     half = patch["size"] // 2
     multiple = 1
@@ -78,85 +82,122 @@ def model_geometry(payload: dict) -> tuple[dict[str, int], int]:
         multiple, half = 2**depth, max(half, receptive_radius(depth))
     if patch["kind"] == "section":
         across = dims[1] if patch["orientations"][0] == "inline" else dims[0]
-        return {across: half}, multiple
+        return {across: half, dims[2]: half}, multiple
     if patch["kind"] == "cube":
-        return {dims[0]: half, dims[1]: half}, multiple
-    return {}, 1
+        return {dims[0]: half, dims[1]: half, dims[2]: half}, multiple
+    return {dims[2]: half}, 1
+
+
+#: Pixels of one batch of sections: convolution buffers scale with it (a batch
+#: of eight 88 x 4800 sections took 640 MB with the smallest cnn2d).
+MAX_BATCH_PIXELS = 2**19
 
 
 def predict_block(task: PredictTask) -> int:
-    """Predict one block; returns how many voxels were left unclassified (non-finite input)."""
+    """Predict one chunk-aligned region; returns how many voxels were left unclassified."""
     prepare_torch_process(task.torch_threads)
     device = _device(task.config)
     model, payload = _worker_model(task.model_path, task.model_mtime, device)
     halo, multiple = model_geometry(payload)
     read, pads, keep = aligned_halo_block(task.region, halo, task.sizes, multiple)
-    block = read_region(task.store, "amplitude", read).astype(np.float32)
+    block = read_region(task.store, "amplitude", read).astype(np.float32, copy=False)
     block = np.pad(block, list(pads.values()), mode="reflect")
     invalid = ~np.isfinite(block)
     # NaN/inf would spread through every convolution; zero them for the model and
     # leave those voxels unclassified (-1) instead of giving them a made-up class
-    block = np.where(invalid, 0.0, (block - payload["normalisation"]["mean"]) / payload["normalisation"]["std"])
-    probability = _probabilities(model, payload, block, task.config, device)  # (C, I, X, T): softmax or logits
-    inner = (slice(None), *keep.values())
-    probability, invalid = probability[inner], invalid[inner[1:]]
-    facies = probability.argmax(0).astype(np.int8)
-    facies[invalid] = -1
-    write_region(task.store, "facies", task.region, facies)
-    if task.config.probabilities:
-        probability[:, invalid] = np.nan
-        write_region(task.store, "probability", {"class": slice(None), **task.region}, probability.astype(np.float16))
+    block -= np.float32(payload["normalisation"]["mean"])
+    block /= np.float32(payload["normalisation"]["std"])
+    block[invalid] = 0
+    shape = tuple(part.stop - part.start for part in task.region.values())
+    output = _BlockOutput(shape, len(payload["class_names"]), task.config.probabilities)
+    _classify(model, payload, block, tuple(keep.values()), output, task.config, device)
+    del block
+    invalid = invalid[tuple(keep.values())]
+    output.facies[invalid] = -1
+    write_region(task.store, "facies", task.region, output.facies)
+    if output.probability is not None:
+        output.probability[:, invalid] = np.nan
+        write_region(task.store, "probability", {"class": slice(None), **task.region}, output.probability)
+    release_freed_memory()
     return int(invalid.sum())
 
 
+class _BlockOutput:
+    """The kept region's classes (and probabilities), filled batch by batch."""
+
+    def __init__(self, shape: tuple[int, int, int], n_classes: int, probabilities: bool):
+        self.facies = np.zeros(shape, np.int8)
+        self.probability = np.zeros((n_classes, *shape), np.float16) if probabilities else None
+
+    def put(self, where: tuple, logits: torch.Tensor, class_axis: int = 1) -> None:
+        """Store logits ``(..., C, ...)`` whose other axes match ``self.facies[where]``."""
+        self.facies[where] = logits.argmax(class_axis).cpu().numpy().astype(np.int8)
+        if self.probability is not None:
+            probability = torch.softmax(logits, dim=class_axis).cpu().numpy()
+            self.probability[(slice(None), *where)] = np.moveaxis(probability, class_axis, 0)
+
+
 @torch.no_grad()
-def _probabilities(model, payload, block: np.ndarray, config: PredictConfig, device: str) -> np.ndarray:
+def _classify(model, payload, block: np.ndarray, keep: tuple, output: _BlockOutput, config, device: str) -> None:
+    """Run the model over the padded block in batches; memory stays near one batch."""
     kind, size = payload["patch"]["kind"], payload["patch"]["size"]
-    run = functools.partial(_batched, model, device=device, batch=config.batch_size, bf16=config.precision == "bf16",
-                            softmax=config.probabilities)
+    forward = functools.partial(_forward, model, device=device, bf16=config.precision == "bf16")
     if kind == "cube":
-        return run(block[None, None])[0]
-    if kind == "trace":
-        windows = _vertical_windows(block, size)  # (I, X, T, S)
-        out = run(windows.reshape(-1, size))  # (N, C)
-        return out.T.reshape(-1, *block.shape)
+        logits = forward(block[None, None])[0][(slice(None), *keep)]  # (C, I, X, T)
+        output.put((slice(None),) * 3, logits, class_axis=0)
+    elif kind == "trace":
+        _trace_windows(forward, block, keep, size, output, config.batch_size)
+    else:
+        _sections(forward, payload, block, keep, size, output, config.batch_size)
+
+
+def _forward(model, inputs: np.ndarray, device: str, bf16: bool) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        return model(tensor).float()
+
+
+def _sections(forward, payload, block, keep, size, output: _BlockOutput, batch: int) -> None:
+    """Inline (or crossline) sections of the block, a batch of sections at a time."""
     inline = payload["patch"]["orientations"][0] == "inline"
     sections = block if inline else block.transpose(1, 0, 2)  # (sections, across, T)
-    if model_entry(payload["model_name"]).dense:
-        out = run(sections[:, None])  # (sections, C, across, T)
-    else:
-        out = _patch_centres(run, sections, size)
-    out = out.transpose(1, 0, 2, 3)  # (C, sections, across, T)
-    return out if inline else out.transpose(0, 2, 1, 3)
+    along, across = (keep[0], keep[1]) if inline else (keep[1], keep[0])
+    dense = model_entry(payload["model_name"]).dense
+    if dense:  # long traces make big sections: bound the pixels per batch, not just the count
+        batch = max(1, min(batch, MAX_BATCH_PIXELS // (sections.shape[1] * sections.shape[2])))
+    for first in range(along.start, along.stop, batch):
+        last = min(first + batch, along.stop)
+        rows = slice(first - along.start, last - along.start)
+        where = (rows, slice(None), slice(None)) if inline else (slice(None), rows, slice(None))
+        if dense:
+            logits = forward(sections[first:last, None])[:, :, across, keep[2]]  # (B, C, across, T)
+        else:
+            logits = torch.stack([_patch_centres(forward, section, size, across, keep[2], batch)
+                                  for section in sections[first:last]])
+        output.put(where, logits if inline else logits.permute(2, 1, 0, 3))
 
 
-def _vertical_windows(block: np.ndarray, size: int) -> np.ndarray:
-    padded = np.pad(block, [(0, 0), (0, 0), (size // 2, size - 1 - size // 2)], mode="reflect")
-    return np.lib.stride_tricks.sliding_window_view(padded, size, axis=2)
-
-
-def _patch_centres(run, sections: np.ndarray, size: int) -> np.ndarray:
-    """Slow path (MalenoV style): one forward pass per voxel on its centred patch."""
+def _patch_centres(forward, section: np.ndarray, size: int, across: slice, vertical: slice, batch: int) -> torch.Tensor:
+    """Slow path (MalenoV style): one forward pass per voxel on its centred patch -> (C, across, T)."""
     before, after = size // 2, size - 1 - size // 2
-    outputs = []
-    for section in sections:
-        padded = np.pad(section, [(before, after), (before, after)], mode="reflect")
-        windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size))  # (across, T, s, s)
-        logits = run(windows.reshape(-1, 1, size, size))  # (across*T, C)
-        outputs.append(logits.T.reshape(-1, *section.shape))
-    return np.stack(outputs)  # (sections, C, across, T)
+    padded = np.pad(section, [(before, after), (before, after)], mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size))  # a view: no copy
+    xs, ts = np.meshgrid(np.arange(across.start, across.stop), np.arange(vertical.start, vertical.stop), indexing="ij")
+    xs, ts = xs.ravel(), ts.ravel()
+    parts = [forward(windows[xs[s : s + batch], ts[s : s + batch]][:, None]) for s in range(0, len(xs), batch)]
+    return torch.cat(parts).T.reshape(-1, across.stop - across.start, vertical.stop - vertical.start)
 
 
-def _batched(model, inputs: np.ndarray, device: str, batch: int, bf16: bool, softmax: bool) -> np.ndarray:
-    """Softmax probabilities (or, when only classes are wanted, logits) in batches along axis 0."""
-    parts = []
-    for start in range(0, len(inputs), batch):
-        tensor = torch.from_numpy(np.ascontiguousarray(inputs[start : start + batch], dtype=np.float32)).to(device)
-        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(tensor)
-        logits = logits.float()
-        parts.append((torch.softmax(logits, dim=1) if softmax else logits).cpu().numpy())
-    return np.concatenate(parts)
+def _trace_windows(forward, block, keep, size, output: _BlockOutput, batch: int) -> None:
+    """A vertical window per voxel, an inline of the block at a time."""
+    padded = np.pad(block, [(0, 0), (0, 0), (size // 2, size - 1 - size // 2)], mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=2)  # (I, X, T, S), a view
+    step = max(batch, 4096)  # windows are small: large batches keep the MLP busy
+    for row, i in enumerate(range(keep[0].start, keep[0].stop)):
+        plane = windows[i, keep[1], keep[2]]  # (X, T, S)
+        flat = plane.reshape(-1, size)  # one inline's windows (copied)
+        logits = torch.cat([forward(flat[s : s + step]) for s in range(0, len(flat), step)])  # (N, C)
+        output.put((row,), logits.T.reshape(-1, *plane.shape[:2]), class_axis=0)
 
 
 def file_sha256(path: Path) -> str:
@@ -182,12 +223,17 @@ def check_model_fits(payload: dict, dataset, model_path) -> None:
                          f"{dataset.sizes[vertical]} samples; train with a smaller --size")
 
 
-#: Input bytes one prediction task may hold (activations take a few times more).
+#: Input bytes one prediction task may hold (activations take a few times
+#: more). A task is at least one chunk, so its memory follows the declared
+#: chunking and never the survey's size or trace length.
 TASK_BUDGET_BYTES = 32 * 2**20
+#: A task spans at least this many vertical halos, so that recomputed halo
+#: stays a small share of the work when chunks are thin vertically.
+MIN_HALOS_PER_TASK = 8
 
 
 def prediction_plan(dataset, payload: dict, chunks: dict[str, int]) -> list[Region]:
-    """Chunk-aligned blocks (full columns), stretched along the halo direction.
+    """Chunk-aligned blocks, stretched along the horizontal halo direction.
 
     A block that spans more of the direction the model looks along recomputes
     less halo; the budget keeps worker memory independent of the survey size.
@@ -195,8 +241,10 @@ def prediction_plan(dataset, payload: dict, chunks: dict[str, int]) -> list[Regi
     sizes = dict(dataset.amplitude.sizes)
     vertical = vertical_dim(dataset)
     halo, _ = model_geometry(payload)
-    along = next(iter(halo)) if len(halo) == 1 else "crossline"
-    plan_chunks = {**chunks, vertical: sizes[vertical]}
+    horizontal = [dim for dim in halo if dim != vertical]
+    along = horizontal[0] if len(horizontal) == 1 else "crossline"
+    chunks_deep = max(1, -(-MIN_HALOS_PER_TASK * halo.get(vertical, 0) // chunks[vertical]))
+    plan_chunks = {**chunks, vertical: min(sizes[vertical], chunks[vertical] * chunks_deep)}
     return slab_regions(sizes, plan_chunks, along, 4, TASK_BUDGET_BYTES)  # float32 input
 
 

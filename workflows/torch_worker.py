@@ -10,6 +10,8 @@ import torch
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+#: Freed blocks below this stay in the heap for reuse (see ``_relax_malloc``).
+MALLOC_THRESHOLD_BYTES = 1 << 28
 
 
 @functools.lru_cache(maxsize=1)
@@ -20,19 +22,42 @@ def _relax_malloc() -> bool:
     memory goes back to the OS quickly. That also fixes glibc's mmap threshold,
     so every large tensor is mmapped and unmapped again: training and
     inference ran 2-3x slower in workers than in a plain process here
-    (benchmarks/train.py). Raising both thresholds to 256 MiB restores full speed.
+    (benchmarks/train.py). Raising both thresholds to 256 MiB restores full speed;
+    ``release_freed_memory`` gives the kept memory back after each task.
     """
+    libc = _libc()
+    if libc is None:
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MALLOC_THRESHOLD_BYTES)) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, MALLOC_THRESHOLD_BYTES))
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    """glibc with ``mallopt`` and ``malloc_trim``, or None on other C libraries."""
     name = ctypes.util.find_library("c")
     if not name:
-        return False
+        return None
     try:
         libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 1 << 28)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 1 << 28))
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        return False
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
 
 
 def prepare_torch_process(threads: int) -> None:
     """Threads for this process's share of the cores, and fast tensor allocation."""
     torch.set_num_threads(max(1, threads))
     _relax_malloc()
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by a finished task back to the OS.
+
+    With the relaxed thresholds above, glibc keeps freed heap pages for reuse;
+    a worker whose resident size never falls would stay paused for good once it
+    touched Dask's pause threshold. One ``malloc_trim`` per task costs little.
+    """
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
