@@ -7,6 +7,7 @@ The address is resolved once, on the client, by the CLI (option, then the
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,9 @@ def connect(spec: ClusterSpec) -> Iterator:
         processes=spec.processes,
         memory_limit=spec.memory_limit,
         dashboard_address=":0",
+        # a failed task reaches the user as the command's one-line error; the
+        # workers' warnings would repeat it with a traceback
+        silence_logs=logging.CRITICAL,
     )
     with cluster, Client(cluster) as client:
         yield client

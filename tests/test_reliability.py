@@ -300,3 +300,62 @@ def test_ingest_and_prediction_hold_a_per_worker_memory_limit(tmp_path):
         assert client.run(os.getpid) == pids, "a worker was restarted"
     assert peak < 0.8 * 1024, peak  # below the pause threshold: no worker waited for memory
     assert open_store(tmp_path / "s.zarr", require=("facies",)).facies.shape == shape
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB file system (tmpfs) that fills up; mounting it needs root."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a 1 MiB tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_disk_full_while_ingesting_is_a_one_line_error_and_leaves_nothing(tmp_path, small_disk):
+    import subprocess
+
+    from pipeline.testing import write_large_segy
+    from tests.conftest import BIN
+
+    write_large_segy(tmp_path / "noise.sgy", (32, 32, 500))  # 2 MB of noise: cannot fit in 1 MiB
+    result = subprocess.run([BIN / "seisfacies", "ingest", tmp_path / "noise.sgy", small_disk / "s.zarr"],
+                            capture_output=True, text=True, timeout=300)
+    lines = result.stderr.strip().splitlines()  # the first line names the local cluster's dashboard
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert [line for line in lines if "No space left" in line] == lines[-1:] and "free disk space" in lines[-1]
+    assert list(small_disk.iterdir()) == []  # the temporary store was removed, nothing looks complete
+
+
+def test_disk_full_while_predicting_leaves_facies_marked_incomplete(tmp_path, small_disk):
+    import subprocess
+
+    from tests.conftest import BIN
+
+    labels = np.zeros((40, 40, 64), np.int16)
+    labels[:, :, 32:] = 1
+    write_test_segy(tmp_path / "t.sgy", (40, 40, 64))
+    segy_to_zarr(tmp_path / "t.sgy", small_disk / "s.zarr", IngestConfig())
+    np.save(tmp_path / "l.npy", labels)
+    attach_labels(small_disk / "s.zarr", tmp_path / "l.npy", LabelsConfig(classes="up,down"))
+    extract_patches(small_disk / "s.zarr", tmp_path / "p.zarr", PatchesConfig(kind="section", size=16, per_class=20))
+    train_model(tmp_path / "p.zarr", tmp_path / "m.pt", TrainConfig(model="cnn2d", epochs=1,
+                                                                    model_options={"base": 2, "depth": 1}))
+    free = os.statvfs(small_disk)
+    (small_disk / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 8 * 1024))  # room for metadata only
+    predict = [BIN / "seisfacies", "predict", small_disk / "s.zarr", tmp_path / "m.pt", "--probabilities"]
+    result = subprocess.run(predict, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "No space left on device" in result.stderr.strip().splitlines()[-1]
+    with pytest.raises(StoreError, match="incomplete|has no 'facies'"):  # never a partial result that looks whole
+        open_store(small_disk / "s.zarr", require=("facies",))
+    assert open_store(small_disk / "s.zarr").amplitude.shape == (40, 40, 64)  # the input variables are intact
+    (small_disk / "filler").unlink()
+    assert subprocess.run(predict, capture_output=True, timeout=300).returncode == 0  # a re-run finishes the job
+    assert open_store(small_disk / "s.zarr", require=("facies", "probability")).facies.shape == (40, 40, 64)
