@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import segyio
 
+from pipeline import segy_format as fmt
 from pipeline.segy_write import SegyWriteSpec, create_file, write_block, write_cube
 
 INTEGER_FORMATS = (2, 3, 8, 9, 10, 11, 12, 16)
@@ -83,8 +84,14 @@ def write_large_segy(path, shape: tuple[int, int, int], seed: int = 0, block_inl
     for start in range(0, n_il, block_inlines):
         rows = np.arange(start, min(start + block_inlines, n_il))
         index = rows[:, None] * n_xl + np.arange(n_xl)[None, :]
-        headers = np.zeros((*index.shape, 240), np.uint8)
-        headers[..., 188:192] = (rows[:, None] + 1 + 0 * index).astype(">i4")[..., None].view(np.uint8)
-        headers[..., 192:196] = (np.arange(n_xl)[None, :] + 1 + 0 * index).astype(">i4")[..., None].view(np.uint8)
-        headers[..., 114:116] = np.frombuffer(n_samples.to_bytes(2, "big"), np.uint8)
+        headers = np.zeros((*index.shape, fmt.TRACE_HEADER_SIZE), np.uint8)
+        _put_field(headers, fmt.INLINE_BYTE, rows[:, None] + 1, 4)
+        _put_field(headers, fmt.CROSSLINE_BYTE, np.arange(n_xl)[None, :] + 1, 4)
+        _put_field(headers, fmt.TRACE_SAMPLES_BYTE, n_samples, 2)
         write_block(spec, index, headers, values(rng, (*index.shape, n_samples)))
+
+
+def _put_field(headers: np.ndarray, byte: int, values, size: int) -> None:
+    """Set a big-endian integer field of every trace header (``values`` broadcast over the traces)."""
+    field = np.broadcast_to(values, headers.shape[:-1]).astype(f">i{size}")
+    headers[..., byte - 1 : byte - 1 + size] = field[..., None].view(np.uint8)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,8 +17,8 @@ import xarray as xr
 from pipeline.exceptions import ClusterError, SeisFaciesError, StoreError
 from pipeline.segy import open_segy_dataset
 from pipeline.store import INCOMPLETE_ATTR, mark_incomplete, open_store
-from pipeline.testing import write_test_segy
-from tests.conftest import process_cluster
+from pipeline.testing import write_large_segy, write_test_segy
+from tests.conftest import BIN, process_cluster
 from workflows.config import IngestConfig, LabelsConfig, PatchesConfig, PredictConfig, TrainConfig
 from workflows.ingest import segy_to_zarr
 from workflows.labels import attach_labels
@@ -263,11 +264,23 @@ def _peak_per_worker_mb(client, action) -> float:
     return float(sampler.to_pandas()["run"].max()) / 2**20 / len(client.scheduler_info()["workers"])
 
 
+def _train_tiny_cnn2d(folder: Path, store: Path) -> Path:
+    """Ingest a 40 x 40 x 64 two-class survey into ``store`` and train a tiny cnn2d on it in ``folder``."""
+    labels = np.zeros((40, 40, 64), np.int16)
+    labels[:, :, 32:] = 1
+    write_test_segy(folder / "tiny.sgy", labels.shape)
+    segy_to_zarr(folder / "tiny.sgy", store, IngestConfig())
+    np.save(folder / "l.npy", labels)
+    attach_labels(store, folder / "l.npy", LabelsConfig(classes="up,down"))
+    extract_patches(store, folder / "p.zarr", PatchesConfig(kind="section", size=16, per_class=20))
+    train_model(folder / "p.zarr", folder / "m.pt", TrainConfig(model="cnn2d", epochs=1,
+                                                                model_options={"base": 2, "depth": 1}))
+    return folder / "m.pt"
+
+
 def test_ingest_and_prediction_hold_a_per_worker_memory_limit(tmp_path):
     """Workers capped far below the volume finish without a worker killed or paused for good."""
     from distributed import Client, LocalCluster
-
-    from pipeline.testing import write_large_segy
 
     shape = (256, 256, 4800)  # 1.2 GiB of IBM floats: 3x the ingest workers' cap
     write_large_segy(tmp_path / "big.sgy", shape, values=_wave)
@@ -282,16 +295,7 @@ def test_ingest_and_prediction_hold_a_per_worker_memory_limit(tmp_path):
     store = open_store(tmp_path / "s.zarr")
     assert store.amplitude.shape == shape and float(store.amplitude[5, 7, 100]) == pytest.approx(_wave(None, (4800,))[100], rel=1e-6)
     (tmp_path / "big.sgy").unlink()
-    labels = np.zeros((40, 40, 64), np.int16)
-    labels[:, :, 32:] = 1
-    small = tmp_path / "small.sgy"
-    write_test_segy(small, (40, 40, 64))
-    segy_to_zarr(small, tmp_path / "t.zarr", IngestConfig())
-    np.save(tmp_path / "l.npy", labels)
-    attach_labels(tmp_path / "t.zarr", tmp_path / "l.npy", LabelsConfig(classes="up,down"))
-    extract_patches(tmp_path / "t.zarr", tmp_path / "p.zarr", PatchesConfig(kind="section", size=16, per_class=20))
-    train_model(tmp_path / "p.zarr", tmp_path / "m.pt", TrainConfig(model="cnn2d", epochs=1,
-                                                                    model_options={"base": 2, "depth": 1}))
+    _train_tiny_cnn2d(tmp_path, tmp_path / "t.zarr")
     with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GiB", dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         pids = client.run(os.getpid)
@@ -305,8 +309,6 @@ def test_ingest_and_prediction_hold_a_per_worker_memory_limit(tmp_path):
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 1 MiB file system (tmpfs) that fills up; mounting it needs root."""
-    import subprocess
-
     disk = tmp_path / "disk"
     disk.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
@@ -319,11 +321,6 @@ def small_disk(tmp_path):
 
 
 def test_disk_full_while_ingesting_is_a_one_line_error_and_leaves_nothing(tmp_path, small_disk):
-    import subprocess
-
-    from pipeline.testing import write_large_segy
-    from tests.conftest import BIN
-
     write_large_segy(tmp_path / "noise.sgy", (32, 32, 500))  # 2 MB of noise: cannot fit in 1 MiB
     result = subprocess.run([BIN / "seisfacies", "ingest", tmp_path / "noise.sgy", small_disk / "s.zarr"],
                             capture_output=True, text=True, timeout=300)
@@ -334,19 +331,7 @@ def test_disk_full_while_ingesting_is_a_one_line_error_and_leaves_nothing(tmp_pa
 
 
 def test_disk_full_while_predicting_leaves_facies_marked_incomplete(tmp_path, small_disk):
-    import subprocess
-
-    from tests.conftest import BIN
-
-    labels = np.zeros((40, 40, 64), np.int16)
-    labels[:, :, 32:] = 1
-    write_test_segy(tmp_path / "t.sgy", (40, 40, 64))
-    segy_to_zarr(tmp_path / "t.sgy", small_disk / "s.zarr", IngestConfig())
-    np.save(tmp_path / "l.npy", labels)
-    attach_labels(small_disk / "s.zarr", tmp_path / "l.npy", LabelsConfig(classes="up,down"))
-    extract_patches(small_disk / "s.zarr", tmp_path / "p.zarr", PatchesConfig(kind="section", size=16, per_class=20))
-    train_model(tmp_path / "p.zarr", tmp_path / "m.pt", TrainConfig(model="cnn2d", epochs=1,
-                                                                    model_options={"base": 2, "depth": 1}))
+    _train_tiny_cnn2d(tmp_path, small_disk / "s.zarr")
     free = os.statvfs(small_disk)
     (small_disk / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 8 * 1024))  # room for metadata only
     predict = [BIN / "seisfacies", "predict", small_disk / "s.zarr", tmp_path / "m.pt", "--probabilities"]
