@@ -91,20 +91,25 @@ def slab_regions(
 
 
 def aligned_halo_block(
-    region: Region, halo: dict[str, int], sizes: dict[str, int], multiple: int = 1
+    region: Region, halo: dict[str, int], sizes: dict[str, int], multiple: int = 1, pad_edges: bool = True
 ) -> tuple[Region, dict[str, tuple[int, int]], Region]:
     """A region grown by ``halo`` with its start on a global grid of ``multiple``.
 
     Returns the part inside the volume to read, the padding that completes it
     beyond the volume's edges, and where the region sits in the padded block.
     Aligning to the grid of a network's down-sampling (2**depth) makes its
-    output independent of how the volume is chunked.
+    output independent of how the volume is chunked. With ``pad_edges=False``
+    the volume's edges are padded only up to that grid: a fully convolutional
+    network pads at the block's edges itself, and a block reaching an edge then
+    always starts (or ends) exactly there, whatever the chunking.
 
     >>> read, pads, keep = aligned_halo_block({"x": slice(8, 16)}, {"x": 3}, {"x": 20}, 4)
     >>> read, pads, keep
     ({'x': slice(4, 20, None)}, {'x': (0, 0)}, {'x': slice(4, 12, None)})
     >>> aligned_halo_block({"x": slice(0, 8)}, {"x": 3}, {"x": 20}, 4)[1]
     {'x': (4, 0)}
+    >>> aligned_halo_block({"x": slice(0, 18)}, {"x": 3}, {"x": 18}, 4, pad_edges=False)[1]
+    {'x': (0, 2)}
     """
     read, pads, keep = {}, {}, {}
     for dim, part in region.items():
@@ -112,6 +117,8 @@ def aligned_halo_block(
         step = multiple if depth else 1
         start = ((part.start - depth) // step) * step
         stop = -((-(part.stop + depth)) // step) * step
+        if not pad_edges:
+            start, stop = max(start, 0), min(stop, -(-sizes[dim] // step) * step)
         inside = slice(max(start, 0), min(stop, sizes[dim]))
         read[dim] = inside
         pads[dim] = (inside.start - start, stop - inside.stop)

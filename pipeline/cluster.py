@@ -50,18 +50,42 @@ def connect(spec: ClusterSpec) -> Iterator:
         with client:
             yield client
         return
-    cluster = LocalCluster(
-        n_workers=spec.n_workers or os.cpu_count(),
-        threads_per_worker=spec.threads_per_worker,
-        processes=spec.processes,
-        memory_limit=spec.memory_limit,
-        dashboard_address=":0",
-        # a failed task reaches the user as the command's one-line error; the
-        # workers' warnings would repeat it with a traceback
-        silence_logs=logging.CRITICAL,
-    )
+    try:
+        cluster = LocalCluster(
+            n_workers=spec.n_workers or os.cpu_count(),
+            threads_per_worker=spec.threads_per_worker,
+            processes=spec.processes,
+            memory_limit=spec.memory_limit,
+            dashboard_address=":0",
+            # a failed task reaches the user as the command's one-line error; the
+            # workers' warnings would repeat it with a traceback
+            silence_logs=logging.CRITICAL,
+        )
+    except (RuntimeError, OSError, TimeoutError) as error:  # distributed: "Nanny failed to start."
+        raise ClusterError(
+            f"cannot start a local Dask cluster ({_first_cause(error)}); check the Dask configuration "
+            "(worker preload, ports, temporary folder) or pass --scheduler ADDRESS"
+        ) from None
     with cluster, Client(cluster) as client:
         yield client
+
+
+def _first_cause(error: BaseException) -> str:
+    """Give the innermost cause of a chained error as ``Type: message`` on one line.
+
+    >>> try:
+    ...     try:
+    ...         import no_such_module
+    ...     except ImportError as inner:
+    ...         raise RuntimeError("Nanny failed to start.") from inner
+    ... except RuntimeError as outer:
+    ...     print(_first_cause(outer))
+    ModuleNotFoundError: No module named 'no_such_module'
+    """
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    message = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 class _TqdmCallback(Callback):

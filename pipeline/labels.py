@@ -64,7 +64,7 @@ def open_label_source(
     source: str | Path, store, unlabelled: float | None = None, class_names: tuple[str, ...] = ()
 ) -> LabelSource:
     """Recognise a label source and check that its geometry fits the store."""
-    path = Path(source)
+    path = Path(source).absolute()  # read by tasks on workers, whose working folder may differ
     if not path.exists():
         raise LabelError(f"{path}: no such label source; give a SEG-Y, .npy, Zarr or CSV path")
     shape = tuple(store.amplitude.shape)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import uuid
 import warnings
@@ -107,14 +108,45 @@ def check_output(path: str | os.PathLike, overwrite: bool, what: str = "store") 
     path = Path(path)
     if path.exists() and not overwrite:
         raise StoreError(f"{path}: the {what} already exists; pass --overwrite to replace it")
-    if not path.parent.exists():
-        raise StoreError(f"{path}: the folder {path.parent} does not exist; create it first")
+    check_folder_writable(path)
     return path
+
+
+def check_folder_writable(path: Path) -> None:
+    """Refuse an output whose folder is missing or not writable, before any work starts."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise StoreError(f"{path}: the folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"{path}: cannot write in the folder {folder.absolute()} (permission denied); "
+            "choose another output folder or fix its permissions"
+        )
+
+
+def check_store_writable(path: Path) -> None:
+    """Refuse to add variables to a store this user cannot write (the variables go in its root)."""
+    if not (os.access(path, os.W_OK | os.X_OK) and os.access(path / "zarr.json", os.W_OK)):
+        raise StoreError(
+            f"{path}: the store is read-only for this user (permission denied); "
+            "fix its permissions or copy it somewhere writable"
+        )
 
 
 def temporary_path(path: Path) -> Path:
     """A hidden sibling path to write into before renaming into place."""
     return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+
+
+def output_path_of(filename: str) -> str:
+    """Name the output a path inside a :func:`temporary_path` stands for, for messages.
+
+    >>> output_path_of("/data/.f3.zarr.partial-0a1b2c3d/amplitude/c/0/0/0")
+    '/data/f3.zarr/amplitude/c/0/0/0'
+    >>> output_path_of("/data/f3.zarr/zarr.json")
+    '/data/f3.zarr/zarr.json'
+    """
+    return re.sub(r"(^|/)\.([^/]+)\.partial-[0-9a-f]{8}(?=/|$)", r"\1\2", filename)
 
 
 def replace_path(source: Path, target: Path) -> None:
@@ -170,17 +202,40 @@ def write_template(
 
 
 def add_variables_template(dataset: xr.Dataset, path: Path, chunks: dict[str, int]) -> None:
-    """Add new (lazy) variables to an existing store, marked incomplete."""
-    mark_incomplete(path, list(dataset.data_vars))
-    with _consolidating():
-        dataset.to_zarr(
-            path,
-            mode="a",
-            compute=False,
-            zarr_format=3,
-            consolidated=True,
-            encoding=encoding_for(dataset.drop_vars(list(dataset.coords)), chunks),
-        )
+    """Add new (lazy) variables to an existing store, marked incomplete.
+
+    The mark is set before the template is written, so a failure while creating
+    the arrays keeps it; the template carries it too, because xarray replaces the
+    root attributes with the template's.
+    """
+    pending = mark_incomplete(path, list(dataset.data_vars))
+    marked = dataset.assign_attrs({INCOMPLETE_ATTR: pending})
+    try:
+        with _consolidating():
+            marked.to_zarr(
+                path,
+                mode="a",
+                compute=False,
+                zarr_format=3,
+                consolidated=True,
+                encoding=encoding_for(dataset.drop_vars(list(dataset.coords)), chunks),
+            )
+    except OSError:
+        _clean_up_failed_template(path, list(dataset.data_vars))
+        raise
+
+
+def _clean_up_failed_template(path: Path, variables: list[str]) -> None:
+    """Undo what a failed variable template left, keeping the incomplete mark.
+
+    Folders of variables whose metadata never got written go; the consolidated
+    metadata goes back if the disk allows.
+    """
+    for name in variables:
+        if not (path / name / "zarr.json").exists():
+            remove_path(path / name)
+    with contextlib.suppress(OSError):
+        consolidate(path)
 
 
 def write_region(path: str, variable: str, region: Region, values: np.ndarray) -> None:
@@ -199,11 +254,13 @@ def _root(path: Path, mode: str = "r+") -> zarr.Group:
     return zarr.open_group(store=str(path), mode=mode, zarr_format=3)
 
 
-def mark_incomplete(path: Path, variables: list[str]) -> None:
+def mark_incomplete(path: Path, variables: list[str]) -> list[str]:
+    """List ``variables`` as incomplete in the root attributes; returns every pending name."""
     root = _root(path)
     pending = sorted(set(root.attrs.get(INCOMPLETE_ATTR, [])) | set(variables))
     root.attrs[INCOMPLETE_ATTR] = pending
     consolidate(path)
+    return pending
 
 
 def mark_complete(path: Path, variables: list[str], attrs: dict | None = None) -> None:
@@ -235,6 +292,19 @@ def finished_variables(dataset: xr.Dataset, names: tuple[str, ...]) -> list[str]
     return [name for name in names if name in dataset.variables and name not in pending]
 
 
+def _has_consolidated(path: Path) -> bool:
+    """Whether the root holds its consolidated metadata.
+
+    A metadata update interrupted by a full disk can leave the root without it;
+    the per-variable metadata still reads.
+    """
+    try:
+        root = zarr.open_group(store=str(path), mode="r", zarr_format=3, use_consolidated=False)
+        return root.metadata.consolidated_metadata is not None
+    except (KeyError, ValueError, FileNotFoundError):
+        return True  # let the main open report the problem
+
+
 def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",)) -> xr.Dataset:
     """Open a finished store lazily; refuse missing, foreign or incomplete ones."""
     path = Path(path)
@@ -242,7 +312,7 @@ def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",
         hint = "run `seisfacies ingest SEGY STORE` first" if not path.exists() else "it is not a Zarr v3 store"
         raise StoreError(f"{path}: not a seisfacies store; {hint}")
     try:
-        dataset = xr.open_zarr(path, consolidated=True, zarr_format=3)
+        dataset = xr.open_zarr(path, consolidated=_has_consolidated(path), zarr_format=3)
     except (KeyError, ValueError, FileNotFoundError) as error:
         raise StoreError(f"{path}: cannot open the store ({error}); re-run `seisfacies ingest`") from None
     pending = dataset.attrs.get(INCOMPLETE_ATTR, [])

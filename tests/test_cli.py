@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from pipeline.store import open_store
 from pipeline.testing import write_test_segy
+from tests.conftest import BIN
 from workflows.cli import cli
 
 
@@ -93,28 +95,29 @@ def test_layers_do_not_leak_imports():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_label_patch_train_predict_evaluate_plot_export_commands(tmp_path, run):
-    assert run("synth", str(tmp_path / "d"), "--shape", "24", "20", "32", scheduler=False).exit_code == 0
-    store = str(tmp_path / "s.zarr")
-    assert run("ingest", str(tmp_path / "d" / "seismic.sgy"), store, "--chunks", "12,10,32").exit_code == 0
-    result = run("labels", store, str(tmp_path / "d" / "labels.sgy"))
+def test_label_patch_train_predict_evaluate_plot_export_commands(tmp_path, run, monkeypatch):
+    # relative paths, and the workers' working folder is not this one: every path a task gets must be absolute
+    monkeypatch.chdir(tmp_path)
+    assert run("synth", "d", "--shape", "24", "20", "32", scheduler=False).exit_code == 0
+    assert run("ingest", "d/seismic.sgy", "s.zarr", "--chunks", "12,10,32").exit_code == 0
+    result = run("labels", "s.zarr", "d/labels.sgy")
     assert result.exit_code == 0 and "parallel" in result.output, result.output
-    result = run("patches", store, str(tmp_path / "p.zarr"), "--kind", "section", "--size", "8", "--per-class", "20",
+    result = run("patches", "s.zarr", "p.zarr", "--kind", "section", "--size", "8", "--per-class", "20",
                  "--split-block", "8", "--augment", "flip")
     assert result.exit_code == 0 and "train:" in result.output, result.output
-    model = str(tmp_path / "m.pt")
-    result = run("train", str(tmp_path / "p.zarr"), model, "--model", "cnn2d", "--epochs", "2",
+    result = run("train", "p.zarr", "m.pt", "--model", "cnn2d", "--epochs", "2",
                  "--model-options", '{"base": 4, "depth": 1}', "--json")
     assert result.exit_code == 0 and '"epochs": 2' in result.output, result.output
-    result = run("predict", store, model, "--probabilities")
+    result = run("predict", "s.zarr", "m.pt", "--probabilities")
     assert result.exit_code == 0 and "model_sha256" in result.output, result.output
-    assert_one_line_error(run("predict", store, model), "already has", "--overwrite")
-    result = run("evaluate", store, "--json")
+    assert_one_line_error(run("predict", "s.zarr", "m.pt"), "already has", "--overwrite")
+    result = run("evaluate", "s.zarr", "--json")
     assert result.exit_code == 0 and '"mean_iou"' in result.output, result.output
-    result = run("plot", store, str(tmp_path / "s.png"), scheduler=False)
+    result = run("plot", "s.zarr", "s.png", scheduler=False)
     assert result.exit_code == 0 and (tmp_path / "s.png").stat().st_size > 0
-    result = run("export", store, str(tmp_path / "f.sgy"), "--variable", "facies")
+    result = run("export", "s.zarr", "f.sgy", "--variable", "facies")
     assert result.exit_code == 0, result.output
+    assert open_store(tmp_path / "s.zarr", require=("facies", "probability")).facies.shape == (24, 20, 32)
 
 
 def test_bad_options_of_the_later_commands(tmp_path, run):
@@ -134,3 +137,18 @@ def test_write_failures_are_one_line_errors(tmp_path, run):
     assert run("ingest", str(source), str(tmp_path / "s.zarr")).exit_code == 0
     result = run("export", str(tmp_path / "s.zarr"), "/proc/seisfacies-export.sgy")
     assert_one_line_error(result, "run the command again")
+
+
+def test_a_local_cluster_that_cannot_start_is_a_one_line_error(tmp_path):
+    """A worker that fails at start-up (here a preload module that does not exist) is not a traceback."""
+    write_test_segy(tmp_path / "in.sgy", (3, 3, 8))
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PRELOAD": '["no_such_module_for_seisfacies"]'}
+    result = subprocess.run([BIN / "seisfacies", "ingest", tmp_path / "in.sgy", tmp_path / "s.zarr"],
+                            capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "seisfacies: error: cannot start a local Dask cluster (ModuleNotFoundError: No module named "
+        "'no_such_module_for_seisfacies'); check the Dask configuration (worker preload, ports, temporary folder) "
+        "or pass --scheduler ADDRESS"
+    ]
+    assert not any(tmp_path.glob("*.zarr"))

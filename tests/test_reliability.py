@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import shutil
 import signal
 import subprocess
 import threading
@@ -330,17 +332,114 @@ def test_disk_full_while_ingesting_is_a_one_line_error_and_leaves_nothing(tmp_pa
     assert list(small_disk.iterdir()) == []  # the temporary store was removed, nothing looks complete
 
 
-def test_disk_full_while_predicting_leaves_facies_marked_incomplete(tmp_path, small_disk):
+def test_disk_full_while_predicting_is_one_line_and_a_rerun_finishes(tmp_path, small_disk):
     _train_tiny_cnn2d(tmp_path, small_disk / "s.zarr")
     free = os.statvfs(small_disk)
-    (small_disk / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 8 * 1024))  # room for metadata only
+    room = 8 * 1024  # not even the root metadata fits
+    (small_disk / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - room))
     predict = [BIN / "seisfacies", "predict", small_disk / "s.zarr", tmp_path / "m.pt", "--probabilities"]
     result = subprocess.run(predict, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "No space left on device" in result.stderr.strip().splitlines()[-1]
-    with pytest.raises(StoreError, match="incomplete|has no 'facies'"):  # never a partial result that looks whole
+    with pytest.raises(StoreError, match="has no 'facies'"):  # the store is as it was
         open_store(small_disk / "s.zarr", require=("facies",))
-    assert open_store(small_disk / "s.zarr").amplitude.shape == (40, 40, 64)  # the input variables are intact
+    assert open_store(small_disk / "s.zarr").amplitude.shape == (40, 40, 64)
     (small_disk / "filler").unlink()
     assert subprocess.run(predict, capture_output=True, timeout=300).returncode == 0  # a re-run finishes the job
     assert open_store(small_disk / "s.zarr", require=("facies", "probability")).facies.shape == (40, 40, 64)
+
+
+def test_a_disk_filling_at_any_step_of_prediction_never_leaves_a_result_that_looks_whole(tmp_path, small_disk):
+    """Sweep the free space so the disk fills at each step in turn.
+
+    The steps: metadata rewrites (zarr writes a temporary file and renames), the
+    variables' template, chunks and the final mark.
+    """
+    store, model = small_disk / "s.zarr", _train_tiny_cnn2d(tmp_path, small_disk / "s.zarr")
+    amplitude = open_store(store).amplitude.values
+    outcomes = []
+    for room_kib in range(0, 50, 2):
+        free = os.statvfs(small_disk)
+        (small_disk / "filler").write_bytes(b"\0" * max(0, free.f_bavail * free.f_frsize - room_kib * 1024))
+        try:
+            predict_volume(store, model, PredictConfig(probabilities=True, overwrite=True))
+            outcomes.append("finished")
+        except OSError as error:
+            assert error.errno == errno.ENOSPC, error
+            with pytest.raises(StoreError, match="has no 'facies'|'facies' is incomplete") as refused:
+                open_store(store, require=("facies",))
+            outcomes.append("unchanged" if "has no" in str(refused.value) else "marked incomplete")
+        assert np.array_equal(open_store(store).amplitude.values, amplitude)  # the input stays readable and intact
+        assert not [path for path in store.rglob("*") if "partial" in path.name]  # no temporary file left behind
+        (small_disk / "filler").unlink()
+    assert {"unchanged", "marked incomplete", "finished"} <= set(outcomes), outcomes
+    assert outcomes[-1] == "finished", outcomes
+
+
+def plain_user() -> list[str]:
+    """Return a command prefix under which file modes apply.
+
+    None is needed for a plain user; root runs under setpriv without the
+    capabilities that let it read and write anything.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without util-linux's setpriv, so file modes cannot be made to apply")
+    return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+def run_as_plain_user(*args, scheduler: str, umask: int = 0o022) -> list[str]:
+    """Run ``seisfacies ARGS`` as a plain user; assert exit 2 with one line and return that line."""
+    result = subprocess.run([*plain_user(), BIN / "seisfacies", *args, "--scheduler", scheduler],
+                            capture_output=True, text=True, timeout=300, umask=umask)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("seisfacies: error")]
+    assert result.returncode == 2 and "Traceback" not in result.stderr and len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@pytest.fixture
+def small_store(tmp_path):
+    write_test_segy(tmp_path / "in.sgy", (12, 10, 16))
+    segy_to_zarr(tmp_path / "in.sgy", tmp_path / "s.zarr", IngestConfig())
+    np.save(tmp_path / "labels.npy", np.zeros((12, 10, 16), np.int16))
+    return tmp_path / "s.zarr"
+
+
+def test_permission_problems_are_refused_before_any_work(tmp_path, small_store, cluster_client):
+    address = cluster_client.scheduler.address
+    (tmp_path / "unreadable.sgy").write_bytes((tmp_path / "in.sgy").read_bytes())
+    (tmp_path / "unreadable.sgy").chmod(0o000)
+    (tmp_path / "read-only").mkdir(mode=0o555)
+    before = sorted(path.name for path in tmp_path.iterdir())
+
+    line = run_as_plain_user("ingest", tmp_path / "unreadable.sgy", tmp_path / "a.zarr", scheduler=address)
+    assert "unreadable.sgy: permission denied; make the file readable" in line
+    line = run_as_plain_user("ingest", tmp_path / "in.sgy", tmp_path / "read-only" / "a.zarr", scheduler=address)
+    assert "cannot write in the folder" in line and "read-only" in line
+    line = run_as_plain_user("train", small_store, tmp_path / "read-only" / "m.pt", scheduler=address)
+    assert "cannot write in the folder" in line
+    small_store.chmod(0o555)
+    line = run_as_plain_user("labels", small_store, tmp_path / "labels.npy", scheduler=address)
+    assert "s.zarr: the store is read-only for this user" in line
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == before and not any((tmp_path / "read-only").iterdir())
+    assert "labels" not in open_store(small_store).variables  # the store was not touched
+
+
+def test_permission_denied_while_writing_leaves_nothing_that_looks_complete(tmp_path, small_store, cluster_client):
+    """A umask that forbids writing what the command itself creates: the first write in a new folder fails."""
+    address, out = cluster_client.scheduler.address, tmp_path / "out"
+    out.mkdir()
+    line = run_as_plain_user("ingest", tmp_path / "in.sgy", out / "a.zarr", scheduler=address, umask=0o222)
+    assert f"{out / 'a.zarr'}/" in line and "Permission denied; fix the permissions" in line
+    assert list(out.iterdir()) == []  # the temporary store was removed
+
+    line = run_as_plain_user("labels", small_store, tmp_path / "labels.npy", scheduler=address, umask=0o222)
+    assert "s.zarr/labels" in line and "Permission denied" in line
+    with pytest.raises(StoreError, match="'labels' is incomplete"):  # marked before the failed write
+        open_store(small_store, require=("labels",))
+    labels = [BIN / "seisfacies", "labels", small_store, tmp_path / "labels.npy", "--scheduler", address]
+    assert subprocess.run(labels, capture_output=True, timeout=300).returncode == 0  # a re-run finishes the job
+    assert open_store(small_store, require=("labels",)).labels.shape == (12, 10, 16)

@@ -8,6 +8,7 @@ print one line and exit with status 2.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import sys
 from collections.abc import Callable
@@ -36,9 +37,36 @@ class SeisFaciesGroup(click.Group):
         except SeisFaciesError as error:
             raise UserError(str(error)) from None
         except OSError as error:  # disk full, permissions, a vanished file: outputs were cleaned up or marked
-            where = f"{error.filename}: " if error.filename else ""
-            reason = error.strerror or str(error).splitlines()[0]
-            raise UserError(f"{where}{reason}; free disk space or fix permissions, then run the command again") from None
+            raise UserError(describe_os_error(error)) from None
+
+
+#: What to do about a failed read or write, by errno.
+OS_ERROR_ADVICE = {
+    errno.ENOSPC: "free disk space, then run the command again",
+    errno.EDQUOT: "free space within your disk quota, then run the command again",
+    errno.EACCES: "fix the permissions or choose another path, then run the command again",
+    errno.EPERM: "fix the permissions or choose another path, then run the command again",
+    errno.EROFS: "the file system is read-only; write the output somewhere else",
+}
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an operating-system error: which file, what happened, what to do.
+
+    >>> full = OSError(errno.ENOSPC, "No space left on device", "/d/.s.zarr.partial-0123abcd/zarr.json")
+    >>> describe_os_error(full)
+    '/d/s.zarr/zarr.json: No space left on device; free disk space, then run the command again'
+    """
+    from pipeline.store import output_path_of
+
+    where = f"{output_path_of(str(error.filename))}: " if error.filename else ""
+    reason = error.strerror or (str(error).splitlines() or [type(error).__name__])[0]
+    advice = OS_ERROR_ADVICE.get(error.errno, "check the path and the free space, then run the command again")
+    return f"{where}{reason}; {advice}"
+
+
+#: Path arguments: the commands' own readers name an unreadable file and say what to do.
+PATH = click.Path(readable=False)
 
 
 def build_config(config_class: type, **options):
@@ -106,8 +134,8 @@ def synth(out_dir: str, shape: tuple[int, int, int], seed: int, overwrite: bool)
 
 
 @cli.command()
-@click.argument("segy", type=click.Path())
-@click.argument("store", type=click.Path())
+@click.argument("segy", type=PATH)
+@click.argument("store", type=PATH)
 @click.option("--chunks", default=None, help="Chunk sizes: '64,64,256' or 'inline=64,crossline=64,time=256'.")
 @click.option("--iline-byte", type=int, default=189, show_default=True, help="Trace header byte of the inline number.")
 @click.option("--xline-byte", type=int, default=193, show_default=True, help="Trace header byte of the crossline number.")
@@ -129,8 +157,8 @@ def ingest(segy: str, store: str, scheduler: str | None, as_json: bool, **option
 
 
 @cli.command()
-@click.argument("store", type=click.Path())
-@click.argument("out", type=click.Path())
+@click.argument("store", type=PATH)
+@click.argument("out", type=PATH)
 @click.option("--variable", default="amplitude", show_default=True, help="Store variable to write as samples.")
 @overwrite_option
 @scheduler_option
@@ -145,8 +173,8 @@ def export(store: str, out: str, scheduler: str | None, **options) -> None:
 
 
 @cli.command()
-@click.argument("store", type=click.Path())
-@click.argument("source", type=click.Path())
+@click.argument("store", type=PATH)
+@click.argument("source", type=PATH)
 @click.option("--classes", default=None, metavar="NAME,NAME,...", help="Class names, in class-number order.")
 @click.option("--unlabelled", type=float, default=None, metavar="VALUE",
               help="Source value that means 'not labelled' (default -1).")
@@ -171,8 +199,8 @@ def labels(store: str, source: str, scheduler: str | None, as_json: bool, inline
 
 
 @cli.command()
-@click.argument("store", type=click.Path())
-@click.argument("patches", type=click.Path())
+@click.argument("store", type=PATH)
+@click.argument("patches", type=PATH)
 @click.option("--kind", type=click.Choice(["trace", "section", "cube"]), required=True)
 @click.option("--size", type=int, default=None, help="Window size in samples (trace 64, section 64, cube 32).")
 @click.option("--stride", type=int, default=None, help="Spacing of candidate centres (trace 2, section 4, cube 4).")
@@ -200,8 +228,8 @@ def patches(store: str, patches: str, scheduler: str | None, as_json: bool, augm
 
 
 @cli.command()
-@click.argument("source", type=click.Path())
-@click.argument("model_path", metavar="MODEL.pt", type=click.Path())
+@click.argument("source", type=PATH)
+@click.argument("model_path", metavar="MODEL.pt", type=PATH)
 @click.option("--model", default="cnn2d", show_default=True, help="mlp, cnn2d, cnn2d_patch or cnn3d.")
 @click.option("--optimizer", default="adam", show_default=True, help="gd, sgd, momentum, rmsprop or adam.")
 @click.option("--activation", default=None, help="sigmoid, tanh, relu, leaky_relu or elu (default: the model's).")
@@ -238,8 +266,8 @@ def train(source: str, model_path: str, scheduler: str | None, as_json: bool, mo
 
 
 @cli.command()
-@click.argument("store", type=click.Path())
-@click.argument("model_path", metavar="MODEL.pt", type=click.Path())
+@click.argument("store", type=PATH)
+@click.argument("model_path", metavar="MODEL.pt", type=PATH)
 @click.option("--probabilities", is_flag=True, help="Also write class probabilities (float16).")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
@@ -258,7 +286,7 @@ def predict(store: str, model_path: str, scheduler: str | None, as_json: bool, *
 
 
 @cli.command()
-@click.argument("store", type=click.Path())
+@click.argument("store", type=PATH)
 @click.option("--truth", default=None, metavar="SOURCE", help="Label source to score against (default: the store's labels).")
 @click.option("--where", default="all", show_default=True, help="unlabelled, labelled or all (relative to the store's labels).")
 @click.option("--unlabelled", type=float, default=None, metavar="VALUE", help="Truth value meaning 'not labelled'.")
@@ -275,8 +303,8 @@ def evaluate(store: str, scheduler: str | None, as_json: bool, **options) -> Non
 
 
 @cli.command()
-@click.argument("store", type=click.Path())
-@click.argument("out", type=click.Path())
+@click.argument("store", type=PATH)
+@click.argument("out", type=PATH)
 @click.option("--inline", type=int, default=None, help="Inline number of the section.")
 @click.option("--crossline", type=int, default=None, help="Crossline number of the section.")
 @click.option("--time", type=float, default=None, help="Time (or depth) of a horizontal slice.")
@@ -290,7 +318,7 @@ def plot(store: str, out: str, **options) -> None:
 
 
 @cli.command("run")
-@click.argument("workflow", type=click.Path())
+@click.argument("workflow", type=PATH)
 @click.option("--force", is_flag=True, help="Run every step, even those whose outputs are up to date.")
 @scheduler_option
 @click.option("--workers", type=int, default=None, help="LocalCluster size when no scheduler is given.")

@@ -39,6 +39,7 @@ def region_confusion(task: ConfusionTask) -> np.ndarray:
 
 def evaluate_store(store: str | Path, config: EvaluateConfig, client=None) -> dict:
     """Pixel accuracy, mean class accuracy, (frequency-weighted) IoU and the confusion matrix."""
+    store = Path(store).absolute()  # tasks run on workers, whose working folder may differ
     needs_labels = config.truth is None or config.where != "all"
     dataset = open_store(store, require=("facies", "labels") if needs_labels else ("facies",))
     names = dataset.facies.attrs["flag_meanings"].split()

@@ -41,6 +41,8 @@ def write_export_region(task: ExportTask) -> int:
 
 def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, client=None) -> dict:
     """Write ``config.variable`` of a store as SEG-Y with the original headers."""
+    # absolute: tasks run on workers, whose working folder may differ
+    store, out = Path(store).absolute(), Path(out).absolute()
     dataset = open_store(store, require=(config.variable, "trace_headers", "trace_index"))
     vertical = vertical_dim(dataset)
     dims = ("inline", "crossline", vertical)

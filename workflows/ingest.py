@@ -83,7 +83,8 @@ def ingest_plan(survey: SegySurvey, chunks: dict[str, int]) -> list[Region]:
 
 def segy_to_zarr(segy: str | Path, store: str | Path, config: IngestConfig, client=None) -> dict:
     """Ingest a SEG-Y file into a new Zarr v3 store; returns a small summary."""
-    store = check_output(store, config.overwrite)
+    # absolute: tasks run on workers, whose working folder may differ
+    store = check_output(Path(store).absolute(), config.overwrite)
     started = time.perf_counter()
     survey = scan_survey(
         segy,

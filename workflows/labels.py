@@ -14,6 +14,7 @@ from pipeline.exceptions import LabelError, StoreError
 from pipeline.labels import LabelSource, open_label_source, parse_class_names, read_labels, to_classes
 from pipeline.store import (
     add_variables_template,
+    check_store_writable,
     delete_variables,
     finished_variables,
     mark_complete,
@@ -64,9 +65,12 @@ def class_attrs(names: tuple[str, ...]) -> dict:
 
 def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, client=None) -> dict:
     """Add ``labels`` (int16, -1 unlabelled) to a store from any label source."""
+    # absolute: tasks run on workers, whose working folder may differ
+    store, source = Path(store).absolute(), Path(source).absolute()
     dataset = open_store(store)
     if finished_variables(dataset, ("labels",)) and not config.overwrite:
         raise StoreError(f"{store}: the store already has labels; pass --overwrite to replace them")
+    check_store_writable(Path(store))
     if Path(source).resolve() == Path(store).resolve():
         raise LabelError(f"{source}: the label source is the store itself; give another file or store")
     names = parse_class_names(config.classes)

@@ -166,6 +166,8 @@ def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
 
 def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, client=None) -> dict:
     """Cut a class-balanced, blocked-split patch store from a labelled volume store."""
+    # absolute: tasks run on workers, whose working folder may differ
+    store, out = Path(store).absolute(), Path(out).absolute()
     dataset = open_store(store, require=("amplitude", "labels"))
     out = check_output(out, config.overwrite, "patch store")
     plan = make_plan(dataset, config)

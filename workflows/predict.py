@@ -2,8 +2,9 @@
 
 Each task reads its chunks plus the halo the model needs in every dim (half the
 training patch, aligned to the network's down-sampling grid), pads it by
-reflection at the volume's edges, runs the model loaded once per worker from
-the checkpoint path, trims the halo and writes ``facies`` (and ``probability``).
+reflection at the volume's edges (for a fully convolutional model only up to
+that grid), runs the model loaded once per worker from the checkpoint path,
+trims the halo and writes ``facies`` (and ``probability``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pipeline.cluster import run_tasks
 from pipeline.exceptions import ModelError, StoreError
 from pipeline.store import (
     add_variables_template,
+    check_store_writable,
     delete_variables,
     finished_variables,
     mark_complete,
@@ -99,7 +101,8 @@ def predict_block(task: PredictTask) -> int:
     device = _device(task.config)
     model, payload = _worker_model(task.model_path, task.model_mtime, device)
     halo, multiple = model_geometry(payload)
-    read, pads, keep = aligned_halo_block(task.region, halo, task.sizes, multiple)
+    dense = model_entry(payload["model_name"]).dense  # fully convolutional: pads at the block's edges itself
+    read, pads, keep = aligned_halo_block(task.region, halo, task.sizes, multiple, pad_edges=not dense)
     block = read_region(task.store, "amplitude", read).astype(np.float32, copy=False)
     block = np.pad(block, list(pads.values()), mode="reflect")
     invalid = ~np.isfinite(block)
@@ -250,11 +253,13 @@ def prediction_plan(dataset, payload: dict, chunks: dict[str, int]) -> list[Regi
 
 def predict_volume(store: str | Path, model_path: str | Path, config: PredictConfig, client=None) -> dict:
     """Write ``facies`` (and ``probability``) for the whole volume into the store."""
-    store, model_path = Path(store), Path(model_path)
+    # absolute: tasks run on workers, whose working folder may differ
+    store, model_path = Path(store).absolute(), Path(model_path).absolute()
     dataset = open_store(store)
     finished = finished_variables(dataset, ("facies", "probability"))
     if finished and not config.overwrite:
         raise StoreError(f"{store}: the store already has {finished[0]!r}; pass --overwrite to replace it")
+    check_store_writable(store)
     existing = [name for name in ("facies", "probability") if name in dataset.variables]  # incl. interrupted runs
     _, payload = load_model(model_path)
     check_model_fits(payload, dataset, model_path)

@@ -31,6 +31,7 @@ from models import create_model, model_entry
 from models.checkpoint import build_model, load_checkpoint, package_version, save_checkpoint
 from models.optim import create_optimizer, learning_rate_factor
 from pipeline.exceptions import ClusterError, ConfigError, ModelError
+from pipeline.store import check_folder_writable
 from workflows.config import PatchesConfig, TrainConfig
 from workflows.torch_worker import prepare_torch_process
 
@@ -366,11 +367,13 @@ def _show(bar, record: dict) -> None:
 def train_model(source: str | Path, out: str | Path, config: TrainConfig, client=None,
                 patches_config: PatchesConfig | None = None) -> dict:
     """Train ``config.model`` on a patch store (or a labelled volume store) and write MODEL.pt."""
-    out = Path(out)
+    # absolute: ranks run on workers, whose working folder may differ
+    source, out = Path(source).absolute(), Path(out).absolute()
     if out.exists() and not (config.overwrite or config.resume):
         raise ConfigError(f"{out}: the model file exists; pass --overwrite to replace it or --resume to continue")
     if config.resume and not out.exists():
         raise ConfigError(f"{out}: --resume needs an existing checkpoint; train without --resume first")
+    check_folder_writable(out)
     patches = _patch_store(Path(source), out, config, client, patches_config)
     attrs = patch_attrs(str(patches))
     check_compatible(config, attrs)
