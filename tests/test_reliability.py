@@ -390,7 +390,7 @@ def plain_user() -> list[str]:
     return [setpriv, "--bounding-set", "-dac_override,-dac_read_search"]
 
 
-def run_as_plain_user(*args, scheduler: str, umask: int = 0o022) -> list[str]:
+def run_as_plain_user(*args, scheduler: str, umask: int = 0o022) -> str:
     """Run ``seisfacies ARGS`` as a plain user; assert exit 2 with one line and return that line."""
     result = subprocess.run([*plain_user(), BIN / "seisfacies", *args, "--scheduler", scheduler],
                             capture_output=True, text=True, timeout=300, umask=umask)
