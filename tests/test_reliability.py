@@ -322,6 +322,12 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(disk)], check=False)
 
 
+def fill_disk(disk: Path, room: int) -> None:
+    """Write ``disk/filler`` so that only ``room`` bytes stay free."""
+    free = os.statvfs(disk)
+    (disk / "filler").write_bytes(b"\0" * max(0, free.f_bavail * free.f_frsize - room))
+
+
 def test_disk_full_while_ingesting_is_a_one_line_error_and_leaves_nothing(tmp_path, small_disk):
     write_large_segy(tmp_path / "noise.sgy", (32, 32, 500))  # 2 MB of noise: cannot fit in 1 MiB
     result = subprocess.run([BIN / "seisfacies", "ingest", tmp_path / "noise.sgy", small_disk / "s.zarr"],
@@ -334,9 +340,7 @@ def test_disk_full_while_ingesting_is_a_one_line_error_and_leaves_nothing(tmp_pa
 
 def test_disk_full_while_predicting_is_one_line_and_a_rerun_finishes(tmp_path, small_disk):
     _train_tiny_cnn2d(tmp_path, small_disk / "s.zarr")
-    free = os.statvfs(small_disk)
-    room = 8 * 1024  # not even the root metadata fits
-    (small_disk / "filler").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - room))
+    fill_disk(small_disk, room=8 * 1024)  # not even the root metadata fits
     predict = [BIN / "seisfacies", "predict", small_disk / "s.zarr", tmp_path / "m.pt", "--probabilities"]
     result = subprocess.run(predict, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
@@ -359,8 +363,7 @@ def test_a_disk_filling_at_any_step_of_prediction_never_leaves_a_result_that_loo
     amplitude = open_store(store).amplitude.values
     outcomes = []
     for room_kib in range(0, 50, 2):
-        free = os.statvfs(small_disk)
-        (small_disk / "filler").write_bytes(b"\0" * max(0, free.f_bavail * free.f_frsize - room_kib * 1024))
+        fill_disk(small_disk, room=room_kib * 1024)
         try:
             predict_volume(store, model, PredictConfig(probabilities=True, overwrite=True))
             outcomes.append("finished")
