@@ -12,9 +12,11 @@ import numpy as np
 
 @contextlib.contextmanager
 def sampled_memory(client, interval=0.05):
-    """Sample worker process memory while the block runs; ``result["peak_mb"]``
-    is the peak per worker (cluster total / workers) and ``result["idle_mb"]``
-    the same before the work started."""
+    """Sample worker process memory while the block runs.
+
+    ``result["peak_mb"]`` is the peak per worker (cluster total / workers) and
+    ``result["idle_mb"]`` the same before the work started.
+    """
     from distributed.diagnostics import MemorySampler
 
     sampler = MemorySampler()
@@ -34,8 +36,11 @@ def worker_peak_mb(client) -> float:
 
 
 @contextlib.contextmanager
-def fresh_cluster(n_workers: int = 2, memory_limit="4GiB", warm=("workflows.ingest", "workflows.patches",
-                                                                 "workflows.train", "workflows.predict")):
+def fresh_cluster(
+    n_workers: int = 2,
+    memory_limit="4GiB",
+    warm=("workflows.ingest", "workflows.patches", "workflows.train", "workflows.predict"),
+):
     """A new LocalCluster of worker processes, so peak memory is this run's own.
 
     Workers import the step modules (torch among them) before timing starts:
@@ -46,8 +51,16 @@ def fresh_cluster(n_workers: int = 2, memory_limit="4GiB", warm=("workflows.inge
     from distributed import Client, LocalCluster
 
     started = time.perf_counter()
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", memory_limit=memory_limit) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            memory_limit=memory_limit,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         client.wait_for_workers(n_workers)
         for module in warm:
             client.run(importlib.import_module, module)
@@ -72,7 +85,7 @@ def seismic_like_block(rng, shape, dip=0.05) -> np.ndarray:
     """Band-limited, laterally continuous traces with noise: compresses like real data."""
     n_il, n_xl, n_samples = shape
     series = rng.normal(0, 1, n_samples + 64) * (rng.random(n_samples + 64) < 0.3)
-    wavelet = np.exp(-np.linspace(-2, 2, 9) ** 2) * np.cos(np.linspace(-6, 6, 9))
+    wavelet = np.exp(-(np.linspace(-2, 2, 9) ** 2)) * np.cos(np.linspace(-6, 6, 9))
     trace = np.convolve(series, wavelet, "same").astype(np.float32)
     shift = (np.arange(n_il)[:, None] * dip + np.arange(n_xl)[None, :] * dip).astype(int) % 64
     idx = shift[..., None] + np.arange(n_samples)

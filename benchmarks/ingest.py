@@ -55,8 +55,11 @@ def run_plain_dask(segy: Path, out: Path, shape) -> dict:
     n_il, n_xl, n_samples = shape
     step = 16
     blocks = [
-        da.from_delayed(dask.delayed(_read_inlines)(str(segy), i, min(step, n_il - i), n_xl),
-                        (min(step, n_il - i), n_xl, n_samples), np.float32)
+        da.from_delayed(
+            dask.delayed(_read_inlines)(str(segy), i, min(step, n_il - i), n_xl),
+            (min(step, n_il - i), n_xl, n_samples),
+            np.float32,
+        )
         for i in range(0, n_il, step)
     ]
     with fresh_cluster() as client:
@@ -71,8 +74,13 @@ def run_mdio(segy: Path, out: Path) -> dict | None:
     from mdio import segy_to_mdio
 
     with Timer() as timer:
-        segy_to_mdio(segy_path=str(segy), mdio_path_or_buffer=str(out), index_bytes=(189, 193),
-                     index_names=("inline", "crossline"), overwrite=True)
+        segy_to_mdio(
+            segy_path=str(segy),
+            mdio_path_or_buffer=str(out),
+            index_bytes=(189, 193),
+            index_names=("inline", "crossline"),
+            overwrite=True,
+        )
     return {"seconds": timer.seconds}
 
 
@@ -95,11 +103,17 @@ def main() -> None:
     mdio = run_mdio(segy, work / "bench.mdio")
     rate = lambda r: megabytes / r["seconds"]  # noqa: E731
     print(f"segyio.tools.cube (in memory, writes nothing): {rate(segyio_result):8.0f} MB/s")
-    print(f"seisfacies ingest, 2 workers:                  {rate(ours):8.0f} MB/s  "
-          f"store {folder_size_mb(work / 'ours.zarr')} MB, worker memory {ours['idle_mb']} -> {ours['peak_mb']} MB, "
-          f"cluster start {ours['startup']:.1f} s")
-    print(f"plain dask.delayed + to_zarr defaults:         {rate(plain):8.0f} MB/s  "
-          f"store {folder_size_mb(work / 'plain.zarr')} MB, worker memory {plain['idle_mb']} -> {plain['peak_mb']} MB")
+    print(
+        f"seisfacies ingest, 2 workers:                  {rate(ours):8.0f} MB/s  "
+        f"store {folder_size_mb(work / 'ours.zarr')} MB, "
+        f"worker memory {ours['idle_mb']} -> {ours['peak_mb']} MB, "
+        f"cluster start {ours['startup']:.1f} s"
+    )
+    print(
+        f"plain dask.delayed + to_zarr defaults:         {rate(plain):8.0f} MB/s  "
+        f"store {folder_size_mb(work / 'plain.zarr')} MB, "
+        f"worker memory {plain['idle_mb']} -> {plain['peak_mb']} MB"
+    )
     print(f"ratio vs segyio in-memory read: {rate(ours) / rate(segyio_result):.2f}x")
     print(f"ratio vs plain Dask pipeline:   {rate(ours) / rate(plain):.2f}x")
     if mdio:
@@ -112,8 +126,12 @@ def main() -> None:
         segy.unlink()
         write_big_segy(big, big_shape)
         big_result = run_seisfacies(big, work / "ours3x.zarr")
-        print(f"3x larger file ({big.stat().st_size / 1e6:.0f} MB): {big.stat().st_size / 1e6 / big_result['seconds']:.0f} MB/s, "
-              f"worker memory {big_result['idle_mb']} -> {big_result['peak_mb']} MB (1x file: {ours['peak_mb']} MB)")
+        print(
+            f"3x larger file ({big.stat().st_size / 1e6:.0f} MB): "
+            f"{big.stat().st_size / 1e6 / big_result['seconds']:.0f} MB/s, "
+            f"worker memory {big_result['idle_mb']} -> {big_result['peak_mb']} MB "
+            f"(1x file: {ours['peak_mb']} MB)"
+        )
     if args.out is None:
         shutil.rmtree(work, ignore_errors=True)
 

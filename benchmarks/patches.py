@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-
 from _common import Timer, fresh_cluster, sampled_memory
+
 from pipeline.patches import window_start
 from pipeline.segy_write import write_cube
 from pipeline.synth import make_synthetic_survey
@@ -38,7 +38,10 @@ def make_store(work: Path, shape) -> Path:
 
 def baseline(store: Path, patches: Path, out: Path) -> float:
     chosen = xr.open_zarr(patches)
-    rows = {name: chosen[name].values for name in ("inline_index", "crossline_index", "sample_index", "orientation")}
+    rows = {
+        name: chosen[name].values
+        for name in ("inline_index", "crossline_index", "sample_index", "orientation")
+    }
     size = chosen.attrs["size"]
     with Timer() as timer:
         volume = xr.open_zarr(store).amplitude.values  # the whole volume in memory
@@ -46,10 +49,10 @@ def baseline(store: Path, patches: Path, out: Path) -> float:
         for i, j, k, orientation in zip(*rows.values()):
             if orientation == 0:
                 j0, k0 = window_start(j, size), window_start(k, size)
-                windows.append(volume[i, j0:j0 + size, k0:k0 + size].copy())
+                windows.append(volume[i, j0 : j0 + size, k0 : k0 + size].copy())
             else:
                 i0, k0 = window_start(i, size), window_start(k, size)
-                windows.append(volume[i0:i0 + size, j, k0:k0 + size].copy())
+                windows.append(volume[i0 : i0 + size, j, k0 : k0 + size].copy())
         np.save(out, np.stack(windows))
     return timer.seconds
 
@@ -68,14 +71,18 @@ def main() -> None:
     parser.add_argument("--scale-check", action="store_true", help="Also run on a volume 2x larger.")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="seisfacies-patches-"))
-    config = PatchesConfig(kind="section", size=64, per_class=args.per_class, orientation="both", overwrite=True)
+    config = PatchesConfig(
+        kind="section", size=64, per_class=args.per_class, orientation="both", overwrite=True
+    )
     try:
         store = make_store(work, tuple(args.shape))
         ours = run_ours(store, work / "p.zarr", config)
         loop = baseline(store, work / "p.zarr", work / "loop.npy")
         print(f"volume {tuple(args.shape)}, {ours['count']} section patches of 64 x 64")
-        print(f"seisfacies patches, 2 workers: {ours['count'] / ours['seconds']:8.0f} patches/s "
-              f"({ours['seconds']:.2f} s), worker memory {ours['idle_mb']} -> {ours['peak_mb']} MB")
+        print(
+            f"seisfacies patches, 2 workers: {ours['count'] / ours['seconds']:8.0f} patches/s "
+            f"({ours['seconds']:.2f} s), worker memory {ours['idle_mb']} -> {ours['peak_mb']} MB"
+        )
         print(f"in-memory loop + np.save:      {ours['count'] / loop:8.0f} patches/s ({loop:.2f} s)")
         print(f"ratio: {loop / ours['seconds']:.2f}x")
         if args.scale_check:
@@ -83,8 +90,10 @@ def main() -> None:
             shutil.rmtree(work / "s.zarr")
             store = make_store(work, bigger)
             big = run_ours(store, work / "p2.zarr", config)
-            print(f"volume {bigger} (2x): {big['count'] / big['seconds']:.0f} patches/s, "
-                  f"worker memory {big['idle_mb']} -> {big['peak_mb']} MB")
+            print(
+                f"volume {bigger} (2x): {big['count'] / big['seconds']:.0f} patches/s, "
+                f"worker memory {big['idle_mb']} -> {big['peak_mb']} MB"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-
 from _common import Timer, fresh_cluster, sampled_memory
 from patches import make_store
+
 from pipeline.metrics import confusion_matrix, scores
 from workflows.config import IngestConfig, LabelsConfig, PatchesConfig, PredictConfig, TrainConfig
 from workflows.ingest import segy_to_zarr
@@ -37,9 +37,13 @@ def setup(work: Path, shape, epochs: int, device: str) -> tuple[Path, np.ndarray
     few[LABELLED] = truth[LABELLED]
     np.save(work / "few.npy", few)
     attach_labels(store, work / "few.npy", LabelsConfig(overwrite=True))
-    extract_patches(store, work / "p.zarr", PatchesConfig(kind="section", size=64, per_class=400, augment=("flip",)))
+    extract_patches(
+        store, work / "p.zarr", PatchesConfig(kind="section", size=64, per_class=400, augment=("flip",))
+    )
     train_model(work / "p.zarr", work / "cnn2d.pt", TrainConfig(model="cnn2d", epochs=epochs, device=device))
-    train_model(work / "p.zarr", work / "patch.pt", TrainConfig(model="cnn2d_patch", epochs=epochs, device=device))
+    train_model(
+        work / "p.zarr", work / "patch.pt", TrainConfig(model="cnn2d_patch", epochs=epochs, device=device)
+    )
     return store, truth
 
 
@@ -52,7 +56,9 @@ def crop_store(work: Path, store: Path, inlines: int) -> Path:
         cube = segyio.tools.cube(handle)[:inlines]
     from pipeline.segy_write import write_cube
 
-    write_cube(str(work / "crop.sgy"), cube, inlines=np.arange(inlines) + 1, crosslines=np.arange(cube.shape[1]) + 1)
+    write_cube(
+        str(work / "crop.sgy"), cube, inlines=np.arange(inlines) + 1, crosslines=np.arange(cube.shape[1]) + 1
+    )
     segy_to_zarr(work / "crop.sgy", crop, IngestConfig(overwrite=True))
     return crop
 
@@ -71,7 +77,10 @@ def plain_loop(store: Path, model_path: Path, device: str) -> float:
     volume = xr.open_zarr(store).amplitude.values
     with Timer() as timer, torch.no_grad():
         x = (volume - payload["normalisation"]["mean"]) / payload["normalisation"]["std"]
-        out = [model(torch.from_numpy(x[i : i + 16, None]).to(device)).argmax(1).cpu().numpy() for i in range(0, len(x), 16)]
+        out = [
+            model(torch.from_numpy(x[i : i + 16, None]).to(device)).argmax(1).cpu().numpy()
+            for i in range(0, len(x), 16)
+        ]
         np.concatenate(out)
     return volume.size / timer.seconds
 
@@ -107,13 +116,21 @@ def main() -> None:
         loop = plain_loop(store, work / "cnn2d.pt", args.device)
         rate_fcn, rate_patch = voxels / fcn["seconds"], patch_voxels / patch["seconds"]
         print(f"volume {tuple(args.shape)} on {args.device}, 2-worker LocalCluster")
-        print(f"cnn2d (fully convolutional): {rate_fcn:12.0f} voxels/s, mIoU {fcn_iou:.3f} (unlabelled inlines), "
-              f"worker memory {fcn['idle_mb']} -> {fcn['peak_mb']} MB")
-        print(f"cnn2d_patch (patch centre):  {rate_patch:12.0f} voxels/s on {args.crop} inlines, mIoU {patch_iou:.3f} "
-              f"(cnn2d on the same inlines: {fcn_crop_iou:.3f})")
+        print(
+            f"cnn2d (fully convolutional): {rate_fcn:12.0f} voxels/s, "
+            f"mIoU {fcn_iou:.3f} (unlabelled inlines), "
+            f"worker memory {fcn['idle_mb']} -> {fcn['peak_mb']} MB"
+        )
+        print(
+            f"cnn2d_patch (patch centre):  {rate_patch:12.0f} voxels/s on {args.crop} inlines, "
+            f"mIoU {patch_iou:.3f} "
+            f"(cnn2d on the same inlines: {fcn_crop_iou:.3f})"
+        )
         print(f"plain in-memory loop, cnn2d: {loop:12.0f} voxels/s")
-        print(f"ratios: fully convolutional / patch centre {rate_fcn / rate_patch:.0f}x, "
-              f"seisfacies / in-memory loop {rate_fcn / loop:.2f}x")
+        print(
+            f"ratios: fully convolutional / patch centre {rate_fcn / rate_patch:.0f}x, "
+            f"seisfacies / in-memory loop {rate_fcn / loop:.2f}x"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 import zarr
-
 from _common import Timer, fresh_cluster
+from patches import make_store  # noqa: I001  (benchmarks/patches.py)
+
 from models import create_model
 from models.optim import create_optimizer
 from workflows.config import PatchesConfig, TrainConfig
 from workflows.train import _loss_terms, _tensors, class_weights, patch_attrs, train_model
-from patches import make_store  # noqa: I001  (benchmarks/patches.py)
 
 CASES = {
     "cnn2d": (PatchesConfig(kind="section", size=64, per_class=250, stride=4), {}),
@@ -79,13 +79,22 @@ def main() -> None:
             patches = work / f"{name}.zarr"
             extract_patches(store, patches, patch_config)
             epochs = args.epochs * (8 if name == "mlp" else 1)  # mlp epochs take well under a second
-            config = TrainConfig(model=name, epochs=epochs, device=args.device, precision=args.precision,
-                                 overwrite=True, model_options=options)
+            config = TrainConfig(
+                model=name,
+                epochs=epochs,
+                device=args.device,
+                precision=args.precision,
+                overwrite=True,
+                model_options=options,
+            )
             plain = plain_loop(patches, config)
             one = ours(patches, work / "m1.pt", config)
             two = ours(patches, work / "m2.pt", config.model_copy(update={"workers": 2}))
-            print(f"{name:6s} plain loop {plain:8.1f} samples/s | seisfacies 1 worker {one:8.1f} ({one / plain:.2f}x) "
-                  f"| 2 workers {two:8.1f} ({two / plain:.2f}x)  [{args.device}, {args.precision}]")
+            print(
+                f"{name:6s} plain loop {plain:8.1f} samples/s | "
+                f"seisfacies 1 worker {one:8.1f} ({one / plain:.2f}x) "
+                f"| 2 workers {two:8.1f} ({two / plain:.2f}x)  [{args.device}, {args.precision}]"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -24,8 +24,19 @@ from models.registry import create_model
 
 FORMAT = "seisfacies-checkpoint-1"
 #: What torch.load raises on corrupt or hostile bytes (weights_only refuses code).
-DECODE_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, struct.error, ValueError, KeyError,
-                 IndexError, TypeError, AttributeError, zipfile.BadZipFile, OSError)
+DECODE_ERRORS = (
+    pickle.UnpicklingError,
+    RuntimeError,
+    EOFError,
+    struct.error,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    zipfile.BadZipFile,
+    OSError,
+)
 
 
 def package_version() -> str:
@@ -76,13 +87,17 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"{path}: not a loadable seisfacies checkpoint ({first[:160]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a seisfacies checkpoint (format {payload.get('format') if isinstance(payload, dict) else None!r})")
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise ValueError(f"{path}: not a seisfacies checkpoint (format {found!r})")
     return payload
 
 
 def build_model(payload: dict) -> nn.Module:
     """Rebuild the model of a loaded checkpoint with its weights."""
-    config = {key: tuple(value) if isinstance(value, list) else value for key, value in payload["model_config"].items()}
+    config = {
+        key: tuple(value) if isinstance(value, list) else value
+        for key, value in payload["model_config"].items()
+    }
     model = create_model(payload["model_name"], **config)
     model.load_state_dict(payload["state_dict"])
     return model

@@ -23,8 +23,12 @@ class CNNConfig:
 def _block(conv, norm, channels_in: int, channels_out: int, name: str) -> nn.Sequential:
     """Two 3x3(x3) convolutions, each with normalisation and activation."""
     return nn.Sequential(
-        conv(channels_in, channels_out, 3, padding=1), norm(channels_out), activation(name),
-        conv(channels_out, channels_out, 3, padding=1), norm(channels_out), activation(name),
+        conv(channels_in, channels_out, 3, padding=1),
+        norm(channels_out),
+        activation(name),
+        conv(channels_out, channels_out, 3, padding=1),
+        norm(channels_out),
+        activation(name),
     )
 
 
@@ -119,11 +123,17 @@ class PatchCNN2D(nn.Module):
         channels = config.in_channels
         for level in range(config.n_convs):
             width = config.base * 2**level
-            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width),
-                       activation(config.activation), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(channels, width, 3, padding=1),
+                nn.BatchNorm2d(width),
+                activation(config.activation),
+                nn.MaxPool2d(2),
+            ]
             channels = width
         self.features = nn.Sequential(*layers)
-        self.classify = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, config.n_classes))
+        self.classify = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, config.n_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(x))  # (B, n_classes)

@@ -35,7 +35,11 @@ class CourseMomentum(torch.optim.Optimizer):
             for param in group["params"]:
                 if param.grad is None:
                     continue
-                grad = param.grad.add(param, alpha=group["weight_decay"]) if group["weight_decay"] else param.grad
+                grad = (
+                    param.grad.add(param, alpha=group["weight_decay"])
+                    if group["weight_decay"]
+                    else param.grad
+                )
                 state = self.state[param]
                 if "velocity" not in state:
                     state["velocity"] = torch.zeros_like(param)
@@ -45,8 +49,15 @@ class CourseMomentum(torch.optim.Optimizer):
         return loss
 
 
-def create_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, beta: float = 0.9,
-                     beta2: float = 0.999, eps: float = 1e-8) -> torch.optim.Optimizer:
+def create_optimizer(
+    name: str,
+    params,
+    lr: float,
+    weight_decay: float = 0.0,
+    beta: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+) -> torch.optim.Optimizer:
     """The optimiser ``name`` with the course's hyper-parameter names."""
     if name in ("gd", "sgd"):
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)

@@ -63,5 +63,7 @@ def create_model(name: str, **config) -> nn.Module:
     known = {field.name for field in fields(entry.config_class)}
     unknown = sorted(set(config) - known)
     if unknown:
-        raise ValueError(f"model {name!r} has no option {unknown[0]!r}; expected some of {', '.join(sorted(known))}")
+        raise ValueError(
+            f"model {name!r} has no option {unknown[0]!r}; expected some of {', '.join(sorted(known))}"
+        )
     return entry.factory(entry.config_class(**config))

@@ -1,7 +1,10 @@
 """Pure block arithmetic: chunk regions, halos and their trimming, by dim name.
 
 >>> regions({"inline": 5, "crossline": 3}, {"inline": 2, "crossline": 3})
-[{'inline': slice(0, 2, None), 'crossline': slice(0, 3, None)}, {'inline': slice(2, 4, None), 'crossline': slice(0, 3, None)}, {'inline': slice(4, 5, None), 'crossline': slice(0, 3, None)}]
+... # doctest: +NORMALIZE_WHITESPACE
+[{'inline': slice(0, 2, None), 'crossline': slice(0, 3, None)},
+ {'inline': slice(2, 4, None), 'crossline': slice(0, 3, None)},
+ {'inline': slice(4, 5, None), 'crossline': slice(0, 3, None)}]
 """
 
 from __future__ import annotations
@@ -17,10 +20,7 @@ def regions(sizes: dict[str, int], chunks: dict[str, int]) -> list[Region]:
     plan = []
     for corner in itertools.product(*starts.values()):
         plan.append(
-            {
-                dim: slice(start, min(start + chunks[dim], sizes[dim]))
-                for dim, start in zip(sizes, corner)
-            }
+            {dim: slice(start, min(start + chunks[dim], sizes[dim])) for dim, start in zip(sizes, corner)}
         )
     return plan
 

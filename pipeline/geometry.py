@@ -63,8 +63,8 @@ def line_axis(values: np.ndarray, name: str, max_lines: int | None = None) -> np
     count = (int(unique[-1]) - int(unique[0])) // step + 1
     if max_lines is not None and count > max_lines:
         raise GeometryError(
-            f"{name} numbers from {unique[0]} to {unique[-1]} in steps of {step} would make {count} lines for "
-            f"{len(values)} traces: not a regular 3D grid; check --iline-byte and --xline-byte"
+            f"{name} numbers from {unique[0]} to {unique[-1]} in steps of {step} would make {count} lines "
+            f"for {len(values)} traces: not a regular 3D grid; check --iline-byte and --xline-byte"
         )
     return np.arange(unique[0], unique[-1] + step, step, dtype=np.int64)
 
@@ -77,6 +77,7 @@ def trace_sorting(inline_values: np.ndarray, crossline_values: np.ndarray) -> st
     >>> trace_sorting(np.array([1, 2, 1, 2]), np.array([1, 1, 2, 2]))
     'crossline'
     """
+
     def monotonic(values: np.ndarray) -> bool:
         steps = np.diff(values)
         return bool((steps >= 0).all() or (steps <= 0).all())

@@ -107,17 +107,22 @@ def _segy_source(path: Path, store, unlabelled) -> LabelSource:
     outside_xl = np.setdiff1d(survey.geometry.crosslines[survey.geometry.trace_mask.any(0)], crosslines)
     if len(outside_il) or len(outside_xl):
         raise LabelError(
-            f"{path}: label traces at inlines {outside_il[:3].tolist()} / crosslines {outside_xl[:3].tolist()} "
+            f"{path}: label traces at inlines {outside_il[:3].tolist()} / "
+            f"crosslines {outside_xl[:3].tolist()} "
             "are outside the store's grid; the label volume must have the seismic's geometry"
         )
     index = np.full(store.amplitude.shape[:2], -1, np.int64)
     rows = np.searchsorted(inlines, survey.geometry.inlines)
     cols = np.searchsorted(crosslines, survey.geometry.crosslines)
     row_ok = (rows < len(inlines)) & (inlines[np.minimum(rows, len(inlines) - 1)] == survey.geometry.inlines)
-    col_ok = (cols < len(crosslines)) & (crosslines[np.minimum(cols, len(crosslines) - 1)] == survey.geometry.crosslines)
+    col_ok = (cols < len(crosslines)) & (
+        crosslines[np.minimum(cols, len(crosslines) - 1)] == survey.geometry.crosslines
+    )
     index[np.ix_(rows[row_ok], cols[col_ok])] = survey.geometry.trace_index[np.ix_(row_ok, col_ok)]
     names = class_names_from_text(survey.attrs["textual_header"])
-    return LabelSource("segy", str(path), unlabelled, layout=survey.layout, trace_index=index, class_names=names)
+    return LabelSource(
+        "segy", str(path), unlabelled, layout=survey.layout, trace_index=index, class_names=names
+    )
 
 
 def _zarr_source(path: Path, shape, unlabelled) -> LabelSource:
@@ -138,7 +143,11 @@ def _zarr_source(path: Path, shape, unlabelled) -> LabelSource:
 
 def _read_points(path: Path, store, class_names: tuple[str, ...]) -> np.ndarray:
     vertical = [dim for dim in store.amplitude.dims if dim in ("time", "depth")][0]
-    axes = {"inline": store.inline.values, "crossline": store.crossline.values, vertical: store[vertical].values}
+    axes = {
+        "inline": store.inline.values,
+        "crossline": store.crossline.values,
+        vertical: store[vertical].values,
+    }
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         header = [name.strip() for name in reader.fieldnames or []]
@@ -147,7 +156,9 @@ def _read_points(path: Path, store, class_names: tuple[str, ...]) -> np.ndarray:
         columns = {alias.get(name, name): name for name in header}
         missing = [name for name in wanted if name not in columns]
         if missing:
-            raise LabelError(f"{path}: CSV columns {header} lack {missing}; expected inline,crossline,{vertical},class")
+            raise LabelError(
+                f"{path}: CSV columns {header} lack {missing}; expected inline,crossline,{vertical},class"
+            )
         rows = []
         for line_number, row in enumerate(reader, start=2):
             rows.append(_point(path, line_number, row, columns, axes, vertical, class_names))
@@ -226,13 +237,17 @@ def to_classes(values: np.ndarray, unlabelled: float | None, n_classes: int | No
         empty |= values == UNLABELLED
     known = values[~empty]
     if np.isnan(known).any():
-        raise LabelError(f"{int(np.isnan(known).sum())} label values are NaN; fill them or mark them with --unlabelled")
+        raise LabelError(
+            f"{int(np.isnan(known).sum())} label values are NaN; fill them or mark them with --unlabelled"
+        )
     if (known != np.round(known)).any():
         raise LabelError("label values must be whole class numbers; found fractions")
     if known.size and (known.min() < 0 or (n_classes is not None and known.max() >= n_classes)):
         bad = known[(known < 0) | (known >= (n_classes or np.inf))][0]
         limit = f"0..{n_classes - 1}" if n_classes else "0 or more"
-        raise LabelError(f"label value {bad:g} is outside the classes ({limit}); check --classes and --unlabelled")
+        raise LabelError(
+            f"label value {bad:g} is outside the classes ({limit}); check --classes and --unlabelled"
+        )
     classes = np.full(values.shape, UNLABELLED, np.int16)
     classes[~empty] = known.astype(np.int16)
     return classes

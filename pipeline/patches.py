@@ -43,7 +43,8 @@ class PatchPlan:
     def extent(self, orientation: str) -> tuple[int, int, int]:
         """Window extent along (inline, crossline, vertical).
 
-        >>> plan = PatchPlan("section", ("inline", "crossline", "time"), (9, 9, 9), 4, 1, ("crossline",), 8, 0, True)
+        >>> dims = ("inline", "crossline", "time")
+        >>> plan = PatchPlan("section", dims, (9, 9, 9), 4, 1, ("crossline",), 8, 0, True)
         >>> plan.extent("crossline")
         (4, 1, 4)
         """
@@ -133,7 +134,9 @@ def choose_validation_blocks(block_counts: dict[tuple[int, int], int], fraction:
     if fraction <= 0 or len(block_counts) < 2:
         return set()
     keys = sorted(block_counts)
-    order = np.argsort(position_hash(seed + 1, np.array([k[0] for k in keys]), np.array([k[1] for k in keys])))
+    order = np.argsort(
+        position_hash(seed + 1, np.array([k[0] for k in keys]), np.array([k[1] for k in keys]))
+    )
     total = sum(block_counts.values())
     chosen, taken = set(), 0
     for index in order:
@@ -144,8 +147,9 @@ def choose_validation_blocks(block_counts: dict[tuple[int, int], int], fraction:
     return chosen
 
 
-def cut_windows(block: np.ndarray, origin: tuple[int, int, int], starts: np.ndarray,
-                extent: tuple[int, int, int]) -> np.ndarray:
+def cut_windows(
+    block: np.ndarray, origin: tuple[int, int, int], starts: np.ndarray, extent: tuple[int, int, int]
+) -> np.ndarray:
     """Cut windows of ``extent`` starting at global ``starts`` (n, 3) from a block.
 
     >>> v = np.arange(27).reshape(3, 3, 3)

@@ -145,9 +145,7 @@ def _read_bytes(path: Path, offset: int, size: int) -> bytes:
         handle.seek(offset)
         data = handle.read(size)
     if len(data) != size:
-        raise SegyFormatError(
-            f"{path}: the file ends inside the first trace header; it is truncated"
-        )
+        raise SegyFormatError(f"{path}: the file ends inside the first trace header; it is truncated")
     return data
 
 
@@ -175,10 +173,14 @@ def scan_trace_headers(
     headers = np.empty((stop - start, fmt.TRACE_HEADER_SIZE), np.uint8)
     for first in range(start, stop, step):
         last = min(first + step, stop)
-        data = _pread(layout, (last - first) * layout.trace_size, layout.data_offset + first * layout.trace_size)
+        data = _pread(
+            layout, (last - first) * layout.trace_size, layout.data_offset + first * layout.trace_size
+        )
         traces = np.frombuffer(data, np.uint8).reshape(last - first, layout.trace_size)
         headers[first - start : last - start] = traces[:, : fmt.TRACE_HEADER_SIZE]
-    return {name: fmt.header_field(headers, byte, size, layout.endian) for name, (byte, size) in fields.items()}
+    return {
+        name: fmt.header_field(headers, byte, size, layout.endian) for name, (byte, size) in fields.items()
+    }
 
 
 def _contiguous_runs(sorted_indices: np.ndarray) -> list[tuple[int, int]]:
@@ -208,7 +210,9 @@ def read_traces(layout: SegyLayout, indices: np.ndarray) -> tuple[np.ndarray, np
         traces = np.frombuffer(data, np.uint8).reshape(count, layout.trace_size)
         rows = order[position : position + count]
         headers[rows] = traces[:, : fmt.TRACE_HEADER_SIZE]
-        samples[rows] = fmt.decode_samples(traces[:, fmt.TRACE_HEADER_SIZE :], layout.sample_format, layout.endian)
+        samples[rows] = fmt.decode_samples(
+            traces[:, fmt.TRACE_HEADER_SIZE :], layout.sample_format, layout.endian
+        )
         position += count
     return headers, samples
 
@@ -398,7 +402,14 @@ class SegyBackendEntrypoint(BackendEntrypoint):
 
     description = "Open post-stack 3D SEG-Y files (inline, crossline, time/depth) with seisfacies"
     url = "https://github.com/seisfacies/seisfacies"
-    open_dataset_parameters = ("filename_or_obj", "drop_variables", "iline_byte", "xline_byte", "endian", "domain")
+    open_dataset_parameters = (
+        "filename_or_obj",
+        "drop_variables",
+        "iline_byte",
+        "xline_byte",
+        "endian",
+        "domain",
+    )
 
     def open_dataset(
         self,

@@ -96,7 +96,8 @@ def parse_chunks(text: str | None, vertical: str) -> dict[str, int]:
             raise ValueError("give three sizes or dim=size pairs")
     except ValueError as error:
         raise StoreError(
-            f"--chunks {text!r}: {error}; expected e.g. '64,64,256' or 'inline=64,crossline=64,{vertical}=256'"
+            f"--chunks {text!r}: {error}; "
+            f"expected e.g. '64,64,256' or 'inline=64,crossline=64,{vertical}=256'"
         ) from None
     if min(chunks.values()) < 1:
         raise StoreError(f"--chunks {text!r}: chunk sizes must be positive")
@@ -187,7 +188,11 @@ def store_chunks(dataset: xr.Dataset) -> dict[str, int]:
 
 
 def write_template(
-    dataset: xr.Dataset, path: Path, chunks: dict[str, int], mode: str = "w-", uncompressed: tuple[str, ...] = ()
+    dataset: xr.Dataset,
+    path: Path,
+    chunks: dict[str, int],
+    mode: str = "w-",
+    uncompressed: tuple[str, ...] = (),
 ) -> None:
     """Write metadata and the small eager variables; dask variables stay empty."""
     with _consolidating():
@@ -309,7 +314,9 @@ def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",
     """Open a finished store lazily; refuse missing, foreign or incomplete ones."""
     path = Path(path)
     if not (path / "zarr.json").is_file():
-        hint = "run `seisfacies ingest SEGY STORE` first" if not path.exists() else "it is not a Zarr v3 store"
+        hint = (
+            "run `seisfacies ingest SEGY STORE` first" if not path.exists() else "it is not a Zarr v3 store"
+        )
         raise StoreError(f"{path}: not a seisfacies store; {hint}")
     try:
         dataset = xr.open_zarr(path, consolidated=_has_consolidated(path), zarr_format=3)

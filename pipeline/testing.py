@@ -31,8 +31,18 @@ def position_cube(shape: tuple[int, int, int], sample_format: int = 5) -> np.nda
     return (i * 100 + j + k / 64).astype(np.float32)
 
 
-def write_test_segy(path, shape=(6, 5, 10), *, sample_format=5, endian="big", sorting="inline",
-                    missing=(), inline_step=1, crossline_step=1, **kwargs) -> np.ndarray:
+def write_test_segy(
+    path,
+    shape=(6, 5, 10),
+    *,
+    sample_format=5,
+    endian="big",
+    sorting="inline",
+    missing=(),
+    inline_step=1,
+    crossline_step=1,
+    **kwargs,
+) -> np.ndarray:
     """Write a position cube as SEG-Y; return the cube (zeros where traces are missing)."""
     cube = position_cube(shape, sample_format)
     mask = np.ones(shape[:2], bool)
@@ -66,8 +76,9 @@ def segyio_grid(path, endian: str, iline=189, xline=193) -> dict:
     return {"inlines": inlines, "crosslines": crosslines, "samples": samples, "cube": cube}
 
 
-def write_large_segy(path, shape: tuple[int, int, int], seed: int = 0, block_inlines: int = 16,
-                     values=None) -> None:
+def write_large_segy(
+    path, shape: tuple[int, int, int], seed: int = 0, block_inlines: int = 16, values=None
+) -> None:
     """An IBM-float post-stack file written inline block by inline block (memory bounded).
 
     ``values(rng, block_shape)`` makes each block's samples (default: Gaussian

@@ -67,11 +67,39 @@ def process_cluster(n_workers: int, memory_limit: str = "2GiB"):
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    processes = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                   "--dashboard-address", f"127.0.0.1:{free_port()}"], **quiet)]
+    processes = [
+        subprocess.Popen(
+            [
+                BIN / "dask",
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                f"127.0.0.1:{free_port()}",
+            ],
+            **quiet,
+        )
+    ]
     time.sleep(1)
-    processes += [subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
-                                    "--memory-limit", memory_limit], **quiet) for _ in range(n_workers)]
+    processes += [
+        subprocess.Popen(
+            [
+                BIN / "dask",
+                "worker",
+                address,
+                "--nthreads",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--memory-limit",
+                memory_limit,
+            ],
+            **quiet,
+        )
+        for _ in range(n_workers)
+    ]
     try:
         wait_for_workers(address, n_workers)
         yield address

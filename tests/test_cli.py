@@ -64,7 +64,9 @@ def test_ingest_bad_inputs_exit_2_and_leave_nothing(tmp_path, run):
     good = tmp_path / "good.sgy"
     write_test_segy(good, (3, 3, 8))
     assert_one_line_error(run("ingest", str(good), str(tmp_path / "s.zarr"), "--chunks", "1,2"), "--chunks")
-    assert_one_line_error(run("ingest", str(good), str(tmp_path / "s.zarr"), "--iline-byte", "0"), "--iline-byte")
+    assert_one_line_error(
+        run("ingest", str(good), str(tmp_path / "s.zarr"), "--iline-byte", "0"), "--iline-byte"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.sgy", "good.sgy"]
     result = run("ingest", str(good), str(tmp_path / "s.zarr"), "--endian", "sideways")
     assert result.exit_code == 2
@@ -102,11 +104,34 @@ def test_label_patch_train_predict_evaluate_plot_export_commands(tmp_path, run, 
     assert run("ingest", "d/seismic.sgy", "s.zarr", "--chunks", "12,10,32").exit_code == 0
     result = run("labels", "s.zarr", "d/labels.sgy")
     assert result.exit_code == 0 and "parallel" in result.output, result.output
-    result = run("patches", "s.zarr", "p.zarr", "--kind", "section", "--size", "8", "--per-class", "20",
-                 "--split-block", "8", "--augment", "flip")
+    result = run(
+        "patches",
+        "s.zarr",
+        "p.zarr",
+        "--kind",
+        "section",
+        "--size",
+        "8",
+        "--per-class",
+        "20",
+        "--split-block",
+        "8",
+        "--augment",
+        "flip",
+    )
     assert result.exit_code == 0 and "train:" in result.output, result.output
-    result = run("train", "p.zarr", "m.pt", "--model", "cnn2d", "--epochs", "2",
-                 "--model-options", '{"base": 4, "depth": 1}', "--json")
+    result = run(
+        "train",
+        "p.zarr",
+        "m.pt",
+        "--model",
+        "cnn2d",
+        "--epochs",
+        "2",
+        "--model-options",
+        '{"base": 4, "depth": 1}',
+        "--json",
+    )
     assert result.exit_code == 0 and '"epochs": 2' in result.output, result.output
     result = run("predict", "s.zarr", "m.pt", "--probabilities")
     assert result.exit_code == 0 and "model_sha256" in result.output, result.output
@@ -122,11 +147,19 @@ def test_label_patch_train_predict_evaluate_plot_export_commands(tmp_path, run, 
 
 def test_bad_options_of_the_later_commands(tmp_path, run):
     assert_one_line_error(run("labels", str(tmp_path / "none.zarr"), "x.npy"), "not a seisfacies store")
-    assert_one_line_error(run("train", str(tmp_path / "none.zarr"), str(tmp_path / "m.pt")), "neither a patch store")
-    assert_one_line_error(run("train", str(tmp_path), str(tmp_path / "m.pt"), "--optimizer", "lbfgs"), "--optimizer")
-    assert_one_line_error(run("train", str(tmp_path), str(tmp_path / "m.pt"), "--model-options", "{"), "--model-options")
-    assert_one_line_error(run("patches", str(tmp_path), str(tmp_path / "p"), "--kind", "trace", "--augment", "rotate"),
-                          "--augment")
+    assert_one_line_error(
+        run("train", str(tmp_path / "none.zarr"), str(tmp_path / "m.pt")), "neither a patch store"
+    )
+    assert_one_line_error(
+        run("train", str(tmp_path), str(tmp_path / "m.pt"), "--optimizer", "lbfgs"), "--optimizer"
+    )
+    assert_one_line_error(
+        run("train", str(tmp_path), str(tmp_path / "m.pt"), "--model-options", "{"), "--model-options"
+    )
+    assert_one_line_error(
+        run("patches", str(tmp_path), str(tmp_path / "p"), "--kind", "trace", "--augment", "rotate"),
+        "--augment",
+    )
     assert_one_line_error(run("evaluate", str(tmp_path / "none.zarr")), "not a seisfacies store")
     assert_one_line_error(run("predict", str(tmp_path / "none.zarr"), "m.pt"), "not a seisfacies store")
 
@@ -143,8 +176,13 @@ def test_a_local_cluster_that_cannot_start_is_a_one_line_error(tmp_path):
     """A worker that fails at start-up (here a preload module that does not exist) is not a traceback."""
     write_test_segy(tmp_path / "in.sgy", (3, 3, 8))
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PRELOAD": '["no_such_module_for_seisfacies"]'}
-    result = subprocess.run([BIN / "seisfacies", "ingest", tmp_path / "in.sgy", tmp_path / "s.zarr"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [BIN / "seisfacies", "ingest", tmp_path / "in.sgy", tmp_path / "s.zarr"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines() == [
         "seisfacies: error: cannot start a local Dask cluster (ModuleNotFoundError: No module named "

@@ -35,8 +35,16 @@ def test_every_format_and_byte_order_round_trips(tmp_path, sample_format, endian
 @pytest.mark.parametrize("chunks", ["1,1,3", "4,2,100", "inline=3,crossline=5,time=2"])
 def test_sorting_chunking_steps_and_coordinates(tmp_path, sorting, chunks):
     source = tmp_path / "in.sgy"
-    write_test_segy(source, (6, 5, 9), sample_format=1, sorting=sorting, inline_step=2,
-                    crossline_step=3, delay_ms=40, missing=[(0, 0), (5, 4)])
+    write_test_segy(
+        source,
+        (6, 5, 9),
+        sample_format=1,
+        sorting=sorting,
+        inline_step=2,
+        crossline_step=3,
+        delay_ms=40,
+        missing=[(0, 0), (5, 4)],
+    )
     segy_to_zarr(source, tmp_path / "s.zarr", IngestConfig(chunks=chunks))
     store = open_store(tmp_path / "s.zarr")
     oracle = segyio_grid(source, "big")
@@ -67,8 +75,15 @@ def test_store_layout_contract(tmp_path):
     assert store.cdp_x.dtype == np.float64 and store.trace_mask.dtype == bool
     assert store.trace_headers.shape == (4, 3, 240)
     assert store.depth.attrs["units"] == "m"
-    for key in ("textual_header", "binary_header", "source_file", "source_size", "sample_format",
-                "byte_order", "seisfacies_version"):
+    for key in (
+        "textual_header",
+        "binary_header",
+        "source_file",
+        "source_size",
+        "sample_format",
+        "byte_order",
+        "seisfacies_version",
+    ):
         assert key in store.attrs
     assert store.attrs["binary_header"]["Format"] == 5
     assert store.amplitude.encoding["compressors"]
@@ -93,8 +108,18 @@ def test_xarray_backend_is_lazy_and_indexable(shared_segy):
     assert dataset.amplitude.sel(inline=120, crossline=880).shape == (75,)
 
 
-EXACT = ["small.sgy", "small-lsb.sgy", "tiny.sgy", "f3.sgy", "normal-small.sgy", "acute-small.sgy",
-         "Format1msb.sgy", "Format5msb.sgy", "Format3lsb.sgy", "Format8msb.sgy"]
+EXACT = [
+    "small.sgy",
+    "small-lsb.sgy",
+    "tiny.sgy",
+    "f3.sgy",
+    "normal-small.sgy",
+    "acute-small.sgy",
+    "Format1msb.sgy",
+    "Format5msb.sgy",
+    "Format3lsb.sgy",
+    "Format8msb.sgy",
+]
 
 
 @pytest.mark.parametrize("name", EXACT)

@@ -58,7 +58,9 @@ def test_labels_from_npy_with_unlabelled_value(fresh_store, synthetic_survey, tm
     partial = np.full(truth(synthetic_survey).shape, 255, np.int16)
     partial[[5, 20, 33]] = truth(synthetic_survey)[[5, 20, 33]]
     np.save(tmp_path / "few.npy", partial)
-    summary = attach_labels(fresh_store, tmp_path / "few.npy", LabelsConfig(unlabelled=255, classes="a,b,c,d,e,f"))
+    summary = attach_labels(
+        fresh_store, tmp_path / "few.npy", LabelsConfig(unlabelled=255, classes="a,b,c,d,e,f")
+    )
     labels = open_store(fresh_store, require=("labels",)).labels.values
     assert (labels[[5, 20, 33]] >= 0).all() and (labels[0] == -1).all()
     assert summary["classes"]["a"] == int((partial == 0).sum())
@@ -70,7 +72,9 @@ def test_labels_from_zarr_array_and_store(fresh_store, synthetic_survey, tmp_pat
     attach_labels(fresh_store, tmp_path / "arr.zarr", LabelsConfig())
     np.testing.assert_array_equal(open_store(fresh_store, require=("labels",)).labels.values, values)
     shutil.copytree(fresh_store, tmp_path / "other.zarr")
-    np.testing.assert_array_equal(open_store(tmp_path / "other.zarr", require=("labels",)).labels.values, values)
+    np.testing.assert_array_equal(
+        open_store(tmp_path / "other.zarr", require=("labels",)).labels.values, values
+    )
     attach_labels(fresh_store, tmp_path / "other.zarr", LabelsConfig(overwrite=True))  # a store with `labels`
     np.testing.assert_array_equal(open_store(fresh_store, require=("labels",)).labels.values, values)
     with pytest.raises(LabelError, match="store itself"):
@@ -92,10 +96,20 @@ def test_labels_match_f3_geometry_by_header_values(shared_segy, tmp_path):
     segy_to_zarr(shared_segy / "f3.sgy", tmp_path / "f3.zarr", IngestConfig(chunks="8,8,32"))
     store = open_store(tmp_path / "f3.zarr")
     classes = (store.amplitude.values > 0).astype(np.int16) + 1
-    write_cube(str(tmp_path / "f3-labels.sgy"), classes, inlines=store.inline.values,
-               crosslines=store.crossline.values, sample_format=8, sorting="crossline")
-    attach_labels(tmp_path / "f3.zarr", tmp_path / "f3-labels.sgy", LabelsConfig(classes="none,negative,positive"))
-    np.testing.assert_array_equal(open_store(tmp_path / "f3.zarr", require=("labels",)).labels.values, classes)
+    write_cube(
+        str(tmp_path / "f3-labels.sgy"),
+        classes,
+        inlines=store.inline.values,
+        crosslines=store.crossline.values,
+        sample_format=8,
+        sorting="crossline",
+    )
+    attach_labels(
+        tmp_path / "f3.zarr", tmp_path / "f3-labels.sgy", LabelsConfig(classes="none,negative,positive")
+    )
+    np.testing.assert_array_equal(
+        open_store(tmp_path / "f3.zarr", require=("labels",)).labels.values, classes
+    )
 
 
 @pytest.mark.parametrize(
@@ -152,8 +166,9 @@ def hand_cut(volume: np.ndarray, i: int, j: int, k: int, extent: tuple[int, int,
     ],
 )
 def test_patches_equal_hand_cut_windows(labelled_store, tmp_path, kind, options, extent):
-    summary = extract_patches(labelled_store, tmp_path / "p.zarr",
-                              PatchesConfig(kind=kind, per_class=40, stride=3, **options))
+    summary = extract_patches(
+        labelled_store, tmp_path / "p.zarr", PatchesConfig(kind=kind, per_class=40, stride=3, **options)
+    )
     patches = xr.open_zarr(tmp_path / "p.zarr").load()
     store = open_store(labelled_store, require=("labels",)).load()
     amplitude, labels = store.amplitude.values, store.labels.values
@@ -164,7 +179,9 @@ def test_patches_equal_hand_cut_windows(labelled_store, tmp_path, kind, options,
         expected = hand_cut(amplitude, i, j, k, window).reshape(patches.x[n].shape)
         np.testing.assert_array_equal(patches.x.values[n], expected)
         if patches.y.ndim > 1:
-            np.testing.assert_array_equal(patches.y.values[n], hand_cut(labels, i, j, k, window).reshape(patches.y[n].shape))
+            np.testing.assert_array_equal(
+                patches.y.values[n], hand_cut(labels, i, j, k, window).reshape(patches.y[n].shape)
+            )
         else:
             assert patches.y.values[n] == labels[i, j, k]
     # windows cross the 16 x 16 x 32 chunk edges, so halos were needed
@@ -173,8 +190,11 @@ def test_patches_equal_hand_cut_windows(labelled_store, tmp_path, kind, options,
 
 
 def test_classes_are_balanced_and_split_has_no_overlap(labelled_store, tmp_path):
-    extract_patches(labelled_store, tmp_path / "p.zarr",
-                    PatchesConfig(kind="section", size=8, per_class=30, stride=2, split_block=8, val_fraction=0.3))
+    extract_patches(
+        labelled_store,
+        tmp_path / "p.zarr",
+        PatchesConfig(kind="section", size=8, per_class=30, stride=2, split_block=8, val_fraction=0.3),
+    )
     patches = xr.open_zarr(tmp_path / "p.zarr").load()
     train = patches.split.values == 0
     centre = patches.y.values[:, 4, 4]
@@ -183,7 +203,9 @@ def test_classes_are_balanced_and_split_has_no_overlap(labelled_store, tmp_path)
     voxels = {0: set(), 1: set()}
     for n in range(patches.sizes["patch"]):
         i, j, k = (int(patches[name][n]) for name in ("inline_index", "crossline_index", "sample_index"))
-        voxels[int(patches.split[n])].update((i, jj, kk) for jj in range(j - 4, j + 4) for kk in range(k - 4, k + 4))
+        voxels[int(patches.split[n])].update(
+            (i, jj, kk) for jj in range(j - 4, j + 4) for kk in range(k - 4, k + 4)
+        )
     assert voxels[1] and not voxels[0] & voxels[1]
 
 
@@ -198,17 +220,26 @@ def test_same_seed_same_store_on_threads_and_cluster(labelled_store, tmp_path, c
     other = PatchesConfig(kind="section", size=8, per_class=25, seed=12)
     extract_patches(labelled_store, tmp_path / "other.zarr", other)
     other_store = xr.open_zarr(tmp_path / "other.zarr")
-    positions = lambda p: set(zip(*(p[n].values.tolist() for n in ("inline_index", "crossline_index", "sample_index"))))  # noqa: E731
+
+    def positions(p):
+        return set(zip(*(p[n].values.tolist() for n in ("inline_index", "crossline_index", "sample_index"))))
+
     assert positions(other_store) != positions(threads)
 
 
 def test_flip_augmentation_mirrors_the_section(labelled_store, tmp_path):
-    extract_patches(labelled_store, tmp_path / "p.zarr",
-                    PatchesConfig(kind="section", size=8, per_class=10, augment=("flip",)))
+    extract_patches(
+        labelled_store,
+        tmp_path / "p.zarr",
+        PatchesConfig(kind="section", size=8, per_class=10, augment=("flip",)),
+    )
     patches = xr.open_zarr(tmp_path / "p.zarr").load()
     flipped = np.flatnonzero(patches.flip.values == 1)
     for n in flipped[:5]:
-        key = [(patches[name].values == patches[name].values[n]) for name in ("inline_index", "crossline_index", "sample_index")]
+        key = [
+            (patches[name].values == patches[name].values[n])
+            for name in ("inline_index", "crossline_index", "sample_index")
+        ]
         twin = np.flatnonzero(key[0] & key[1] & key[2] & (patches.flip.values == 0))[0]
         np.testing.assert_array_equal(patches.x.values[n], patches.x.values[twin][::-1])
 

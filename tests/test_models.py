@@ -90,13 +90,22 @@ def test_adam_matches_the_course_formula_with_bias_correction():
 
 def test_checkpoint_round_trip_is_safe_and_complete(tmp_path):
     model = create_model("cnn2d", n_classes=3, base=4, depth=1)
-    save_checkpoint(tmp_path / "m.pt", model, "cnn2d", class_names=["a", "b", "c"], epoch=2,
-                    normalisation={"mean": 0.5, "std": 2.0}, patch={"kind": "section", "size": 16})
+    save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        "cnn2d",
+        class_names=["a", "b", "c"],
+        epoch=2,
+        normalisation={"mean": 0.5, "std": 2.0},
+        patch={"kind": "section", "size": 16},
+    )
     payload = load_checkpoint(tmp_path / "m.pt")
     rebuilt = build_model(payload).eval()
     x = torch.randn(1, 1, 16, 16)
     torch.testing.assert_close(rebuilt(x), copy.deepcopy(model).eval()(x))
-    assert payload["class_names"] == ["a", "b", "c"] and payload["epoch"] == 2 and payload["seisfacies_version"]
+    assert (
+        payload["class_names"] == ["a", "b", "c"] and payload["epoch"] == 2 and payload["seisfacies_version"]
+    )
     assert not list(tmp_path.glob(".*partial*"))
 
 

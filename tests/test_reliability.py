@@ -49,7 +49,9 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
             data[position] = rng.randrange(256)
         elif action < 0.75:  # a binary-header field set to an extreme value
             field = rng.choice([3217, 3221, 3225, 3505, 3501])
-            data[field - 1 : field + 1] = rng.choice([0, 1, 255, 65535, 32768, rng.randrange(65536)]).to_bytes(2, "big")
+            data[field - 1 : field + 1] = rng.choice(
+                [0, 1, 255, 65535, 32768, rng.randrange(65536)]
+            ).to_bytes(2, "big")
         elif action < 0.9:  # cut the file short anywhere
             del data[rng.randrange(len(data)) :]
         else:  # scramble the line numbers of a trace
@@ -61,7 +63,10 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 
 def test_fuzzed_segy_gives_a_result_or_one_line_error(tmp_path, shared_segy):
     """A few thousand corrupted files: a correct read or SeisFaciesError, nothing else, no hang."""
-    bases = [(shared_segy / name).read_bytes() for name in ("small.sgy", "small-lsb.sgy", "f3.sgy", "Format5msb.sgy")]
+    bases = [
+        (shared_segy / name).read_bytes()
+        for name in ("small.sgy", "small-lsb.sgy", "f3.sgy", "Format5msb.sgy")
+    ]
     rng = random.Random(20261124)
     outcomes = {"read": 0, "refused": 0}
     previous = signal.signal(signal.SIGALRM, _alarm)
@@ -110,18 +115,28 @@ def test_nonfinite_samples_are_counted_refused_and_never_classified(tmp_path):
     data[3600 + 240 : 3600 + 244] = np.array([np.nan], ">f4").tobytes()  # first sample of trace 0
     source.write_bytes(bytes(data))
     summary = segy_to_zarr(source, tmp_path / "s.zarr", IngestConfig())
-    assert summary["nonfinite_samples"] == 1 and open_store(tmp_path / "s.zarr").attrs["nonfinite_samples"] == 1
+    assert (
+        summary["nonfinite_samples"] == 1 and open_store(tmp_path / "s.zarr").attrs["nonfinite_samples"] == 1
+    )
     with pytest.raises(SeisFaciesError, match="1 samples are NaN"):
         segy_to_zarr(source, tmp_path / "r.zarr", IngestConfig(nonfinite="refuse"))
     assert not (tmp_path / "r.zarr").exists()
     labels = (cube > cube.mean()).astype(np.int16)
     np.save(tmp_path / "l.npy", labels)
     attach_labels(tmp_path / "s.zarr", tmp_path / "l.npy", LabelsConfig(classes="low,high"))
-    extract_patches(tmp_path / "s.zarr", tmp_path / "p.zarr", PatchesConfig(kind="trace", size=8, per_class=20, split_block=4))
+    extract_patches(
+        tmp_path / "s.zarr",
+        tmp_path / "p.zarr",
+        PatchesConfig(kind="trace", size=8, per_class=20, split_block=4),
+    )
     train_model(tmp_path / "p.zarr", tmp_path / "m.pt", TrainConfig(model="mlp", epochs=1))
     result = predict_volume(tmp_path / "s.zarr", tmp_path / "m.pt", PredictConfig())
     facies = open_store(tmp_path / "s.zarr", require=("facies",)).facies.values
-    assert result["unclassified_nonfinite_voxels"] == 1 and facies[0, 0, 0] == -1 and (facies[facies != -1] >= 0).all()
+    assert (
+        result["unclassified_nonfinite_voxels"] == 1
+        and facies[0, 0, 0] == -1
+        and (facies[facies != -1] >= 0).all()
+    )
 
 
 def test_interrupted_variable_is_refused_then_finished_by_a_rerun(tmp_path):
@@ -200,10 +215,17 @@ def test_ingest_survives_a_killed_worker(fault_volume, three_workers, tmp_path):
     segy_to_zarr(fault_volume / "big.sgy", tmp_path / "ref.zarr", IngestConfig(chunks="8,8,400"))
     with Client(three_workers) as client:
         went_on = run_while_killing(
-            lambda: segy_to_zarr(fault_volume / "big.sgy", tmp_path / "s.zarr", IngestConfig(chunks="8,8,400"), client),
-            client, tmp_path, ".s.zarr.partial-*/amplitude/c/*/*/*")
+            lambda: segy_to_zarr(
+                fault_volume / "big.sgy", tmp_path / "s.zarr", IngestConfig(chunks="8,8,400"), client
+            ),
+            client,
+            tmp_path,
+            ".s.zarr.partial-*/amplitude/c/*/*/*",
+        )
     assert went_on, "the run finished before a worker could be killed"
-    xr.testing.assert_identical(open_store(tmp_path / "ref.zarr").load(), open_store(tmp_path / "s.zarr").load())
+    xr.testing.assert_identical(
+        open_store(tmp_path / "ref.zarr").load(), open_store(tmp_path / "s.zarr").load()
+    )
 
 
 def test_patches_and_prediction_survive_a_killed_worker(fault_volume, three_workers, tmp_path):
@@ -215,16 +237,29 @@ def test_patches_and_prediction_survive_a_killed_worker(fault_volume, three_work
     config = PatchesConfig(kind="section", size=16, per_class=3000, stride=2)
     extract_patches(store, tmp_path / "ref.zarr", config)
     with Client(three_workers) as client:
-        assert run_while_killing(lambda: extract_patches(store, tmp_path / "p.zarr", config, client),
-                                 client, tmp_path, ".p.zarr.partial-*/y/c/*/*/*")
-        xr.testing.assert_identical(xr.open_zarr(tmp_path / "ref.zarr").load().drop_attrs(),
-                                    xr.open_zarr(tmp_path / "p.zarr").load().drop_attrs())
-        train_model(tmp_path / "p.zarr", tmp_path / "m.pt",
-                    TrainConfig(model="cnn2d", epochs=1, model_options={"base": 2, "depth": 1}))
+        assert run_while_killing(
+            lambda: extract_patches(store, tmp_path / "p.zarr", config, client),
+            client,
+            tmp_path,
+            ".p.zarr.partial-*/y/c/*/*/*",
+        )
+        xr.testing.assert_identical(
+            xr.open_zarr(tmp_path / "ref.zarr").load().drop_attrs(),
+            xr.open_zarr(tmp_path / "p.zarr").load().drop_attrs(),
+        )
+        train_model(
+            tmp_path / "p.zarr",
+            tmp_path / "m.pt",
+            TrainConfig(model="cnn2d", epochs=1, model_options={"base": 2, "depth": 1}),
+        )
         predict_volume(store, tmp_path / "m.pt", PredictConfig(batch_size=64))
         reference = open_store(store, require=("facies",)).facies.values
-        assert run_while_killing(lambda: predict_volume(store, tmp_path / "m.pt", PredictConfig(overwrite=True), client),
-                                 client, store, "facies/c/*/*/*")
+        assert run_while_killing(
+            lambda: predict_volume(store, tmp_path / "m.pt", PredictConfig(overwrite=True), client),
+            client,
+            store,
+            "facies/c/*/*/*",
+        )
     np.testing.assert_array_equal(open_store(store, require=("facies",)).facies.values, reference)
 
 
@@ -240,15 +275,28 @@ def test_training_restarts_from_checkpoint_or_fails_clearly(fault_volume, three_
         client.wait_for_workers(3, timeout=60)
         started = time.time()
         with pytest.raises(ClusterError, match="training rank"):
-            run_while_killing(lambda: train_model(tmp_path / "p.zarr", tmp_path / "a.pt", config, client),
-                              client, tmp_path, "a.pt")
+            run_while_killing(
+                lambda: train_model(tmp_path / "p.zarr", tmp_path / "a.pt", config, client),
+                client,
+                tmp_path,
+                "a.pt",
+            )
         assert time.time() - started < 120  # failed within the process-group timeout, no hang
         client.wait_for_workers(3, timeout=60)
         summary = {}
         run_while_killing(
-            lambda: summary.update(train_model(tmp_path / "p.zarr", tmp_path / "b.pt",
-                                               config.model_copy(update={"max_restarts": 2}), client)),
-            client, tmp_path, "b.pt")
+            lambda: summary.update(
+                train_model(
+                    tmp_path / "p.zarr",
+                    tmp_path / "b.pt",
+                    config.model_copy(update={"max_restarts": 2}),
+                    client,
+                )
+            ),
+            client,
+            tmp_path,
+            "b.pt",
+        )
     assert summary["restarts"] >= 1 and summary["epochs"] == 40
 
 
@@ -275,8 +323,11 @@ def _train_tiny_cnn2d(folder: Path, store: Path) -> Path:
     np.save(folder / "l.npy", labels)
     attach_labels(store, folder / "l.npy", LabelsConfig(classes="up,down"))
     extract_patches(store, folder / "p.zarr", PatchesConfig(kind="section", size=16, per_class=20))
-    train_model(folder / "p.zarr", folder / "m.pt", TrainConfig(model="cnn2d", epochs=1,
-                                                                model_options={"base": 2, "depth": 1}))
+    train_model(
+        folder / "p.zarr",
+        folder / "m.pt",
+        TrainConfig(model="cnn2d", epochs=1, model_options={"base": 2, "depth": 1}),
+    )
     return folder / "m.pt"
 
 
@@ -287,22 +338,37 @@ def test_ingest_and_prediction_hold_a_per_worker_memory_limit(tmp_path):
     shape = (256, 256, 4800)  # 1.2 GiB of IBM floats: 3x the ingest workers' cap
     write_large_segy(tmp_path / "big.sgy", shape, values=_wave)
     size_mb = (tmp_path / "big.sgy").stat().st_size / 2**20
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="400MiB", dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, memory_limit="400MiB", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         pids = client.run(os.getpid)
-        peak = _peak_per_worker_mb(client, lambda: segy_to_zarr(tmp_path / "big.sgy", tmp_path / "s.zarr",
-                                                                IngestConfig(), client))
+        peak = _peak_per_worker_mb(
+            client, lambda: segy_to_zarr(tmp_path / "big.sgy", tmp_path / "s.zarr", IngestConfig(), client)
+        )
         assert client.run(os.getpid) == pids, "a worker was restarted"
     assert size_mb > 3 * 400 and peak < 400, (size_mb, peak)
     store = open_store(tmp_path / "s.zarr")
-    assert store.amplitude.shape == shape and float(store.amplitude[5, 7, 100]) == pytest.approx(_wave(None, (4800,))[100], rel=1e-6)
+    assert store.amplitude.shape == shape and float(store.amplitude[5, 7, 100]) == pytest.approx(
+        _wave(None, (4800,))[100], rel=1e-6
+    )
     (tmp_path / "big.sgy").unlink()
     _train_tiny_cnn2d(tmp_path, tmp_path / "t.zarr")
-    with LocalCluster(n_workers=2, threads_per_worker=1, memory_limit="1GiB", dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, memory_limit="1GiB", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         pids = client.run(os.getpid)
-        peak = _peak_per_worker_mb(client, lambda: predict_volume(tmp_path / "s.zarr", tmp_path / "m.pt",
-                                                                  PredictConfig(batch_size=8), client))
+        peak = _peak_per_worker_mb(
+            client,
+            lambda: predict_volume(
+                tmp_path / "s.zarr", tmp_path / "m.pt", PredictConfig(batch_size=8), client
+            ),
+        )
         assert client.run(os.getpid) == pids, "a worker was restarted"
     assert peak < 0.8 * 1024, peak  # below the pause threshold: no worker waited for memory
     assert open_store(tmp_path / "s.zarr", require=("facies",)).facies.shape == shape
@@ -313,7 +379,9 @@ def small_disk(tmp_path):
     """A real 1 MiB file system (tmpfs) that fills up; mounting it needs root."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a 1 MiB tmpfs here (needs root): {mounted.stderr.strip()}")
     try:
@@ -330,11 +398,17 @@ def fill_disk(disk: Path, room: int) -> None:
 
 def test_disk_full_while_ingesting_is_a_one_line_error_and_leaves_nothing(tmp_path, small_disk):
     write_large_segy(tmp_path / "noise.sgy", (32, 32, 500))  # 2 MB of noise: cannot fit in 1 MiB
-    result = subprocess.run([BIN / "seisfacies", "ingest", tmp_path / "noise.sgy", small_disk / "s.zarr"],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [BIN / "seisfacies", "ingest", tmp_path / "noise.sgy", small_disk / "s.zarr"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     lines = result.stderr.strip().splitlines()  # the first line names the local cluster's dashboard
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
-    assert [line for line in lines if "No space left" in line] == lines[-1:] and "free disk space" in lines[-1]
+    assert [line for line in lines if "No space left" in line] == lines[-1:] and "free disk space" in lines[
+        -1
+    ]
     assert list(small_disk.iterdir()) == []  # the temporary store was removed, nothing looks complete
 
 
@@ -349,11 +423,15 @@ def test_disk_full_while_predicting_is_one_line_and_a_rerun_finishes(tmp_path, s
         open_store(small_disk / "s.zarr", require=("facies",))
     assert open_store(small_disk / "s.zarr").amplitude.shape == (40, 40, 64)
     (small_disk / "filler").unlink()
-    assert subprocess.run(predict, capture_output=True, timeout=300).returncode == 0  # a re-run finishes the job
+    assert (
+        subprocess.run(predict, capture_output=True, timeout=300).returncode == 0
+    )  # a re-run finishes the job
     assert open_store(small_disk / "s.zarr", require=("facies", "probability")).facies.shape == (40, 40, 64)
 
 
-def test_a_disk_filling_at_any_step_of_prediction_never_leaves_a_result_that_looks_whole(tmp_path, small_disk):
+def test_a_disk_filling_at_any_step_of_prediction_never_leaves_a_result_that_looks_whole(
+    tmp_path, small_disk
+):
     """Sweep the free space so the disk fills at each step in turn.
 
     The steps: metadata rewrites (zarr writes a temporary file and renames), the
@@ -372,8 +450,12 @@ def test_a_disk_filling_at_any_step_of_prediction_never_leaves_a_result_that_loo
             with pytest.raises(StoreError, match="has no 'facies'|'facies' is incomplete") as refused:
                 open_store(store, require=("facies",))
             outcomes.append("unchanged" if "has no" in str(refused.value) else "marked incomplete")
-        assert np.array_equal(open_store(store).amplitude.values, amplitude)  # the input stays readable and intact
-        assert not [path for path in store.rglob("*") if "partial" in path.name]  # no temporary file left behind
+        assert np.array_equal(
+            open_store(store).amplitude.values, amplitude
+        )  # the input stays readable and intact
+        assert not [
+            path for path in store.rglob("*") if "partial" in path.name
+        ]  # no temporary file left behind
         (small_disk / "filler").unlink()
     assert {"unchanged", "marked incomplete", "finished"} <= set(outcomes), outcomes
     assert outcomes[-1] == "finished", outcomes
@@ -395,8 +477,13 @@ def plain_user() -> list[str]:
 
 def run_as_plain_user(*args, scheduler: str, umask: int = 0o022) -> str:
     """Run ``seisfacies ARGS`` as a plain user; assert exit 2 with one line and return that line."""
-    result = subprocess.run([*plain_user(), BIN / "seisfacies", *args, "--scheduler", scheduler],
-                            capture_output=True, text=True, timeout=300, umask=umask)
+    result = subprocess.run(
+        [*plain_user(), BIN / "seisfacies", *args, "--scheduler", scheduler],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        umask=umask,
+    )
     errors = [line for line in result.stderr.splitlines() if line.startswith("seisfacies: error")]
     assert result.returncode == 2 and "Traceback" not in result.stderr and len(errors) == 1, result.stderr
     return errors[0]
@@ -419,7 +506,9 @@ def test_permission_problems_are_refused_before_any_work(tmp_path, small_store, 
 
     line = run_as_plain_user("ingest", tmp_path / "unreadable.sgy", tmp_path / "a.zarr", scheduler=address)
     assert "unreadable.sgy: permission denied; make the file readable" in line
-    line = run_as_plain_user("ingest", tmp_path / "in.sgy", tmp_path / "read-only" / "a.zarr", scheduler=address)
+    line = run_as_plain_user(
+        "ingest", tmp_path / "in.sgy", tmp_path / "read-only" / "a.zarr", scheduler=address
+    )
     assert "cannot write in the folder" in line and "read-only" in line
     line = run_as_plain_user("train", small_store, tmp_path / "read-only" / "m.pt", scheduler=address)
     assert "cannot write in the folder" in line
@@ -427,11 +516,15 @@ def test_permission_problems_are_refused_before_any_work(tmp_path, small_store, 
     line = run_as_plain_user("labels", small_store, tmp_path / "labels.npy", scheduler=address)
     assert "s.zarr: the store is read-only for this user" in line
 
-    assert sorted(path.name for path in tmp_path.iterdir()) == before and not any((tmp_path / "read-only").iterdir())
+    assert sorted(path.name for path in tmp_path.iterdir()) == before and not any(
+        (tmp_path / "read-only").iterdir()
+    )
     assert "labels" not in open_store(small_store).variables  # the store was not touched
 
 
-def test_permission_denied_while_writing_leaves_nothing_that_looks_complete(tmp_path, small_store, cluster_client):
+def test_permission_denied_while_writing_leaves_nothing_that_looks_complete(
+    tmp_path, small_store, cluster_client
+):
     """A umask that forbids writing what the command itself creates: the first write in a new folder fails."""
     address, out = cluster_client.scheduler.address, tmp_path / "out"
     out.mkdir()
@@ -444,5 +537,7 @@ def test_permission_denied_while_writing_leaves_nothing_that_looks_complete(tmp_
     with pytest.raises(StoreError, match="'labels' is incomplete"):  # marked before the failed write
         open_store(small_store, require=("labels",))
     labels = [BIN / "seisfacies", "labels", small_store, tmp_path / "labels.npy", "--scheduler", address]
-    assert subprocess.run(labels, capture_output=True, timeout=300).returncode == 0  # a re-run finishes the job
+    assert (
+        subprocess.run(labels, capture_output=True, timeout=300).returncode == 0
+    )  # a re-run finishes the job
     assert open_store(small_store, require=("labels",)).labels.shape == (12, 10, 16)

@@ -52,23 +52,31 @@ def few_inlines_store(synthetic_survey, survey_truth, tmp_path_factory):
     few[[4, 14, 24, 34]] = survey_truth[[4, 14, 24, 34]]
     np.save(folder / "few.npy", few)
     np.save(folder / "truth.npy", survey_truth)
-    attach_labels(folder / "s.zarr", folder / "few.npy", LabelsConfig(classes=",".join(synthetic_survey["classes"])))
+    attach_labels(
+        folder / "s.zarr", folder / "few.npy", LabelsConfig(classes=",".join(synthetic_survey["classes"]))
+    )
     return folder / "s.zarr"
 
 
 @pytest.fixture(scope="module")
 def section_patches(few_inlines_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("patches") / "p.zarr"
-    extract_patches(few_inlines_store, out, PatchesConfig(kind="section", size=16, stride=2, per_class=80,
-                                                         split_block=8, augment=("flip",)))
+    extract_patches(
+        few_inlines_store,
+        out,
+        PatchesConfig(kind="section", size=16, stride=2, per_class=80, split_block=8, augment=("flip",)),
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def trained_cnn2d(section_patches, tmp_path_factory):
     out = tmp_path_factory.mktemp("model") / "m.pt"
-    summary = train_model(section_patches, out, TrainConfig(model="cnn2d", epochs=6, lr=3e-3, batch_size=16,
-                                                                model_options=SMALL_CNN))
+    summary = train_model(
+        section_patches,
+        out,
+        TrainConfig(model="cnn2d", epochs=6, lr=3e-3, batch_size=16, model_options=SMALL_CNN),
+    )
     return out, summary
 
 
@@ -82,22 +90,28 @@ def test_single_worker_training_beats_chance(trained_cnn2d):
 
 
 def test_two_process_cluster_training_beats_chance(section_patches, tmp_path, cluster_client):
-    summary = train_model(section_patches, tmp_path / "m.pt",
-                          TrainConfig(model="cnn2d", epochs=6, lr=3e-3, batch_size=16, workers=2,
-                                      model_options=SMALL_CNN), cluster_client)
+    summary = train_model(
+        section_patches,
+        tmp_path / "m.pt",
+        TrainConfig(model="cnn2d", epochs=6, lr=3e-3, batch_size=16, workers=2, model_options=SMALL_CNN),
+        cluster_client,
+    )
     assert summary["workers"] == 2 and summary["val_accuracy"] > 0.5
 
 
 @pytest.fixture(scope="module")
 def trace_patches(few_inlines_store, tmp_path_factory):
     out = tmp_path_factory.mktemp("trace") / "p.zarr"
-    extract_patches(few_inlines_store, out, PatchesConfig(kind="trace", size=24, per_class=120, split_block=8))
+    extract_patches(
+        few_inlines_store, out, PatchesConfig(kind="trace", size=24, per_class=120, split_block=8)
+    )
     return out
 
 
 def test_two_ranks_equal_one_process_with_the_same_global_batch(trace_patches, tmp_path, cluster_client):
-    config = TrainConfig(model="mlp", optimizer="sgd", epochs=2, batch_size=16, lr=0.05, schedule="constant",
-                         shards=2, seed=5)
+    config = TrainConfig(
+        model="mlp", optimizer="sgd", epochs=2, batch_size=16, lr=0.05, schedule="constant", shards=2, seed=5
+    )
     train_model(trace_patches, tmp_path / "one.pt", config)
     train_model(trace_patches, tmp_path / "two.pt", config.model_copy(update={"workers": 2}), cluster_client)
     one, two = load_checkpoint(tmp_path / "one.pt"), load_checkpoint(tmp_path / "two.pt")
@@ -110,8 +124,13 @@ def test_two_ranks_equal_one_process_with_the_same_global_batch(trace_patches, t
 @pytest.mark.parametrize("optimizer", ["gd", "sgd", "momentum", "rmsprop", "adam"])
 def test_every_optimizer_lowers_the_training_loss(trace_patches, tmp_path, optimizer):
     lr = {"gd": 2.0, "sgd": 0.3, "momentum": 1.0, "rmsprop": 1e-2, "adam": 1e-2}[optimizer]
-    train_model(trace_patches, tmp_path / "m.pt", TrainConfig(model="mlp", optimizer=optimizer, epochs=15, lr=lr,
-                                                              activation="tanh", schedule="constant"))
+    train_model(
+        trace_patches,
+        tmp_path / "m.pt",
+        TrainConfig(
+            model="mlp", optimizer=optimizer, epochs=15, lr=lr, activation="tanh", schedule="constant"
+        ),
+    )
     history = load_checkpoint(tmp_path / "m.pt")["history"]
     assert history[-1]["train_loss"] < 0.95 * history[0]["train_loss"], history
 
@@ -119,13 +138,19 @@ def test_every_optimizer_lowers_the_training_loss(trace_patches, tmp_path, optim
 def test_resume_continues_from_the_checkpoint(trace_patches, tmp_path):
     config = TrainConfig(model="mlp", epochs=2)
     train_model(trace_patches, tmp_path / "m.pt", config)
-    summary = train_model(trace_patches, tmp_path / "m.pt", config.model_copy(update={"epochs": 4, "resume": True}))
+    summary = train_model(
+        trace_patches, tmp_path / "m.pt", config.model_copy(update={"epochs": 4, "resume": True})
+    )
     assert summary["epochs"] == 4 and load_checkpoint(tmp_path / "m.pt")["epoch"] == 4
 
 
 def test_training_from_a_volume_store_cuts_patches_first(few_inlines_store, tmp_path):
-    summary = train_model(few_inlines_store, tmp_path / "m.pt", TrainConfig(model="mlp", epochs=1),
-                          patches_config=PatchesConfig(kind="trace", size=16, per_class=30))
+    summary = train_model(
+        few_inlines_store,
+        tmp_path / "m.pt",
+        TrainConfig(model="mlp", epochs=1),
+        patches_config=PatchesConfig(kind="trace", size=16, per_class=30),
+    )
     assert (tmp_path / "m.patches.zarr" / "x").exists() and summary["epochs"] == 1
 
 
@@ -139,7 +164,10 @@ def test_bad_training_options_are_one_line_errors(section_patches, trace_patches
     with pytest.raises(ConfigError, match="cluster has 2 workers"):
         from distributed import Client, LocalCluster
 
-        with LocalCluster(n_workers=2, processes=False, dashboard_address=":0") as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(n_workers=2, processes=False, dashboard_address=":0") as cluster,
+            Client(cluster) as client,
+        ):
             train_model(trace_patches, tmp_path / "m.pt", TrainConfig(model="mlp", workers=3), client)
     assert not (tmp_path / "m.pt").exists()
 
@@ -162,15 +190,18 @@ def test_prediction_generalises_to_unlabelled_inlines(predicted_store, survey_tr
     assert result["mean_iou"] > 0.4, result
 
 
-def test_prediction_does_not_depend_on_chunking_or_workers(few_inlines_store, trained_cnn2d, predicted_store,
-                                                             tmp_path, cluster_client):
+def test_prediction_does_not_depend_on_chunking_or_workers(
+    few_inlines_store, trained_cnn2d, predicted_store, tmp_path, cluster_client
+):
     source = open_store(few_inlines_store)
     segy_path = tmp_path / "again.zarr"
     shutil.copytree(few_inlines_store, segy_path)
     store = xr.open_zarr(segy_path)
     assert store.amplitude.encoding["chunks"] == (16, 16, 64)
     rechunked = tmp_path / "rechunked.zarr"
-    segy_to_zarr(source.attrs["source_file"] and _source(few_inlines_store), rechunked, IngestConfig(chunks="11,7,24"))
+    segy_to_zarr(
+        source.attrs["source_file"] and _source(few_inlines_store), rechunked, IngestConfig(chunks="11,7,24")
+    )
     predict_volume(rechunked, trained_cnn2d[0], PredictConfig(), cluster_client)
     expected = open_store(predicted_store, require=("facies",)).facies.values
     np.testing.assert_array_equal(open_store(rechunked, require=("facies",)).facies.values, expected)
@@ -189,8 +220,9 @@ def _predict_with_small_tasks(store, model_path, folder: Path, monkeypatch, chun
     return open_store(small, require=("facies",)).facies.values
 
 
-def test_prediction_seams_vanish_with_one_chunk_per_task(few_inlines_store, trained_cnn2d, predicted_store,
-                                                          tmp_path, monkeypatch):
+def test_prediction_seams_vanish_with_one_chunk_per_task(
+    few_inlines_store, trained_cnn2d, predicted_store, tmp_path, monkeypatch
+):
     expected = open_store(predicted_store, require=("facies",)).facies.values
     small_tasks = _predict_with_small_tasks(few_inlines_store, trained_cnn2d[0], tmp_path, monkeypatch)
     np.testing.assert_array_equal(small_tasks, expected)
@@ -208,7 +240,9 @@ def test_other_models_predict_whole_volumes(few_inlines_store, tmp_path, model, 
     kind = {"mlp": "trace", "cnn2d_patch": "section", "cnn3d": "cube"}[model]
     size = {"mlp": 16, "cnn2d_patch": 12, "cnn3d": 8}[model]
     patches = tmp_path / "p.zarr"
-    extract_patches(few_inlines_store, patches, PatchesConfig(kind=kind, size=size, per_class=20, stride=2, dense=True))
+    extract_patches(
+        few_inlines_store, patches, PatchesConfig(kind=kind, size=size, per_class=20, stride=2, dense=True)
+    )
     options = {"cnn3d": {"base": 4, "depth": 1}, "cnn2d_patch": {"base": 4, "n_convs": 2}}.get(model, {})
     train_model(patches, tmp_path / "m.pt", TrainConfig(model=model, epochs=1, model_options=options))
     store = tmp_path / "s.zarr"
@@ -216,11 +250,14 @@ def test_other_models_predict_whole_volumes(few_inlines_store, tmp_path, model, 
     predict_volume(store, tmp_path / "m.pt", PredictConfig(batch_size=512))
     facies = open_store(store, require=("facies",)).facies.values
     assert facies.shape == open_store(store).amplitude.shape and facies.min() >= 0 and facies.max() < 6
-    np.testing.assert_array_equal(_predict_with_small_tasks(few_inlines_store, tmp_path / "m.pt", tmp_path, monkeypatch),
-                                  facies)
+    np.testing.assert_array_equal(
+        _predict_with_small_tasks(few_inlines_store, tmp_path / "m.pt", tmp_path, monkeypatch), facies
+    )
 
 
-def test_predict_refuses_overwrite_and_mismatched_models(predicted_store, trained_cnn2d, tmp_path, shared_segy):
+def test_predict_refuses_overwrite_and_mismatched_models(
+    predicted_store, trained_cnn2d, tmp_path, shared_segy
+):
     before = (predicted_store / "zarr.json").read_bytes()
     with pytest.raises(StoreError, match="--overwrite"):
         predict_volume(predicted_store, trained_cnn2d[0], PredictConfig())
@@ -261,7 +298,10 @@ def test_evaluate_matches_hand_computed_confusion(predicted_store, survey_truth,
 def test_plot_writes_a_picture(predicted_store, tmp_path):
     inline = int(open_store(predicted_store).inline.values[10])
     summary = plot_section(predicted_store, tmp_path / "p.png", PlotConfig(inline=inline))
-    assert (tmp_path / "p.png").stat().st_size > 10_000 and summary["panels"] == ["predicted facies", "labels"]
+    assert (tmp_path / "p.png").stat().st_size > 10_000 and summary["panels"] == [
+        "predicted facies",
+        "labels",
+    ]
     plot_section(predicted_store, tmp_path / "t.png", PlotConfig(time=100.0))
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ConfigError, match="outside"):

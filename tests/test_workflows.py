@@ -89,8 +89,22 @@ def test_workflow_runs_on_separate_scheduler_and_worker_processes(tmp_path, two_
 
 
 def test_demo_reaches_a_good_mean_iou_on_unlabelled_inlines(tmp_path, cluster_client):
-    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "demo"), "--shape", "48", "48", "64",
-                                      "--epochs", "6", "--scheduler", cluster_client.scheduler.address])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "demo",
+            "--out",
+            str(tmp_path / "demo"),
+            "--shape",
+            "48",
+            "48",
+            "64",
+            "--epochs",
+            "6",
+            "--scheduler",
+            cluster_client.scheduler.address,
+        ],
+    )
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "demo" / "demo.run.json").read_text())
     assert record["metrics"]["where"] == "unlabelled"
@@ -101,8 +115,13 @@ def test_demo_reaches_a_good_mean_iou_on_unlabelled_inlines(tmp_path, cluster_cl
 def compose_commands(data: Path, address: str, port: int, dashboard: int) -> dict[str, list[str]]:
     """The commands docker-compose.yml gives each service, pointed at loopback and a local folder."""
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    replace = {"0.0.0.0": "127.0.0.1", "8786": str(port), ":8787": f"127.0.0.1:{dashboard}",
-               "tcp://scheduler:8786": address, "/data/workflow.yaml": str(data / "workflow.yaml")}
+    replace = {
+        "0.0.0.0": "127.0.0.1",
+        "8786": str(port),
+        ":8787": f"127.0.0.1:{dashboard}",
+        "tcp://scheduler:8786": address,
+        "/data/workflow.yaml": str(data / "workflow.yaml"),
+    }
     commands = {}
     for name, service in services.items():
         command = [replace.get(part, part) for part in service["command"]]
@@ -118,10 +137,18 @@ def test_compose_services_run_as_local_processes(tmp_path):
     address = f"tcp://127.0.0.1:{port}"
     commands = compose_commands(tmp_path, address, port, dashboard)
     write(tmp_path, SMALL, "workflow.yaml")
-    processes = [subprocess.Popen(commands["scheduler"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    processes = [
+        subprocess.Popen(commands["scheduler"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ]
     time.sleep(1)
-    processes += [subprocess.Popen([*commands["worker"], "--host", "127.0.0.1", "--memory-limit", "3GiB"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    processes += [
+        subprocess.Popen(
+            [*commands["worker"], "--host", "127.0.0.1", "--memory-limit", "3GiB"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
     try:
         wait_for_workers(address, 2)
         env = {**os.environ, "DASK_SCHEDULER_ADDRESS": address}
@@ -147,8 +174,14 @@ def test_tls_cluster_on_loopback_with_generated_certificates(tmp_path):
 
     security = Security.temporary()
     write_test_segy(tmp_path / "in.sgy", (6, 5, 8))
-    with LocalCluster(n_workers=1, processes=True, protocol="tls", security=security, dashboard_address=":0",
-                      host="127.0.0.1") as cluster:
+    with LocalCluster(
+        n_workers=1,
+        processes=True,
+        protocol="tls",
+        security=security,
+        dashboard_address=":0",
+        host="127.0.0.1",
+    ) as cluster:
         assert cluster.scheduler_address.startswith("tls://")
         with connect(ClusterSpec(address=cluster.scheduler_address, security=security)) as client:
             segy_to_zarr(tmp_path / "in.sgy", tmp_path / "s.zarr", IngestConfig(), client)

@@ -130,19 +130,36 @@ def synth(out_dir: str, shape: tuple[int, int, int], seed: int, overwrite: bool)
 
     if min(shape) < 8:
         raise ConfigError(f"option --shape: {shape} is too small; each size must be at least 8")
-    emit(write_synthetic_survey(out_dir, build_config(SynthConfig, shape=shape, seed=seed, overwrite=overwrite)))
+    emit(
+        write_synthetic_survey(
+            out_dir, build_config(SynthConfig, shape=shape, seed=seed, overwrite=overwrite)
+        )
+    )
 
 
 @cli.command()
 @click.argument("segy", type=PATH)
 @click.argument("store", type=PATH)
 @click.option("--chunks", default=None, help="Chunk sizes: '64,64,256' or 'inline=64,crossline=64,time=256'.")
-@click.option("--iline-byte", type=int, default=189, show_default=True, help="Trace header byte of the inline number.")
-@click.option("--xline-byte", type=int, default=193, show_default=True, help="Trace header byte of the crossline number.")
+@click.option(
+    "--iline-byte", type=int, default=189, show_default=True, help="Trace header byte of the inline number."
+)
+@click.option(
+    "--xline-byte",
+    type=int,
+    default=193,
+    show_default=True,
+    help="Trace header byte of the crossline number.",
+)
 @click.option("--endian", type=click.Choice(["auto", "big", "little"]), default="auto", show_default=True)
 @click.option("--domain", type=click.Choice(["time", "depth"]), default="time", show_default=True)
-@click.option("--nonfinite", type=click.Choice(["keep", "refuse"]), default="keep", show_default=True,
-              help="What to do with NaN/infinite samples: keep them (and report the count) or refuse the file.")
+@click.option(
+    "--nonfinite",
+    type=click.Choice(["keep", "refuse"]),
+    default="keep",
+    show_default=True,
+    help="What to do with NaN/infinite samples: keep them (and report the count) or refuse the file.",
+)
 @overwrite_option
 @scheduler_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -159,7 +176,9 @@ def ingest(segy: str, store: str, scheduler: str | None, as_json: bool, **option
 @cli.command()
 @click.argument("store", type=PATH)
 @click.argument("out", type=PATH)
-@click.option("--variable", default="amplitude", show_default=True, help="Store variable to write as samples.")
+@click.option(
+    "--variable", default="amplitude", show_default=True, help="Store variable to write as samples."
+)
 @overwrite_option
 @scheduler_option
 def export(store: str, out: str, scheduler: str | None, **options) -> None:
@@ -176,13 +195,22 @@ def export(store: str, out: str, scheduler: str | None, **options) -> None:
 @click.argument("store", type=PATH)
 @click.argument("source", type=PATH)
 @click.option("--classes", default=None, metavar="NAME,NAME,...", help="Class names, in class-number order.")
-@click.option("--unlabelled", type=float, default=None, metavar="VALUE",
-              help="Source value that means 'not labelled' (default -1).")
-@click.option("--inlines", default=None, metavar="N,N,...", help="Keep the labels of these inline numbers only.")
+@click.option(
+    "--unlabelled",
+    type=float,
+    default=None,
+    metavar="VALUE",
+    help="Source value that means 'not labelled' (default -1).",
+)
+@click.option(
+    "--inlines", default=None, metavar="N,N,...", help="Keep the labels of these inline numbers only."
+)
 @overwrite_option
 @scheduler_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def labels(store: str, source: str, scheduler: str | None, as_json: bool, inlines: str | None, **options) -> None:
+def labels(
+    store: str, source: str, scheduler: str | None, as_json: bool, inlines: str | None, **options
+) -> None:
     """Attach labels (SEG-Y volume, .npy, Zarr or CSV points) to a store."""
     from workflows.config import LabelsConfig
     from workflows.labels import attach_labels
@@ -202,15 +230,31 @@ def labels(store: str, source: str, scheduler: str | None, as_json: bool, inline
 @click.argument("store", type=PATH)
 @click.argument("patches", type=PATH)
 @click.option("--kind", type=click.Choice(["trace", "section", "cube"]), required=True)
-@click.option("--size", type=int, default=None, help="Window size in samples (trace 64, section 64, cube 32).")
-@click.option("--stride", type=int, default=None, help="Spacing of candidate centres (trace 2, section 4, cube 4).")
+@click.option(
+    "--size", type=int, default=None, help="Window size in samples (trace 64, section 64, cube 32)."
+)
+@click.option(
+    "--stride", type=int, default=None, help="Spacing of candidate centres (trace 2, section 4, cube 4)."
+)
 @click.option("--per-class", type=int, default=500, show_default=True, help="Training patches per class.")
-@click.option("--orientation", type=click.Choice(["inline", "crossline", "both"]), default="inline",
-              show_default=True, help="Sections to crop (section kind).")
-@click.option("--dense/--centre", "dense", default=None, help="Cube labels: the dense cube or the centre label.")
+@click.option(
+    "--orientation",
+    type=click.Choice(["inline", "crossline", "both"]),
+    default="inline",
+    show_default=True,
+    help="Sections to crop (section kind).",
+)
+@click.option(
+    "--dense/--centre", "dense", default=None, help="Cube labels: the dense cube or the centre label."
+)
 @click.option("--val-fraction", type=float, default=0.2, show_default=True)
-@click.option("--split-block", type=int, default=16, show_default=True,
-              help="Size of the spatial blocks that go wholly to train or validation.")
+@click.option(
+    "--split-block",
+    type=int,
+    default=16,
+    show_default=True,
+    help="Size of the spatial blocks that go wholly to train or validation.",
+)
 @click.option("--augment", default="", metavar="flip,scale", help="Extra training copies: flip, scale.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @overwrite_option
@@ -232,26 +276,40 @@ def patches(store: str, patches: str, scheduler: str | None, as_json: bool, augm
 @click.argument("model_path", metavar="MODEL.pt", type=PATH)
 @click.option("--model", default="cnn2d", show_default=True, help="mlp, cnn2d, cnn2d_patch or cnn3d.")
 @click.option("--optimizer", default="adam", show_default=True, help="gd, sgd, momentum, rmsprop or adam.")
-@click.option("--activation", default=None, help="sigmoid, tanh, relu, leaky_relu or elu (default: the model's).")
+@click.option(
+    "--activation", default=None, help="sigmoid, tanh, relu, leaky_relu or elu (default: the model's)."
+)
 @click.option("--epochs", type=int, default=12, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Global mini-batch size.")
 @click.option("--lr", type=float, default=2e-3, show_default=True, help="Learning rate (alpha).")
 @click.option("--weight-decay", type=float, default=0.0, show_default=True)
 @click.option("--beta", type=float, default=0.9, show_default=True, help="Momentum / RMSprop / Adam beta.")
 @click.option("--schedule", default="cosine", show_default=True, help="constant, step or cosine.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Data-parallel ranks, one per Dask worker.")
+@click.option(
+    "--workers", type=int, default=1, show_default=True, help="Data-parallel ranks, one per Dask worker."
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--precision", default="fp32", show_default=True, help="fp32 or bf16 (mixed precision).")
 @click.option("--class-weights", default="balanced", show_default=True, help="balanced or none.")
-@click.option("--time-budget", type=float, default=None, help="Stop after the epoch that passes this many seconds.")
+@click.option(
+    "--time-budget", type=float, default=None, help="Stop after the epoch that passes this many seconds."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--model-options", default="{}", help='JSON model config, e.g. \'{"base": 8, "depth": 2}\'.')
 @click.option("--resume", is_flag=True, help="Continue from MODEL.pt's last epoch.")
-@click.option("--max-restarts", type=int, default=0, show_default=True, help="Restarts from the last checkpoint after a lost rank.")
+@click.option(
+    "--max-restarts",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Restarts from the last checkpoint after a lost rank.",
+)
 @overwrite_option
 @scheduler_option
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def train(source: str, model_path: str, scheduler: str | None, as_json: bool, model_options: str, **options) -> None:
+def train(
+    source: str, model_path: str, scheduler: str | None, as_json: bool, model_options: str, **options
+) -> None:
     """Train a model on a patch store (or a labelled store: patches are cut first)."""
     from workflows.config import TrainConfig
     from workflows.train import train_model
@@ -287,9 +345,21 @@ def predict(store: str, model_path: str, scheduler: str | None, as_json: bool, *
 
 @cli.command()
 @click.argument("store", type=PATH)
-@click.option("--truth", default=None, metavar="SOURCE", help="Label source to score against (default: the store's labels).")
-@click.option("--where", default="all", show_default=True, help="unlabelled, labelled or all (relative to the store's labels).")
-@click.option("--unlabelled", type=float, default=None, metavar="VALUE", help="Truth value meaning 'not labelled'.")
+@click.option(
+    "--truth",
+    default=None,
+    metavar="SOURCE",
+    help="Label source to score against (default: the store's labels).",
+)
+@click.option(
+    "--where",
+    default="all",
+    show_default=True,
+    help="unlabelled, labelled or all (relative to the store's labels).",
+)
+@click.option(
+    "--unlabelled", type=float, default=None, metavar="VALUE", help="Truth value meaning 'not labelled'."
+)
 @scheduler_option
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def evaluate(store: str, scheduler: str | None, as_json: bool, **options) -> None:
@@ -329,13 +399,27 @@ def run_command(workflow: str, force: bool, scheduler: str | None, workers: int 
     load_workflow(workflow)  # validate the whole file before anything starts
     with cluster_client(scheduler, workers) as client:
         record = run_workflow(workflow, client, force=force, echo=lambda line: click.echo(line, err=True))
-    emit({"workflow": record["workflow"], "seconds": record["seconds"], **record["metrics"], "record": record["record"]})
+    emit(
+        {
+            "workflow": record["workflow"],
+            "seconds": record["seconds"],
+            **record["metrics"],
+            "record": record["record"],
+        }
+    )
 
 
 @cli.command()
-@click.option("--out", default="seisfacies-demo", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the demo's data, store, model and pictures.")
-@click.option("--shape", nargs=3, type=int, default=None, metavar="IL XL NS", help="Survey size (default 96 96 128).")
+@click.option(
+    "--out",
+    default="seisfacies-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the demo's data, store, model and pictures.",
+)
+@click.option(
+    "--shape", nargs=3, type=int, default=None, metavar="IL XL NS", help="Survey size (default 96 96 128)."
+)
 @click.option("--epochs", type=int, default=None, help="Training epochs (default 12).")
 @click.option("--force", is_flag=True, help="Redo every step even if its outputs are up to date.")
 @scheduler_option
@@ -344,8 +428,14 @@ def demo(out: str, shape, epochs: int | None, force: bool, scheduler: str | None
     from workflows.demo import run_demo
 
     with cluster_client(scheduler) as client:
-        record = run_demo(out, client, shape=tuple(shape) if shape else None, epochs=epochs, force=force,
-                          echo=lambda line: click.echo(line, err=True))
+        record = run_demo(
+            out,
+            client,
+            shape=tuple(shape) if shape else None,
+            epochs=epochs,
+            force=force,
+            echo=lambda line: click.echo(line, err=True),
+        )
     metrics, outputs = record["metrics"], record["outputs"]
     click.echo(f"demo finished in {record['seconds']:.0f} s; scores on the inlines nobody labelled:")
     for key in ("pixel_accuracy", "mean_class_accuracy", "mean_iou", "frequency_weighted_iou"):
@@ -357,7 +447,9 @@ def demo(out: str, shape, epochs: int | None, force: bool, scheduler: str | None
     click.echo("open it in xarray:")
     click.echo("  import xarray as xr")
     click.echo(f"  ds = xr.open_zarr({outputs['store']!r})")
-    click.echo("  ds.facies.isel(inline=ds.sizes['inline'] // 2).plot(x='crossline', y='time', yincrease=False)")
+    click.echo(
+        "  ds.facies.isel(inline=ds.sizes['inline'] // 2).plot(x='crossline', y='time', yincrease=False)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,12 +33,20 @@ def demo_overrides(shape: tuple[int, int, int] | None, epochs: int | None) -> di
     return overrides
 
 
-def run_demo(out: str | Path, client=None, shape=None, epochs: int | None = None, force: bool = False,
-             echo: Callable[[str], None] = print) -> dict:
+def run_demo(
+    out: str | Path,
+    client=None,
+    shape=None,
+    epochs: int | None = None,
+    force: bool = False,
+    echo: Callable[[str], None] = print,
+) -> dict:
     """Run the demo workflow in ``out``; return the run record with the paths to look at."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    record = run_workflow(DEMO, client, force=force, base=out, echo=echo, overrides=demo_overrides(shape, epochs))
+    record = run_workflow(
+        DEMO, client, force=force, base=out, echo=echo, overrides=demo_overrides(shape, epochs)
+    )
     data = out / "data"
     record["outputs"] = {
         "store": str(data / "seismic.zarr"),

@@ -30,7 +30,9 @@ def region_confusion(task: ConfusionTask) -> np.ndarray:
     if task.truth is None:
         truth = read_region(task.store, "labels", task.region).astype(np.int64)
     else:
-        truth = to_classes(read_labels(task.truth, task.region), task.truth.unlabelled, task.n_classes).astype(np.int64)
+        truth = to_classes(
+            read_labels(task.truth, task.region), task.truth.unlabelled, task.n_classes
+        ).astype(np.int64)
     if task.where != "all":
         training = read_region(task.store, "labels", task.region) >= 0
         truth = np.where(training if task.where == "labelled" else ~training, truth, -1)
@@ -44,9 +46,13 @@ def evaluate_store(store: str | Path, config: EvaluateConfig, client=None) -> di
     dataset = open_store(store, require=("facies", "labels") if needs_labels else ("facies",))
     names = dataset.facies.attrs["flag_meanings"].split()
     if config.truth is None and config.where == "unlabelled":
-        raise ConfigError("option --where unlabelled: the store's labels are the training labels; "
-                          "give the interpretation to score against with --truth SOURCE")
-    truth = open_label_source(config.truth, dataset, config.unlabelled, tuple(names)) if config.truth else None
+        raise ConfigError(
+            "option --where unlabelled: the store's labels are the training labels; "
+            "give the interpretation to score against with --truth SOURCE"
+        )
+    truth = (
+        open_label_source(config.truth, dataset, config.unlabelled, tuple(names)) if config.truth else None
+    )
     plan = regions(dict(dataset.amplitude.sizes), store_chunks(dataset))
     tasks = [ConfusionTask(str(store), region, len(names), truth, config.where) for region in plan]
     confusion = np.sum(run_tasks(region_confusion, tasks, client, "evaluate"), axis=0)
@@ -60,8 +66,12 @@ def evaluate_store(store: str | Path, config: EvaluateConfig, client=None) -> di
         "mean_class_accuracy": round(result["mean_class_accuracy"], 4),
         "mean_iou": round(result["mean_iou"], 4),
         "frequency_weighted_iou": round(result["frequency_weighted_iou"], 4),
-        "class_iou": {name: None if v is None else round(v, 4) for name, v in zip(names, result["class_iou"])},
-        "class_accuracy": {name: None if v is None else round(v, 4) for name, v in zip(names, result["class_accuracy"])},
+        "class_iou": {
+            name: None if v is None else round(v, 4) for name, v in zip(names, result["class_iou"])
+        },
+        "class_accuracy": {
+            name: None if v is None else round(v, 4) for name, v in zip(names, result["class_accuracy"])
+        },
         "confusion_matrix": confusion.tolist(),
         "classes": names,
     }

@@ -54,7 +54,11 @@ def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, clien
     out = check_output(out, config.overwrite, "file")
     attrs = dataset.attrs
     textual = fmt.from_base64(attrs["textual_header_bytes"])
-    head = textual[: fmt.TEXT_HEADER_SIZE] + fmt.from_base64(attrs["binary_header_bytes"]) + textual[fmt.TEXT_HEADER_SIZE :]
+    head = (
+        textual[: fmt.TEXT_HEADER_SIZE]
+        + fmt.from_base64(attrs["binary_header_bytes"])
+        + textual[fmt.TEXT_HEADER_SIZE :]
+    )
     partial = temporary_path(out)
     spec = SegyWriteSpec(
         path=str(partial),
@@ -73,4 +77,9 @@ def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, clien
     except BaseException:
         remove_path(partial)
         raise
-    return {"file": str(out), "variable": config.variable, "traces": written, "sample_format": spec.sample_format}
+    return {
+        "file": str(out),
+        "variable": config.variable,
+        "traces": written,
+        "sample_format": spec.sample_format,
+    }

@@ -27,7 +27,6 @@ from pipeline.store import (
 )
 from workflows.config import IngestConfig
 
-
 #: Bytes of samples one ingest task holds; bounds worker memory whatever the survey size.
 TASK_BUDGET_BYTES = 64 * 2**20
 
@@ -57,7 +56,9 @@ def ingest_template(survey: SegySurvey, chunks: dict[str, int]):
     n_il, n_xl = survey.geometry.shape
     column_chunks = (chunks["inline"], chunks["crossline"])
     amplitude = da.zeros(
-        (n_il, n_xl, survey.layout.n_samples), dtype=np.float32, chunks=(*column_chunks, chunks[survey.domain])
+        (n_il, n_xl, survey.layout.n_samples),
+        dtype=np.float32,
+        chunks=(*column_chunks, chunks[survey.domain]),
     )
     dataset = survey_dataset(survey, amplitude)
     dataset["trace_headers"] = (
@@ -100,7 +101,13 @@ def segy_to_zarr(segy: str | Path, store: str | Path, config: IngestConfig, clie
         write_template(ingest_template(survey, chunks), partial, chunks)
         plan = ingest_plan(survey, chunks)
         tasks = [
-            RegionTask(str(partial), survey.layout, region, survey.geometry.trace_index[tuple(region.values())], config.domain)
+            RegionTask(
+                str(partial),
+                survey.layout,
+                region,
+                survey.geometry.trace_index[tuple(region.values())],
+                config.domain,
+            )
             for region in plan
         ]
         nonfinite = sum(run_tasks(fill_region, tasks, client, "ingest"))

@@ -82,8 +82,12 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
     n_classes = len(names) or None
     keep = _kept_rows(dataset, config.inlines)
     try:
-        counts = run_tasks(region_class_counts, [LabelTask(label_source, r, n_classes, keep) for r in plan],
-                           client, "check labels")
+        counts = run_tasks(
+            region_class_counts,
+            [LabelTask(label_source, r, n_classes, keep) for r in plan],
+            client,
+            "check labels",
+        )
     except LabelError as error:
         raise LabelError(f"{source}: {error}") from None
     total = _sum_counts(counts)
@@ -93,8 +97,11 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
     if "labels" in dataset.variables:
         delete_variables(Path(store), ["labels"])
     template = dataset[[]].assign(
-        labels=(dataset.amplitude.dims, da.full(dataset.amplitude.shape, -1, dtype=np.int16, chunks=dataset.amplitude.chunks),
-                {"long_name": "Facies labels (interpretation)", **class_attrs(names)})
+        labels=(
+            dataset.amplitude.dims,
+            da.full(dataset.amplitude.shape, -1, dtype=np.int16, chunks=dataset.amplitude.chunks),
+            {"long_name": "Facies labels (interpretation)", **class_attrs(names)},
+        )
     )
     add_variables_template(template, Path(store), chunks)
     tasks = [LabelTask(label_source, r, len(names), keep, str(store)) for r in plan]
@@ -118,7 +125,9 @@ def _kept_rows(dataset, inlines: tuple[int, ...] | None) -> np.ndarray | None:
     numbers = dataset.inline.values
     missing = sorted(set(inlines) - set(numbers.tolist()))
     if missing:
-        raise LabelError(f"option --inlines: {missing[:5]} are not inlines of the store ({numbers[0]}..{numbers[-1]})")
+        raise LabelError(
+            f"option --inlines: {missing[:5]} are not inlines of the store ({numbers[0]}..{numbers[-1]})"
+        )
     return np.flatnonzero(np.isin(numbers, inlines))
 
 

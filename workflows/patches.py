@@ -81,8 +81,11 @@ def select_region(task: PassTask) -> dict[str, np.ndarray]:
     split = np.array([block in task.validation_blocks for block in blocks], np.int8)
     draw = position_hash(task.plan.seed, found["i"], found["j"], found["k"], found["orientation"])
     keep = draw < task.probability[split, found["label"]]
-    return {**{name: found[name][keep] for name in ("i", "j", "k", "orientation", "label")},
-            "split": split[keep], "draw": draw[keep]}
+    return {
+        **{name: found[name][keep] for name in ("i", "j", "k", "orientation", "label")},
+        "split": split[keep],
+        "draw": draw[keep],
+    }
 
 
 @dataclass(frozen=True)
@@ -118,9 +121,15 @@ def cut_rows(task: CutTask) -> np.ndarray:
     target = {"patch": slice(task.start, task.start + n)}
     write_region(task.out, "x", {**target, **{d: slice(None) for d in range(x.ndim - 1)}}, x)
     write_region(task.out, "y", {**target, **{d: slice(None) for d in range(y.ndim - 1)}}, y)
-    for name, values in (("inline_index", rows["i"]), ("crossline_index", rows["j"]), ("sample_index", rows["k"]),
-                         ("orientation", rows["orientation"]), ("split", rows["split"]), ("flip", rows["flip"]),
-                         ("scale", rows["scale"])):
+    for name, values in (
+        ("inline_index", rows["i"]),
+        ("crossline_index", rows["j"]),
+        ("sample_index", rows["k"]),
+        ("orientation", rows["orientation"]),
+        ("split", rows["split"]),
+        ("flip", rows["flip"]),
+        ("scale", rows["scale"]),
+    ):
         write_region(task.out, name, target, values)
     train = x[rows["split"] == 0].astype(np.float64)
     return np.array([train.sum(), (train**2).sum(), train.size])
@@ -129,8 +138,9 @@ def cut_rows(task: CutTask) -> np.ndarray:
 def _cut_group(task: CutTask, chosen: np.ndarray, orientation: str, x: np.ndarray, y: np.ndarray) -> None:
     plan, rows = task.plan, task.rows
     extent = plan.extent(orientation)
-    starts = np.stack([window_start(rows[name][chosen], extent[axis])
-                       for axis, name in enumerate(("i", "j", "k"))], axis=1)
+    starts = np.stack(
+        [window_start(rows[name][chosen], extent[axis]) for axis, name in enumerate(("i", "j", "k"))], axis=1
+    )
     low, high = starts.min(axis=0), starts.max(axis=0) + np.array(extent)
     box = {dim: slice(int(a), int(b)) for dim, a, b in zip(plan.dims, low, high)}
     amplitude = read_region(task.store, "amplitude", box)
@@ -155,13 +165,24 @@ def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
     kind = config.kind
     size = config.size or DEFAULT_SIZE[kind]
     if size > max(dataset.amplitude.shape):
-        raise LabelError(f"--size {size} is larger than the volume {tuple(dataset.amplitude.shape)}; use a smaller patch")
+        raise LabelError(
+            f"--size {size} is larger than the volume {tuple(dataset.amplitude.shape)}; use a smaller patch"
+        )
     orientations = ("inline", "crossline") if config.orientation == "both" else (config.orientation,)
     if kind != "section":
         orientations = ("inline",)
     dense = kind == "section" or (kind == "cube" and bool(config.dense))
-    return PatchPlan(kind, dims, tuple(dataset.amplitude.shape), size, config.stride or DEFAULT_STRIDE[kind],
-                     orientations, config.split_block, config.seed, dense)
+    return PatchPlan(
+        kind,
+        dims,
+        tuple(dataset.amplitude.shape),
+        size,
+        config.stride or DEFAULT_STRIDE[kind],
+        orientations,
+        config.split_block,
+        config.seed,
+        dense,
+    )
 
 
 def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, client=None) -> dict:
@@ -176,24 +197,41 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
     tasks = [PassTask(str(store), plan, region) for region in plan_regions]
     block_class = np.concatenate(run_tasks(count_region, tasks, client, "count candidates"))
     if not len(block_class):
-        raise LabelError(f"{store}: no labelled position fits a {plan.kind} window of size {plan.size} "
-                         f"(stride {plan.stride}); label more, or use a smaller --size or --stride")
+        raise LabelError(
+            f"{store}: no labelled position fits a {plan.kind} window of size {plan.size} "
+            f"(stride {plan.stride}); label more, or use a smaller --size or --stride"
+        )
     validation = choose_validation_blocks(_block_totals(block_class), config.val_fraction, config.seed)
     available = _available(block_class, validation, len(names))
     targets = _targets(available, config.per_class, config.val_fraction)
     probability = np.minimum(1.0, 1.25 * targets / np.maximum(available, 1) + 1e-9)
-    selected = run_tasks(select_region, [PassTask(str(store), plan, r, frozenset(validation), probability)
-                                         for r in plan_regions], client, "select patches")
+    selected = run_tasks(
+        select_region,
+        [PassTask(str(store), plan, r, frozenset(validation), probability) for r in plan_regions],
+        client,
+        "select patches",
+    )
     rows = _final_rows(selected, targets, config, plan, store_chunks(dataset))
     partial = temporary_path(out)
     try:
         # x is stored raw: amplitude windows shrink by under 10% and compressing them halves the cut rate
-        write_template(_patch_template(rows, plan, names, dataset, store, config), partial, {"patch": PATCH_CHUNK},
-                       uncompressed=("x",))
-        cut = [CutTask(str(store), str(partial), plan, start,
-                       {name: values[start:start + PATCH_CHUNK] for name, values in rows.items()},
-                       store_chunks(dataset))
-               for start in range(0, len(rows["i"]), PATCH_CHUNK)]
+        write_template(
+            _patch_template(rows, plan, names, dataset, store, config),
+            partial,
+            {"patch": PATCH_CHUNK},
+            uncompressed=("x",),
+        )
+        cut = [
+            CutTask(
+                str(store),
+                str(partial),
+                plan,
+                start,
+                {name: values[start : start + PATCH_CHUNK] for name, values in rows.items()},
+                store_chunks(dataset),
+            )
+            for start in range(0, len(rows["i"]), PATCH_CHUNK)
+        ]
         sums = np.sum(run_tasks(cut_rows, cut, client, "cut patches"), axis=0)
         mean = sums[0] / max(sums[2], 1)
         std = float(np.sqrt(max(sums[1] / max(sums[2], 1) - mean**2, 0.0))) or 1.0
@@ -225,8 +263,9 @@ def _targets(available: np.ndarray, per_class: int, val_fraction: float) -> np.n
     return np.minimum(available, wanted[:, None])
 
 
-def _final_rows(selected: list[dict], targets: np.ndarray, config: PatchesConfig, plan: PatchPlan,
-                chunks: dict[str, int]) -> dict:
+def _final_rows(
+    selected: list[dict], targets: np.ndarray, config: PatchesConfig, plan: PatchPlan, chunks: dict[str, int]
+) -> dict:
     """Exact counts per (split, class) by lowest draw, then augmented copies, in volume order."""
     merged = {name: np.concatenate([part[name] for part in selected]) for name in selected[0]}
     keep = np.zeros(len(merged["i"]), bool)
@@ -260,25 +299,54 @@ def _augmented(rows: dict, config: PatchesConfig, plan: PatchPlan) -> dict:
 
 def _patch_template(rows: dict, plan: PatchPlan, names, dataset, store, config) -> xr.Dataset:
     n = len(rows["i"])
-    window_dims = {"trace": ("window_vertical",), "section": ("window_width", "window_vertical"),
-                   "cube": ("window_inline", "window_crossline", "window_vertical")}[plan.kind]
+    window_dims = {
+        "trace": ("window_vertical",),
+        "section": ("window_width", "window_vertical"),
+        "cube": ("window_inline", "window_crossline", "window_vertical"),
+    }[plan.kind]
     chunk = (min(PATCH_CHUNK, n),)
     variables = {
-        "x": (("patch", *window_dims), da.zeros((n, *_x_shape(plan)), dtype=np.float32, chunks=chunk + _x_shape(plan)),
-              {"long_name": "Seismic amplitude patches (raw; normalise with attrs mean/std)"}),
-        "y": (("patch", *window_dims[: len(_y_shape(plan))]), da.zeros((n, *_y_shape(plan)), dtype=np.int16, chunks=chunk + _y_shape(plan)),
-              {"long_name": "Facies labels of the patches (-1: unlabelled)", "flag_values": list(range(len(names))),
-               "flag_meanings": " ".join(names)}),
+        "x": (
+            ("patch", *window_dims),
+            da.zeros((n, *_x_shape(plan)), dtype=np.float32, chunks=chunk + _x_shape(plan)),
+            {"long_name": "Seismic amplitude patches (raw; normalise with attrs mean/std)"},
+        ),
+        "y": (
+            ("patch", *window_dims[: len(_y_shape(plan))]),
+            da.zeros((n, *_y_shape(plan)), dtype=np.int16, chunks=chunk + _y_shape(plan)),
+            {
+                "long_name": "Facies labels of the patches (-1: unlabelled)",
+                "flag_values": list(range(len(names))),
+                "flag_meanings": " ".join(names),
+            },
+        ),
     }
-    for name, dtype in (("inline_index", np.int32), ("crossline_index", np.int32), ("sample_index", np.int32),
-                        ("orientation", np.int8), ("split", np.int8), ("flip", np.int8), ("scale", np.float32)):
+    for name, dtype in (
+        ("inline_index", np.int32),
+        ("crossline_index", np.int32),
+        ("sample_index", np.int32),
+        ("orientation", np.int8),
+        ("split", np.int8),
+        ("flip", np.int8),
+        ("scale", np.float32),
+    ):
         variables[name] = (("patch",), da.zeros(n, dtype=dtype, chunks=chunk))
     attrs = {
-        "kind": plan.kind, "size": plan.size, "stride": plan.stride, "dense": plan.dense,
-        "orientations": list(plan.orientations), "volume_dims": list(plan.dims), "volume_shape": list(plan.sizes),
-        "class_names": list(names), "seed": config.seed, "val_fraction": config.val_fraction,
-        "split_block": config.split_block, "augment": list(config.augment), "source_store": str(Path(store).resolve()),
-        "split_meanings": "0 train, 1 validation", "orientation_meanings": "0 inline section, 1 crossline section",
+        "kind": plan.kind,
+        "size": plan.size,
+        "stride": plan.stride,
+        "dense": plan.dense,
+        "orientations": list(plan.orientations),
+        "volume_dims": list(plan.dims),
+        "volume_shape": list(plan.sizes),
+        "class_names": list(names),
+        "seed": config.seed,
+        "val_fraction": config.val_fraction,
+        "split_block": config.split_block,
+        "augment": list(config.augment),
+        "source_store": str(Path(store).resolve()),
+        "split_meanings": "0 train, 1 validation",
+        "orientation_meanings": "0 inline section, 1 crossline section",
     }
     return xr.Dataset(variables, attrs=attrs)
 
@@ -287,6 +355,15 @@ def _summary(out, plan, rows, names, mean, std) -> dict:
     per_split = {}
     for split, split_name in ((0, "train"), (1, "validation")):
         members = rows["split"] == split
-        per_split[split_name] = {name: int(((rows["label"] == n) & members).sum()) for n, name in enumerate(names)}
-    return {"patches": str(out), "kind": plan.kind, "size": plan.size, "count": int(len(rows["i"])),
-            **per_split, "mean": round(float(mean), 4), "std": round(float(std), 4)}
+        per_split[split_name] = {
+            name: int(((rows["label"] == n) & members).sum()) for n, name in enumerate(names)
+        }
+    return {
+        "patches": str(out),
+        "kind": plan.kind,
+        "size": plan.size,
+        "count": int(len(rows["i"])),
+        **per_split,
+        "mean": round(float(mean), 4),
+        "std": round(float(std), 4),
+    }

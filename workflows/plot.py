@@ -19,14 +19,23 @@ from workflows.config import PlotConfig  # noqa: E402
 
 def _section(dataset, config: PlotConfig):
     vertical = vertical_dim(dataset)
-    chosen = [(name, value) for name, value in (("inline", config.inline), ("crossline", config.crossline),
-                                                (vertical, config.time)) if value is not None]
+    chosen = [
+        (name, value)
+        for name, value in (
+            ("inline", config.inline),
+            ("crossline", config.crossline),
+            (vertical, config.time),
+        )
+        if value is not None
+    ]
     if len(chosen) > 1:
         raise ConfigError("give one of --inline, --crossline or --time")
     name, value = chosen[0] if chosen else ("inline", int(dataset.inline.values[len(dataset.inline) // 2]))
     axis = dataset[name].values
     if value < axis.min() or value > axis.max():
-        raise ConfigError(f"option --{'time' if name == vertical else name} {value}: outside {axis.min()}..{axis.max()}")
+        raise ConfigError(
+            f"option --{'time' if name == vertical else name} {value}: outside {axis.min()}..{axis.max()}"
+        )
     return name, dataset.sel({name: value}, method="nearest")
 
 
@@ -37,17 +46,32 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
     name, section = _section(dataset, config)
     names = dataset.facies.attrs["flag_meanings"].split()
     colours = ListedColormap(plt.get_cmap("tab10").colors[: len(names)])
-    panels = [("predicted facies", section.facies)] + ([("labels", section.labels)] if "labels" in section else [])
+    panels = [("predicted facies", section.facies)] + (
+        [("labels", section.labels)] if "labels" in section else []
+    )
     figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False)
     amplitude = section.amplitude.values
     clip = float(np.percentile(np.abs(amplitude), 99)) or 1.0
     x_dim, y_dim = [d for d in section.amplitude.dims]
-    extent = [float(section[x_dim][0]), float(section[x_dim][-1]), float(section[y_dim][-1]), float(section[y_dim][0])]
+    extent = [
+        float(section[x_dim][0]),
+        float(section[x_dim][-1]),
+        float(section[y_dim][-1]),
+        float(section[y_dim][0]),
+    ]
     for axis, (title, classes) in zip(axes[0], panels):
         axis.imshow(amplitude.T, cmap="gray", vmin=-clip, vmax=clip, aspect="auto", extent=extent)
         values = np.ma.masked_less(classes.values.astype(float), 0)
-        axis.imshow(values.T, cmap=colours, vmin=-0.5, vmax=len(names) - 0.5, alpha=0.45, aspect="auto",
-                    extent=extent, interpolation="nearest")
+        axis.imshow(
+            values.T,
+            cmap=colours,
+            vmin=-0.5,
+            vmax=len(names) - 0.5,
+            alpha=0.45,
+            aspect="auto",
+            extent=extent,
+            interpolation="nearest",
+        )
         axis.set_title(f"{title}, {name} {float(section[name]):g}")
         axis.set_xlabel(x_dim)
         axis.set_ylabel(f"{y_dim} ({dataset[y_dim].attrs.get('units', '')})" if y_dim in dataset else y_dim)
@@ -56,4 +80,8 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
     figure.tight_layout(rect=(0, 0.06, 1, 1))
     figure.savefig(out, dpi=100)
     plt.close(figure)
-    return {"picture": str(out), "section": f"{name} {float(section[name]):g}", "panels": [t for t, _ in panels]}
+    return {
+        "picture": str(out),
+        "section": f"{name} {float(section[name]):g}",
+        "panels": [t for t, _ in panels],
+    }

@@ -141,7 +141,9 @@ class _BlockOutput:
 
 
 @torch.no_grad()
-def _classify(model, payload, block: np.ndarray, keep: tuple, output: _BlockOutput, config, device: str) -> None:
+def _classify(
+    model, payload, block: np.ndarray, keep: tuple, output: _BlockOutput, config, device: str
+) -> None:
     """Run the model over the padded block in batches; memory stays near one batch."""
     kind, size = payload["patch"]["kind"], payload["patch"]["size"]
     forward = functools.partial(_forward, model, device=device, bf16=config.precision == "bf16")
@@ -175,19 +177,29 @@ def _sections(forward, payload, block, keep, size, output: _BlockOutput, batch: 
         if dense:
             logits = forward(sections[first:last, None])[:, :, across, keep[2]]  # (B, C, across, T)
         else:
-            logits = torch.stack([_patch_centres(forward, section, size, across, keep[2], batch)
-                                  for section in sections[first:last]])
+            logits = torch.stack(
+                [
+                    _patch_centres(forward, section, size, across, keep[2], batch)
+                    for section in sections[first:last]
+                ]
+            )
         output.put(where, logits if inline else logits.permute(2, 1, 0, 3))
 
 
-def _patch_centres(forward, section: np.ndarray, size: int, across: slice, vertical: slice, batch: int) -> torch.Tensor:
+def _patch_centres(
+    forward, section: np.ndarray, size: int, across: slice, vertical: slice, batch: int
+) -> torch.Tensor:
     """Slow path (MalenoV style): one forward pass per voxel on its centred patch -> (C, across, T)."""
     before, after = size // 2, size - 1 - size // 2
     padded = np.pad(section, [(before, after), (before, after)], mode="reflect")
     windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size))  # a view: no copy
-    xs, ts = np.meshgrid(np.arange(across.start, across.stop), np.arange(vertical.start, vertical.stop), indexing="ij")
+    xs, ts = np.meshgrid(
+        np.arange(across.start, across.stop), np.arange(vertical.start, vertical.stop), indexing="ij"
+    )
     xs, ts = xs.ravel(), ts.ravel()
-    parts = [forward(windows[xs[s : s + batch], ts[s : s + batch]][:, None]) for s in range(0, len(xs), batch)]
+    parts = [
+        forward(windows[xs[s : s + batch], ts[s : s + batch]][:, None]) for s in range(0, len(xs), batch)
+    ]
     return torch.cat(parts).T.reshape(-1, across.stop - across.start, vertical.stop - vertical.start)
 
 
@@ -217,13 +229,19 @@ def check_model_fits(payload: dict, dataset, model_path) -> None:
     if "labels" in dataset.variables:
         store_names = dataset.labels.attrs.get("flag_meanings", "").split()
         if store_names and store_names != list(names):
-            raise ModelError(f"{model_path}: the model's classes {names} differ from the store's labels {store_names}")
+            raise ModelError(
+                f"{model_path}: the model's classes {names} differ from the store's labels {store_names}"
+            )
     vertical = vertical_dim(dataset)
     if payload["patch"]["volume_dims"][2] != vertical:
-        raise ModelError(f"{model_path}: trained on {payload['patch']['volume_dims'][2]} data, the store is in {vertical}")
+        raise ModelError(
+            f"{model_path}: trained on {payload['patch']['volume_dims'][2]} data, the store is in {vertical}"
+        )
     if payload["patch"]["size"] > dataset.sizes[vertical]:
-        raise ModelError(f"{model_path}: its {payload['patch']['size']}-sample patches exceed the store's "
-                         f"{dataset.sizes[vertical]} samples; train with a smaller --size")
+        raise ModelError(
+            f"{model_path}: its {payload['patch']['size']}-sample patches exceed the store's "
+            f"{dataset.sizes[vertical]} samples; train with a smaller --size"
+        )
 
 
 #: Input bytes one prediction task may hold (activations take a few times
@@ -260,38 +278,69 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     if finished and not config.overwrite:
         raise StoreError(f"{store}: the store already has {finished[0]!r}; pass --overwrite to replace it")
     check_store_writable(store)
-    existing = [name for name in ("facies", "probability") if name in dataset.variables]  # incl. interrupted runs
+    existing = [
+        name for name in ("facies", "probability") if name in dataset.variables
+    ]  # incl. interrupted runs
     _, payload = load_model(model_path)
     check_model_fits(payload, dataset, model_path)
     names = payload["class_names"]
     chunks = store_chunks(dataset)
     if existing:
         delete_variables(store, existing)
-    add_variables_template(_template(dataset, names, chunks, config.probabilities), store, {**chunks, "class": len(names)})
+    add_variables_template(
+        _template(dataset, names, chunks, config.probabilities), store, {**chunks, "class": len(names)}
+    )
     sizes = dict(dataset.amplitude.sizes)
     n_workers = len(client.scheduler_info(n_workers=-1)["workers"]) if client is not None else 1
     threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
-    tasks = [PredictTask(str(store), str(model_path.resolve()), model_path.stat().st_mtime_ns, region, sizes, config, threads)
-             for region in prediction_plan(dataset, payload, chunks)]
+    tasks = [
+        PredictTask(
+            str(store),
+            str(model_path.resolve()),
+            model_path.stat().st_mtime_ns,
+            region,
+            sizes,
+            config,
+            threads,
+        )
+        for region in prediction_plan(dataset, payload, chunks)
+    ]
     unclassified = sum(run_tasks(predict_block, tasks, client, "predict"))
-    provenance = {"model_file": str(model_path.resolve()), "model_sha256": file_sha256(model_path),
-                  "model_name": payload["model_name"], "seisfacies_version": payload["seisfacies_version"]}
+    provenance = {
+        "model_file": str(model_path.resolve()),
+        "model_sha256": file_sha256(model_path),
+        "model_name": payload["model_name"],
+        "seisfacies_version": payload["seisfacies_version"],
+    }
     written = ["facies", "probability"] if config.probabilities else ["facies"]
     for name in written:
         set_variable_attrs(store, name, provenance)
     mark_complete(store, written)
-    return {"store": str(store), "variables": written, "classes": list(names), "tasks": len(tasks),
-            "unclassified_nonfinite_voxels": unclassified, **provenance}
+    return {
+        "store": str(store),
+        "variables": written,
+        "classes": list(names),
+        "tasks": len(tasks),
+        "unclassified_nonfinite_voxels": unclassified,
+        **provenance,
+    }
 
 
 def _template(dataset, names, chunks, probabilities: bool):
     dims = dataset.amplitude.dims
     block = tuple(chunks[d] for d in dims)
-    variables = {"facies": (dims, da.zeros(dataset.amplitude.shape, dtype=np.int8, chunks=block),
-                            {"long_name": "Predicted facies", **class_attrs(tuple(names))})}
+    variables = {
+        "facies": (
+            dims,
+            da.zeros(dataset.amplitude.shape, dtype=np.int8, chunks=block),
+            {"long_name": "Predicted facies", **class_attrs(tuple(names))},
+        )
+    }
     if probabilities:
-        variables["probability"] = (("class", *dims),
-                                    da.zeros((len(names), *dataset.amplitude.shape), dtype=np.float16, chunks=(len(names), *block)),
-                                    {"long_name": "Class probability (softmax)", "flag_meanings": " ".join(names)})
+        variables["probability"] = (
+            ("class", *dims),
+            da.zeros((len(names), *dataset.amplitude.shape), dtype=np.float16, chunks=(len(names), *block)),
+            {"long_name": "Class probability (softmax)", "flag_meanings": " ".join(names)},
+        )
     template = dataset[[]].assign(variables)
     return template

@@ -28,7 +28,9 @@ PathFields = dict[str, str]  # field -> "in" or "out"
 class Step:
     """One command of a workflow: its option model, paths and runner."""
 
-    def __init__(self, name: str, model: type, paths: PathFields, outputs: Callable, inputs: Callable, run: Callable):
+    def __init__(
+        self, name: str, model: type, paths: PathFields, outputs: Callable, inputs: Callable, run: Callable
+    ):
         self.name, self.model, self.paths = name, model, paths
         self.outputs, self.inputs, self.run = outputs, inputs, run
 
@@ -49,38 +51,84 @@ def _steps() -> dict[str, Step]:
     from workflows.train import train_model
 
     return {
-        "synth": Step("synth", cfg.SynthStep, {"out": "out"},
-                      lambda s: [Path(s.out) / "seismic.sgy", Path(s.out) / "labels.sgy"], lambda s: [],
-                      lambda s, c: write_synthetic_survey(s.out, cfg.SynthConfig(**s.options()))),
-        "ingest": Step("ingest", cfg.IngestStep, {"segy": "in", "store": "out"},
-                       lambda s: [Path(s.store) / "zarr.json"], lambda s: [Path(s.segy)],
-                       lambda s, c: segy_to_zarr(s.segy, s.store, cfg.IngestConfig(**s.options()), c)),
-        "labels": Step("labels", cfg.LabelsStep, {"store": "in", "source": "in"},
-                       lambda s: [_store_var(s.store, "labels")], lambda s: [Path(s.source), _store_var(s.store, "amplitude")],
-                       lambda s, c: attach_labels(s.store, s.source, cfg.LabelsConfig(**s.options()), c)),
-        "patches": Step("patches", cfg.PatchesStep, {"store": "in", "patches": "out"},
-                        lambda s: [Path(s.patches) / "zarr.json"], lambda s: [_store_var(s.store, "labels")],
-                        lambda s, c: extract_patches(s.store, s.patches, cfg.PatchesConfig(**s.options()), c)),
-        "train": Step("train", cfg.TrainStep, {"source": "in", "model_path": "out"},
-                      lambda s: [Path(s.model_path)], lambda s: [Path(s.source) / "zarr.json"],
-                      lambda s, c: train_model(s.source, s.model_path, cfg.TrainConfig(**s.options()), c)),
-        "predict": Step("predict", cfg.PredictStep, {"store": "in", "model_path": "in"},
-                        lambda s: [_store_var(s.store, "facies")], lambda s: [Path(s.model_path), _store_var(s.store, "amplitude")],
-                        lambda s, c: predict_volume(s.store, s.model_path, cfg.PredictConfig(**s.options()), c)),
-        "evaluate": Step("evaluate", cfg.EvaluateStep, {"store": "in", "truth": "in"},
-                         lambda s: [], lambda s: [],
-                         lambda s, c: evaluate_store(s.store, cfg.EvaluateConfig(**s.options()), c)),
-        "plot": Step("plot", cfg.PlotStep, {"store": "in", "out": "out"},
-                     lambda s: [Path(s.out)], lambda s: [_store_var(s.store, "facies")],
-                     lambda s, c: plot_section(s.store, s.out, cfg.PlotConfig(**s.options()))),
-        "export": Step("export", cfg.ExportStep, {"store": "in", "out": "out"},
-                       lambda s: [Path(s.out)], lambda s: [_store_var(s.store, s.variable)],
-                       lambda s, c: zarr_to_segy(s.store, s.out, cfg.ExportConfig(**s.options()), c)),
+        "synth": Step(
+            "synth",
+            cfg.SynthStep,
+            {"out": "out"},
+            lambda s: [Path(s.out) / "seismic.sgy", Path(s.out) / "labels.sgy"],
+            lambda s: [],
+            lambda s, c: write_synthetic_survey(s.out, cfg.SynthConfig(**s.options())),
+        ),
+        "ingest": Step(
+            "ingest",
+            cfg.IngestStep,
+            {"segy": "in", "store": "out"},
+            lambda s: [Path(s.store) / "zarr.json"],
+            lambda s: [Path(s.segy)],
+            lambda s, c: segy_to_zarr(s.segy, s.store, cfg.IngestConfig(**s.options()), c),
+        ),
+        "labels": Step(
+            "labels",
+            cfg.LabelsStep,
+            {"store": "in", "source": "in"},
+            lambda s: [_store_var(s.store, "labels")],
+            lambda s: [Path(s.source), _store_var(s.store, "amplitude")],
+            lambda s, c: attach_labels(s.store, s.source, cfg.LabelsConfig(**s.options()), c),
+        ),
+        "patches": Step(
+            "patches",
+            cfg.PatchesStep,
+            {"store": "in", "patches": "out"},
+            lambda s: [Path(s.patches) / "zarr.json"],
+            lambda s: [_store_var(s.store, "labels")],
+            lambda s, c: extract_patches(s.store, s.patches, cfg.PatchesConfig(**s.options()), c),
+        ),
+        "train": Step(
+            "train",
+            cfg.TrainStep,
+            {"source": "in", "model_path": "out"},
+            lambda s: [Path(s.model_path)],
+            lambda s: [Path(s.source) / "zarr.json"],
+            lambda s, c: train_model(s.source, s.model_path, cfg.TrainConfig(**s.options()), c),
+        ),
+        "predict": Step(
+            "predict",
+            cfg.PredictStep,
+            {"store": "in", "model_path": "in"},
+            lambda s: [_store_var(s.store, "facies")],
+            lambda s: [Path(s.model_path), _store_var(s.store, "amplitude")],
+            lambda s, c: predict_volume(s.store, s.model_path, cfg.PredictConfig(**s.options()), c),
+        ),
+        "evaluate": Step(
+            "evaluate",
+            cfg.EvaluateStep,
+            {"store": "in", "truth": "in"},
+            lambda s: [],
+            lambda s: [],
+            lambda s, c: evaluate_store(s.store, cfg.EvaluateConfig(**s.options()), c),
+        ),
+        "plot": Step(
+            "plot",
+            cfg.PlotStep,
+            {"store": "in", "out": "out"},
+            lambda s: [Path(s.out)],
+            lambda s: [_store_var(s.store, "facies")],
+            lambda s, c: plot_section(s.store, s.out, cfg.PlotConfig(**s.options())),
+        ),
+        "export": Step(
+            "export",
+            cfg.ExportStep,
+            {"store": "in", "out": "out"},
+            lambda s: [Path(s.out)],
+            lambda s: [_store_var(s.store, s.variable)],
+            lambda s, c: zarr_to_segy(s.store, s.out, cfg.ExportConfig(**s.options()), c),
+        ),
     }
 
 
-def load_workflow(path: str | Path, base: str | Path | None = None,
-                  overrides: dict[str, dict] | None = None) -> tuple[str, list[tuple[Step, Any]]]:
+def load_workflow(
+    path: str | Path, base: str | Path | None = None, overrides: dict[str, dict] | None = None
+) -> tuple[str, list[tuple[Step, Any]]]:
     """Parse and validate a workflow file; return its name and validated steps."""
     path = Path(path)
     try:
@@ -99,9 +147,11 @@ def load_workflow(path: str | Path, base: str | Path | None = None,
     for number, item in enumerate(document["steps"], start=1):
         if not isinstance(item, dict) or len(item) != 1:
             raise ConfigError(f"{path}: step {number} must be one 'command: {{options}}' mapping")
-        (name, options), = item.items()
+        ((name, options),) = item.items()
         if name not in known:
-            raise ConfigError(f"{path}: step {number}: unknown command {name!r}; expected one of {', '.join(known)}")
+            raise ConfigError(
+                f"{path}: step {number}: unknown command {name!r}; expected one of {', '.join(known)}"
+            )
         options = {**(options or {}), **(overrides or {}).get(name, {})}
         steps.append((known[name], _validated(known[name], options, path, number, base)))
     return str(document.get("name", path.stem)), steps
@@ -114,8 +164,11 @@ def _validated(step: Step, options: dict, path: Path, number: int, base: Path):
         first = error.errors()[0]
         key = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"{path}: step {number} ({step.name}): key {key!r}: {first['msg']}") from None
-    resolved = {name: str(base / getattr(parsed, name)) for name in step.paths
-                if getattr(parsed, name) is not None and not Path(getattr(parsed, name)).is_absolute()}
+    resolved = {
+        name: str(base / getattr(parsed, name))
+        for name in step.paths
+        if getattr(parsed, name) is not None and not Path(getattr(parsed, name)).is_absolute()
+    }
     return parsed.model_copy(update=resolved)
 
 
@@ -132,9 +185,15 @@ def up_to_date(step: Step, options) -> bool:
     return not inputs or min(outputs) >= max(inputs)
 
 
-def run_workflow(path: str | Path, client=None, force: bool = False, base: str | Path | None = None,
-                 record: str | Path | None = None, echo: Callable[[str], None] = print,
-                 overrides: dict[str, dict] | None = None) -> dict:
+def run_workflow(
+    path: str | Path,
+    client=None,
+    force: bool = False,
+    base: str | Path | None = None,
+    record: str | Path | None = None,
+    echo: Callable[[str], None] = print,
+    overrides: dict[str, dict] | None = None,
+) -> dict:
     """Run every step in order on one client; write a run record beside the outputs."""
     name, steps = load_workflow(path, base, overrides)
     results, started = [], time.perf_counter()
@@ -149,10 +208,22 @@ def run_workflow(path: str | Path, client=None, force: bool = False, base: str |
         if "overwrite" in type(options).model_fields:
             options = options.model_copy(update={"overwrite": options.overwrite or existing or force})
         summary = step.run(options, client)
-        results.append({"step": step.name, "status": "ran", "seconds": round(time.perf_counter() - clock, 2),
-                        "summary": summary})
-    run_record = {"workflow": name, "file": str(Path(path).resolve()), "seconds": round(time.perf_counter() - started, 2),
-                  "steps": results, "metrics": _metrics(results), "versions": versions()}
+        results.append(
+            {
+                "step": step.name,
+                "status": "ran",
+                "seconds": round(time.perf_counter() - clock, 2),
+                "summary": summary,
+            }
+        )
+    run_record = {
+        "workflow": name,
+        "file": str(Path(path).resolve()),
+        "seconds": round(time.perf_counter() - started, 2),
+        "steps": results,
+        "metrics": _metrics(results),
+        "versions": versions(),
+    }
     record_path = Path(record) if record else Path(base or Path(path).resolve().parent) / f"{name}.run.json"
     record_path.write_text(json.dumps(run_record, indent=2, default=str))
     run_record["record"] = str(record_path)
@@ -163,7 +234,14 @@ def _metrics(results: list[dict]) -> dict:
     evaluated = [r["summary"] for r in results if r["step"] == "evaluate" and r["status"] == "ran"]
     if not evaluated:
         return {}
-    keys = ("pixel_accuracy", "mean_class_accuracy", "mean_iou", "frequency_weighted_iou", "class_iou", "where")
+    keys = (
+        "pixel_accuracy",
+        "mean_class_accuracy",
+        "mean_iou",
+        "frequency_weighted_iou",
+        "class_iou",
+        "where",
+    )
     return {key: evaluated[-1][key] for key in keys}
 
 

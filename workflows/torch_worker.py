@@ -29,12 +29,13 @@ def _relax_malloc() -> bool:
     if libc is None:
         return False
     return bool(libc.mallopt(M_MMAP_THRESHOLD, MALLOC_THRESHOLD_BYTES)) and bool(
-        libc.mallopt(M_TRIM_THRESHOLD, MALLOC_THRESHOLD_BYTES))
+        libc.mallopt(M_TRIM_THRESHOLD, MALLOC_THRESHOLD_BYTES)
+    )
 
 
 @functools.lru_cache(maxsize=1)
 def _libc():
-    """glibc with ``mallopt`` and ``malloc_trim``, or None on other C libraries."""
+    """Glibc with ``mallopt`` and ``malloc_trim``, or None on other C libraries."""
     name = ctypes.util.find_library("c")
     if not name:
         return None

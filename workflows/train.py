@@ -65,8 +65,9 @@ def check_compatible(config: TrainConfig, attrs: dict) -> None:
     if attrs["kind"] not in entry.patch_kinds:
         fitting = [name for name, kind in PATCH_KIND.items() if kind == attrs["kind"]]
         raise ConfigError(
-            f"option --model: {config.model} trains on {'/'.join(entry.patch_kinds)} patches but the patch store "
-            f"holds {attrs['kind']} patches; use --model {' or '.join(fitting)} or cut {entry.patch_kinds[0]} patches"
+            f"option --model: {config.model} trains on {'/'.join(entry.patch_kinds)} patches "
+            f"but the patch store holds {attrs['kind']} patches; "
+            f"use --model {' or '.join(fitting)} or cut {entry.patch_kinds[0]} patches"
         )
     if entry.dense and attrs["kind"] == "section" and not attrs["dense"]:
         raise ConfigError("option --model: cnn2d needs dense section labels")
@@ -85,7 +86,9 @@ def _model_for(config: TrainConfig, attrs: dict) -> torch.nn.Module:
         raise ConfigError(f"option --model-options: {error}") from None
 
 
-def _tensors(x: np.ndarray, y: np.ndarray, config: TrainConfig, attrs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(
+    x: np.ndarray, y: np.ndarray, config: TrainConfig, attrs: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch arrays -> model input (normalised, channel axis) and targets (-1 ignored)."""
     x = (x.astype(np.float32) - attrs["mean"]) / attrs["std"]
     entry = model_entry(config.model)
@@ -135,7 +138,9 @@ def _device(config: TrainConfig, rank: int) -> torch.device:
     if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise ConfigError(f"option --device cuda: no CUDA device on the worker of rank {rank}; use --device cpu")
+        raise ConfigError(
+            f"option --device cuda: no CUDA device on the worker of rank {rank}; use --device cpu"
+        )
     return torch.device("cuda", rank % torch.cuda.device_count())
 
 
@@ -147,8 +152,13 @@ def train_rank(job: RankJob) -> dict:
     device = _device(config, job.rank)
     if job.world > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, init_method=job.init_method, rank=job.rank, world_size=job.world,
-                                timeout=timedelta(seconds=config.timeout))
+        dist.init_process_group(
+            backend,
+            init_method=job.init_method,
+            rank=job.rank,
+            world_size=job.world,
+            timeout=timedelta(seconds=config.timeout),
+        )
     try:
         return _train_loop(job, attrs, device)
     finally:
@@ -167,7 +177,9 @@ def _train_loop(job: RankJob, attrs: dict, device: torch.device) -> dict:
     valid = _concat([load_shard(job.patches, 1, s, shards, config, attrs) for s in own])
     model = _model_for(config, attrs).to(device)
     start_epoch, history = 0, []
-    optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay, config.beta)
+    optimizer = create_optimizer(
+        config.optimizer, model.parameters(), config.lr, config.weight_decay, config.beta
+    )
     if config.resume and Path(job.out).exists():
         payload = load_checkpoint(job.out)
         model.load_state_dict(payload["state_dict"])
@@ -181,9 +193,16 @@ def _train_loop(job: RankJob, attrs: dict, device: torch.device) -> dict:
     for epoch in range(start_epoch, config.epochs):
         for group in optimizer.param_groups:
             group["lr"] = config.lr * learning_rate_factor(config.schedule, epoch, config.epochs)
-        train_metrics = _run_epoch(network, optimizer, train, weights, shard_batch, config, epoch, job, device)
+        train_metrics = _run_epoch(
+            network, optimizer, train, weights, shard_batch, config, epoch, job, device
+        )
         valid_metrics = _evaluate(network, valid, weights, config, job, device) if valid is not None else {}
-        record = {"epoch": epoch + 1, **train_metrics, **valid_metrics, "seconds": round(time.perf_counter() - started, 2)}
+        record = {
+            "epoch": epoch + 1,
+            **train_metrics,
+            **valid_metrics,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
         history.append(record)
         if job.rank == 0:
             _save(job, model, optimizer, attrs, epoch + 1, history)
@@ -222,13 +241,17 @@ def _run_epoch(network, optimizer, shards, weights, shard_batch, config, epoch, 
     """
     network.train()
     orders = {
-        shard: torch.randperm(len(data[0]), generator=torch.Generator().manual_seed(config.seed * 1000003 + epoch * 101 + shard))
+        shard: torch.randperm(
+            len(data[0]), generator=torch.Generator().manual_seed(config.seed * 1000003 + epoch * 101 + shard)
+        )
         for shard, data in shards.items()
     }
     steps = max(1, min(len(data[0]) for data in shards.values()) // shard_batch)
     sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, counted
     for step in range(steps):
-        picks = [(shards[s], orders[s][step * shard_batch : (step + 1) * shard_batch]) for s in sorted(shards)]
+        picks = [
+            (shards[s], orders[s][step * shard_batch : (step + 1) * shard_batch]) for s in sorted(shards)
+        ]
         inputs = torch.cat([data[0][index] for data, index in picks]).to(device)
         targets = torch.cat([data[1][index] for data, index in picks]).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
@@ -255,7 +278,10 @@ def _reduced(sums: torch.Tensor, world: int, prefix: str) -> dict:
     if world > 1:
         dist.all_reduce(sums)
     count = max(float(sums[2]), 1.0)
-    return {f"{prefix}_loss": round(float(sums[0]) / count, 4), f"{prefix}_accuracy": round(float(sums[1]) / count, 4)}
+    return {
+        f"{prefix}_loss": round(float(sums[0]) / count, 4),
+        f"{prefix}_accuracy": round(float(sums[1]) / count, 4),
+    }
 
 
 @torch.no_grad()
@@ -283,7 +309,9 @@ def _stop_for_budget(config: TrainConfig, started: float, world: int) -> bool:
 
 def _save(job: RankJob, model, optimizer, attrs: dict, epoch: int, history: list) -> None:
     save_checkpoint(
-        job.out, model, job.config.model,
+        job.out,
+        model,
+        job.config.model,
         class_names=list(attrs["class_names"]),
         normalisation={"mean": float(attrs["mean"]), "std": float(attrs["std"])},
         patch={key: attrs[key] for key in ("kind", "size", "orientations", "dense", "volume_dims")},
@@ -319,7 +347,9 @@ def _rendezvous(client, workers: list[str]) -> str:
 def _pick_workers(client, count: int) -> list[str]:
     workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
     if len(workers) < count:
-        raise ConfigError(f"option --workers: {count} ranks asked for but the cluster has {len(workers)} workers")
+        raise ConfigError(
+            f"option --workers: {count} ranks asked for but the cluster has {len(workers)} workers"
+        )
     return workers[:count]
 
 
@@ -334,8 +364,15 @@ def _run_ranks(patches: str, out: str, config: TrainConfig, client, bar) -> dict
     queue_name = f"seisfacies-train-{os.getpid()}-{time.time_ns()}"
     queue = Queue(queue_name, client=client)
     futures = [
-        client.submit(train_rank, RankJob(patches, out, config, rank, config.workers, init_method, queue_name),
-                      workers=[address], allow_other_workers=False, pure=False, retries=0, key=f"train-rank-{rank}-{queue_name}")
+        client.submit(
+            train_rank,
+            RankJob(patches, out, config, rank, config.workers, init_method, queue_name),
+            workers=[address],
+            allow_other_workers=False,
+            pure=False,
+            retries=0,
+            key=f"train-rank-{rank}-{queue_name}",
+        )
         for rank, address in enumerate(workers)
     ]
     while True:
@@ -348,7 +385,9 @@ def _run_ranks(patches: str, out: str, config: TrainConfig, client, bar) -> dict
         if failed or lost:
             client.cancel(futures)
             reason = failed[0].exception() if failed else "its worker was lost"
-            raise ClusterError(f"training rank {futures.index((failed or lost)[0])} failed: {_one_line(reason)}")
+            raise ClusterError(
+                f"training rank {futures.index((failed or lost)[0])} failed: {_one_line(reason)}"
+            )
         if all(f.status == "finished" for f in futures):
             return futures[0].result()
 
@@ -364,13 +403,20 @@ def _show(bar, record: dict) -> None:
     bar.write(" ".join(f"{k}={v}" for k, v in record.items()))
 
 
-def train_model(source: str | Path, out: str | Path, config: TrainConfig, client=None,
-                patches_config: PatchesConfig | None = None) -> dict:
+def train_model(
+    source: str | Path,
+    out: str | Path,
+    config: TrainConfig,
+    client=None,
+    patches_config: PatchesConfig | None = None,
+) -> dict:
     """Train ``config.model`` on a patch store (or a labelled volume store) and write MODEL.pt."""
     # absolute: ranks run on workers, whose working folder may differ
     source, out = Path(source).absolute(), Path(out).absolute()
     if out.exists() and not (config.overwrite or config.resume):
-        raise ConfigError(f"{out}: the model file exists; pass --overwrite to replace it or --resume to continue")
+        raise ConfigError(
+            f"{out}: the model file exists; pass --overwrite to replace it or --resume to continue"
+        )
     if config.resume and not out.exists():
         raise ConfigError(f"{out}: --resume needs an existing checkpoint; train without --resume first")
     check_folder_writable(out)
@@ -395,7 +441,9 @@ def train_model(source: str | Path, out: str | Path, config: TrainConfig, client
     history = result["history"] if result else load_checkpoint(out)["history"]
     history_path = out.with_name(out.name + ".history.json")
     history_path.write_text(json.dumps(history, indent=2))
-    return _summary(out, patches, config, history, attrs, time.perf_counter() - started, restarts, history_path)
+    return _summary(
+        out, patches, config, history, attrs, time.perf_counter() - started, restarts, history_path
+    )
 
 
 def _patch_store(source: Path, out: Path, config: TrainConfig, client, patches_config) -> Path:
@@ -403,7 +451,9 @@ def _patch_store(source: Path, out: Path, config: TrainConfig, client, patches_c
     if (source / "x" / "zarr.json").exists():
         return source
     if not (source / "labels" / "zarr.json").exists():
-        raise ConfigError(f"{source}: neither a patch store nor a store with labels; run `seisfacies labels` first")
+        raise ConfigError(
+            f"{source}: neither a patch store nor a store with labels; run `seisfacies labels` first"
+        )
     from workflows.patches import extract_patches
 
     kind = PATCH_KIND.get(config.model)
