@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +42,7 @@ def connect(spec: ClusterSpec) -> Iterator:
     from distributed import Client, LocalCluster
 
     if spec.address:
+        check_address(spec.address)  # a Client half-built from a bad address can deadlock a later one
         try:
             client = Client(spec.address, timeout="20s", security=spec.security)
         except (OSError, TimeoutError) as error:
@@ -51,16 +54,17 @@ def connect(spec: ClusterSpec) -> Iterator:
             yield client
         return
     try:
-        cluster = LocalCluster(
-            n_workers=spec.n_workers or os.cpu_count(),
-            threads_per_worker=spec.threads_per_worker,
-            processes=spec.processes,
-            memory_limit=spec.memory_limit,
-            dashboard_address=":0",
-            # a failed task reaches the user as the command's one-line error; the
-            # workers' warnings would repeat it with a traceback
-            silence_logs=logging.CRITICAL,
-        )
+        with _workers_ignore_ctrl_c():
+            cluster = LocalCluster(
+                n_workers=spec.n_workers or os.cpu_count(),
+                threads_per_worker=spec.threads_per_worker,
+                processes=spec.processes,
+                memory_limit=spec.memory_limit,
+                dashboard_address=":0",
+                # a failed task reaches the user as the command's one-line error; the
+                # workers' warnings would repeat it with a traceback
+                silence_logs=logging.CRITICAL,
+            )
     except (RuntimeError, OSError, TimeoutError) as error:  # distributed: "Nanny failed to start."
         raise ClusterError(
             f"cannot start a local Dask cluster ({_first_cause(error)}); check the Dask configuration "
@@ -68,6 +72,51 @@ def connect(spec: ClusterSpec) -> Iterator:
         ) from None
     with cluster, Client(cluster) as client:
         yield client
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored: Ctrl-C is the client's to handle.
+
+    A terminal sends Ctrl-C to the whole process group; workers that took it
+    would die mid-task with tracebacks of their own. Ignored signals survive
+    the start of a new Python, so the nannies and their workers ignore it.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def check_address(address: str) -> None:
+    """Refuse a scheduler address that cannot be parsed, before any connection is tried.
+
+    Parameters
+    ----------
+    address : str
+        ``tcp://HOST:PORT``, ``tls://HOST:PORT`` or ``HOST:PORT``.
+
+    >>> check_address("tcp://127.0.0.1:8786")
+    >>> check_address("foo:bar")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    pipeline.exceptions.ClusterError: --scheduler / DASK_SCHEDULER_ADDRESS 'foo:bar' is not ... address ...
+    """
+    from distributed.comm import parse_address
+    from distributed.comm.addressing import parse_host_port
+
+    try:
+        protocol, location = parse_address(address)
+        if protocol in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except ValueError as error:
+        raise ClusterError(
+            f"--scheduler / DASK_SCHEDULER_ADDRESS {address!r} is not a scheduler address ({error}); "
+            "give one like tcp://127.0.0.1:8786"
+        ) from None
 
 
 def _first_cause(error: BaseException) -> str:
@@ -106,6 +155,25 @@ def run_tasks(
 
     Results come back in the order of ``items``. Items must be picklable
     descriptions (paths, slices, small arrays), never open files or models.
+    The first task that fails cancels the others and raises its error at once.
+
+    Parameters
+    ----------
+    function : callable
+        Applied to each item on a worker.
+    items : sequence
+        Picklable task descriptions.
+    client : distributed.Client, optional
+        Where to run; local threads without one.
+    description : str
+        Label of the progress bar.
+    progress : bool
+        Show a progress bar (where the output is a terminal).
+
+    Returns
+    -------
+    list
+        ``function(item)`` for every item, in order.
     """
     bar = tqdm(total=len(items), desc=description, unit="task", disable=not progress or None, leave=False)
     with bar:
@@ -116,7 +184,11 @@ def run_tasks(
         from distributed import as_completed
 
         futures = client.map(function, items, pure=False)
-        for _ in as_completed(futures):
+        for future in as_completed(futures):
+            if future.status == "error":
+                error = future.exception()  # before cancelling: a cancelled future forgets it
+                client.cancel(futures)  # fail fast: the rest would only be thrown away
+                raise error.with_traceback(future.traceback())
             bar.update(1)
         return client.gather(futures)
 

@@ -15,11 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline import segy_format as fmt
 from pipeline.blocks import Region
 from pipeline.exceptions import LabelError
 from pipeline.segy import SegyLayout, read_block, scan_survey
 
 UNLABELLED = -1
+#: Largest class number an int16 ``labels`` volume holds (beyond it values would wrap).
+MAX_CLASS = int(np.iinfo(np.int16).max)
 
 
 @dataclass(frozen=True)
@@ -93,8 +96,16 @@ def _check_shape(path, found, expected) -> None:
 def _segy_source(path: Path, store, unlabelled) -> LabelSource:
     from pipeline.exceptions import SeisFaciesError
 
+    # the label volume uses the seismic's header layout: its line-number bytes and sample grid
+    vertical = store.amplitude.dims[2]
+    axis = store[vertical].values
     try:
-        survey = scan_survey(path)
+        survey = scan_survey(
+            path,
+            iline_byte=int(store.attrs.get("inline_byte", fmt.INLINE_BYTE)),
+            xline_byte=int(store.attrs.get("crossline_byte", fmt.CROSSLINE_BYTE)),
+            sample_interval=float(axis[1] - axis[0]) if len(axis) > 1 else None,
+        )
     except SeisFaciesError as error:
         raise LabelError(f"label file {error}") from None
     if survey.layout.n_samples != store.amplitude.shape[2]:
@@ -221,6 +232,27 @@ def read_labels(source: LabelSource, region: Region) -> np.ndarray:
     return values
 
 
+def class_dtype(n_classes: int) -> np.dtype:
+    """The smallest signed integer type for class numbers and ``-1`` (unclassified).
+
+    Parameters
+    ----------
+    n_classes : int
+        Number of classes.
+
+    Returns
+    -------
+    numpy.dtype
+        int8 up to 127 classes, int16 beyond.
+
+    >>> class_dtype(6), class_dtype(200)
+    (dtype('int8'), dtype('int16'))
+    """
+    if n_classes - 1 > MAX_CLASS:
+        raise LabelError(f"{n_classes} classes are more than the {MAX_CLASS + 1} a class volume holds")
+    return np.dtype(np.int8) if n_classes <= np.iinfo(np.int8).max else np.dtype(np.int16)
+
+
 def to_classes(values: np.ndarray, unlabelled: float | None, n_classes: int | None) -> np.ndarray:
     """Raw values -> int16 classes, ``-1`` where unlabelled; validates as it goes.
 
@@ -229,6 +261,9 @@ def to_classes(values: np.ndarray, unlabelled: float | None, n_classes: int | No
 
     >>> to_classes(np.array([0.0, 2.0, 9.0, np.inf]), unlabelled=9, n_classes=3).tolist()
     [0, 2, -1, -1]
+    >>> to_classes(np.array([40000.0]), unlabelled=None, n_classes=None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    pipeline.exceptions.LabelError: label value 40000 is outside the classes (0..32767); ...
     """
     empty = np.isposinf(values)
     if unlabelled is not None:
@@ -242,9 +277,10 @@ def to_classes(values: np.ndarray, unlabelled: float | None, n_classes: int | No
         )
     if (known != np.round(known)).any():
         raise LabelError("label values must be whole class numbers; found fractions")
-    if known.size and (known.min() < 0 or (n_classes is not None and known.max() >= n_classes)):
-        bad = known[(known < 0) | (known >= (n_classes or np.inf))][0]
-        limit = f"0..{n_classes - 1}" if n_classes else "0 or more"
+    top = n_classes if n_classes is not None else MAX_CLASS + 1
+    if known.size and (known.min() < 0 or known.max() >= top):
+        bad = known[(known < 0) | (known >= top)][0]
+        limit = f"0..{top - 1}"
         raise LabelError(
             f"label value {bad:g} is outside the classes ({limit}); check --classes and --unlabelled"
         )

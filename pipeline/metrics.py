@@ -1,33 +1,71 @@
 """Facies metrics of the F3 benchmark (Alaudah et al. 2019) from confusion matrices.
 
->>> cm = confusion_matrix(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), 2)
->>> cm.tolist()
-[[1, 1], [0, 2]]
+A voxel the model left unclassified (``-1``, where the input was not finite)
+counts as wrong for its true class and has a column of its own, the last one.
+
+>>> cm = confusion_matrix(np.array([0, 0, 1, 1]), np.array([0, 1, 1, -1]), 2)
+>>> cm.tolist()  # columns: class 0, class 1, unclassified
+[[1, 1, 0], [0, 1, 1]]
 >>> {k: round(v, 3) for k, v in scores(cm).items() if not isinstance(v, list)}
-{'pixel_accuracy': 0.75, 'mean_class_accuracy': 0.75, 'mean_iou': 0.583, 'frequency_weighted_iou': 0.583}
+{'pixel_accuracy': 0.5, 'mean_class_accuracy': 0.5, 'mean_iou': 0.417, 'frequency_weighted_iou': 0.417}
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+UNCLASSIFIED = "unclassified"
+
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts[true class, predicted class] over positions where truth >= 0."""
+    """Counts of (true class, predicted class) over the positions where ``truth >= 0``.
+
+    Parameters
+    ----------
+    truth : numpy.ndarray
+        True classes, ``-1`` where unknown (not counted).
+    predicted : numpy.ndarray
+        Predicted classes, ``-1`` where unclassified; same shape as ``truth``.
+    n_classes : int
+        Number of classes.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_classes, n_classes + 1)`` int64 counts; the last column counts
+        unclassified voxels.
+    """
     valid = truth >= 0
-    index = truth[valid].astype(np.int64) * n_classes + predicted[valid].astype(np.int64)
-    return np.bincount(index, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    columns = n_classes + 1
+    chosen = predicted[valid].astype(np.int64)
+    chosen = np.where(chosen < 0, n_classes, chosen)  # unclassified: the last column
+    index = truth[valid].astype(np.int64) * columns + chosen
+    return np.bincount(index, minlength=n_classes * columns).reshape(n_classes, columns)
 
 
 def scores(confusion: np.ndarray) -> dict:
     """Pixel accuracy, mean class accuracy, per-class and mean IoU, frequency-weighted IoU.
 
     Classes absent from the truth are left out of the means (their IoU is NaN).
+
+    Parameters
+    ----------
+    confusion : numpy.ndarray
+        ``(n, n + 1)`` counts from :func:`confusion_matrix` (an ``(n, n)``
+        matrix without the unclassified column is accepted too).
+
+    Returns
+    -------
+    dict
+        ``pixel_accuracy``, ``mean_class_accuracy``, ``mean_iou``,
+        ``frequency_weighted_iou`` (floats), ``class_accuracy`` and
+        ``class_iou`` (lists, None for absent classes).
     """
     confusion = confusion.astype(np.float64)
-    true_count = confusion.sum(axis=1)
-    predicted_count = confusion.sum(axis=0)
-    hits = np.diag(confusion)
+    n_classes = confusion.shape[0]
+    true_count = confusion.sum(axis=1)  # unclassified voxels included: they are wrong
+    predicted_count = confusion[:, :n_classes].sum(axis=0)
+    hits = np.diag(confusion[:, :n_classes])
     present = true_count > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         class_accuracy = hits / true_count

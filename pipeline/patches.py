@@ -8,10 +8,11 @@ family that uses them:
   label crop (2D CNNs);
 * ``cube``: a 3D cube with the centre label or the dense label cube (3D CNNs).
 
-Candidates sit on a global stride grid and selection uses a hash of the
+Candidates sit on a global stride grid (along the axes a window spans) and selection uses a hash of the
 position and seed, so the same call gives the same patches whatever the
 chunking or scheduler. Train and validation come from disjoint spatial
-blocks, and a window never crosses its block, so no voxel is in both splits.
+blocks of one grid shared by every orientation, and a window never crosses
+its block, so no voxel is in both splits.
 """
 
 from __future__ import annotations
@@ -59,10 +60,19 @@ class PatchPlan:
         reach = [max(self.extent(o)[axis] for o in self.orientations) for axis in range(3)]
         return {dim: extent for dim, extent in zip(self.dims, reach)}
 
-    def block(self, orientation: str) -> tuple[int, int]:
-        """Split block size along inline and crossline: at least twice the window."""
-        extent = self.extent(orientation)
-        return (max(self.split_block, 2 * extent[0]), max(self.split_block, 2 * extent[1]))
+    def block(self) -> tuple[int, int]:
+        """Split block size along inline and crossline: at least twice any window.
+
+        One grid for every orientation: windows of different orientations lie
+        in the same blocks, so a voxel under a training window is never under
+        a validation window.
+
+        >>> dims = ("inline", "crossline", "time")
+        >>> PatchPlan("section", dims, (9, 9, 9), 8, 1, ("inline", "crossline"), 8, 0, True).block()
+        (16, 16)
+        """
+        reach = [max(self.extent(o)[axis] for o in self.orientations) for axis in range(2)]
+        return (max(self.split_block, 2 * reach[0]), max(self.split_block, 2 * reach[1]))
 
 
 def window_start(centre: np.ndarray, extent: int) -> np.ndarray:
@@ -98,18 +108,28 @@ def _mix(state: np.ndarray) -> np.ndarray:
 def candidates(plan: PatchPlan, labels: np.ndarray, origin: tuple[int, int, int]) -> dict[str, np.ndarray]:
     """Centres in a labels block (starting at ``origin``) that may become patches.
 
-    A candidate is labelled, on the global stride grid, and its window lies
-    inside the volume and inside its split block.
+    A candidate is labelled, on the global stride grid along the axes its
+    window spans (every section of an inline-section patch is a candidate,
+    so a labelled inline is never skipped for being off the grid), and its
+    window lies inside the volume and inside its split block.
+
+    >>> labels = np.full((8, 8, 8), -1)
+    >>> labels[3] = 1  # one labelled inline, off the stride-2 grid
+    >>> dims = ("inline", "crossline", "time")
+    >>> plan = PatchPlan("section", dims, (8, 8, 8), 4, 2, ("inline",), 4, 0, True)
+    >>> sorted(set(candidates(plan, labels, (0, 0, 0))["i"].tolist()))
+    [3]
     """
     found = {name: [] for name in ("i", "j", "k", "orientation", "label", "block_i", "block_j")}
-    grid = [np.arange((-o) % plan.stride, n, plan.stride) for o, n in zip(origin, labels.shape)]
-    on_grid = labels[np.ix_(*grid)]
-    local = np.nonzero(on_grid >= 0)
-    centre = [grid[axis][local[axis]] + origin[axis] for axis in range(3)]
-    values = on_grid[local]
+    block = plan.block()
     for orientation in plan.orientations:
         extent = plan.extent(orientation)
-        block = plan.block(orientation)
+        steps = [plan.stride if length > 1 else 1 for length in extent]
+        grid = [np.arange((-o) % step, n, step) for o, n, step in zip(origin, labels.shape, steps)]
+        on_grid = labels[np.ix_(*grid)]
+        local = np.nonzero(on_grid >= 0)
+        centre = [grid[axis][local[axis]] + origin[axis] for axis in range(3)]
+        values = on_grid[local]
         keep = np.ones(len(values), bool)
         for axis in range(3):
             start = window_start(centre[axis], extent[axis])

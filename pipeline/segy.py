@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,11 +56,69 @@ class SegyLayout:
         return fmt.SAMPLE_FORMATS[self.sample_format][1]
 
 
-@functools.lru_cache(maxsize=32)
+class DescriptorCache:
+    """Read-only descriptors per file version, the least recently used closed beyond ``size``.
+
+    ``functools.lru_cache`` would drop an evicted descriptor without closing
+    it, leaking one per file beyond its size in long-lived workers.
+
+    >>> cache = DescriptorCache(size=1)
+    >>> first = cache.get(__file__, 0)
+    >>> cache.get(__file__, 0) == first, len(cache)
+    (True, 1)
+    >>> _ = cache.get(__file__, 1)  # another version: the first descriptor is closed
+    >>> len(cache)
+    1
+    >>> cache.close_all()
+    """
+
+    def __init__(self, size: int = 32):
+        self.size = size
+        self._open: OrderedDict[tuple[str, int], int] = OrderedDict()
+        self._lock = threading.Lock()  # a worker's threads share the cache
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def get(self, path: str, mtime_ns: int) -> int:
+        """The descriptor of ``path`` as of ``mtime_ns``, opened on first use.
+
+        Parameters
+        ----------
+        path : str
+            The file.
+        mtime_ns : int
+            Its modification time: a rewritten file gets a new descriptor.
+
+        Returns
+        -------
+        int
+            An open, read-only file descriptor (pread needs no seek).
+        """
+        key = (path, mtime_ns)
+        with self._lock:
+            if key in self._open:
+                self._open.move_to_end(key)
+                return self._open[key]
+            descriptor = os.open(path, os.O_RDONLY)
+            self._open[key] = descriptor
+            while len(self._open) > self.size:
+                _, oldest = self._open.popitem(last=False)
+                os.close(oldest)
+            return descriptor
+
+    def close_all(self) -> None:
+        """Close every cached descriptor."""
+        with self._lock:
+            while self._open:
+                os.close(self._open.popitem()[1])
+
+
+_DESCRIPTORS = DescriptorCache()
+
+
 def _descriptor(path: str, mtime_ns: int) -> int:
-    """A read-only descriptor per process and file version (pread needs no seek)."""
-    del mtime_ns  # part of the cache key: a rewritten file gets a new descriptor
-    return os.open(path, os.O_RDONLY)
+    return _DESCRIPTORS.get(path, mtime_ns)
 
 
 def _pread(layout: SegyLayout, size: int, offset: int) -> bytes:
@@ -90,13 +150,34 @@ def _read_head(path: Path) -> tuple[bytes, os.stat_result]:
     return head, stat
 
 
-def read_layout(path: str | os.PathLike, endian: str = "auto") -> SegyLayout:
-    """Read the headers that fix where every trace is, and check the file size."""
+def read_layout(
+    path: str | os.PathLike, endian: str = "auto", sample_interval: float | None = None
+) -> SegyLayout:
+    """Read the headers that fix where every trace is, and check the file size.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The SEG-Y file.
+    endian : {"auto", "big", "little"}
+        Byte order; "auto" reads it off the binary header's format code.
+    sample_interval : float, optional
+        Sample interval in ms (or m) to use instead of the headers' one, for
+        files whose headers give none.
+
+    Returns
+    -------
+    SegyLayout
+        Where every trace's bytes are.
+    """
     path = Path(path)
     head, stat = _read_head(path)
     binary = head[fmt.TEXT_HEADER_SIZE :]
     if endian == "auto":
-        endian = fmt.detect_endian(binary)
+        try:
+            endian = fmt.detect_endian(binary)
+        except SegyFormatError as error:
+            raise SegyFormatError(f"{path}: not a SEG-Y file? {error}") from None
     summary = fmt.summarise_binary_header(binary, endian)
     if summary.sample_format not in fmt.SAMPLE_FORMATS:
         raise SegyFormatError(
@@ -115,7 +196,7 @@ def read_layout(path: str | os.PathLike, endian: str = "auto") -> SegyLayout:
             "export the volume again with its traces"
         )
     first_header = _read_bytes(path, data_offset, fmt.TRACE_HEADER_SIZE)
-    n_samples, interval = _samples_and_interval(path, summary, first_header, endian)
+    n_samples, interval = _samples_and_interval(path, summary, first_header, endian, sample_interval)
     itemsize = fmt.SAMPLE_FORMATS[summary.sample_format][1]
     trace_size = fmt.TRACE_HEADER_SIZE + n_samples * itemsize
     n_traces, remainder = divmod(stat.st_size - data_offset, trace_size)
@@ -149,7 +230,7 @@ def _read_bytes(path: Path, offset: int, size: int) -> bytes:
     return data
 
 
-def _samples_and_interval(path, summary, first_header: bytes, endian: str) -> tuple[int, int]:
+def _samples_and_interval(path, summary, first_header: bytes, endian: str, override) -> tuple[int, int]:
     header = np.frombuffer(first_header, np.uint8)[None, :]
     trace_samples = int(fmt.header_field(header, fmt.TRACE_SAMPLES_BYTE, 2, endian)[0]) & 0xFFFF
     trace_interval = int(fmt.header_field(header, fmt.TRACE_INTERVAL_BYTE, 2, endian)[0]) & 0xFFFF
@@ -159,7 +240,24 @@ def _samples_and_interval(path, summary, first_header: bytes, endian: str) -> tu
             f"{path}: neither the binary header nor the first trace header gives the number "
             "of samples per trace; the file is not valid SEG-Y"
         )
-    return n_samples, summary.sample_interval or trace_interval or 4000
+    if override is not None:
+        return n_samples, round(override * 1000)
+    # two's complement 16-bit fields: 32768 and above read as negative, so as no interval
+    binary_interval, trace_interval = (
+        value if value < 0x8000 else 0 for value in (summary.sample_interval, trace_interval)
+    )
+    if binary_interval and trace_interval and binary_interval != trace_interval:
+        raise SegyFormatError(  # segyio would silently take 4 ms here too
+            f"{path}: the binary header gives a sample interval of {binary_interval} us and the "
+            f"first trace header {trace_interval} us; pass --sample-interval MS to say which is right"
+        )
+    interval = binary_interval or trace_interval
+    if not interval:  # segyio would silently take 4 ms here
+        raise SegyFormatError(
+            f"{path}: the binary and trace headers give a sample interval of 0 (or none that is valid); "
+            "pass --sample-interval MS (ms, or m in depth) to set it"
+        )
+    return n_samples, interval
 
 
 def scan_trace_headers(
@@ -253,11 +351,33 @@ def scan_survey(
     endian: str = "auto",
     domain: str = "time",
     mapper: Mapper = map,
+    sample_interval: float | None = None,
 ) -> SegySurvey:
-    """Scan all trace headers (batches run through ``mapper``) and infer the grid."""
+    """Scan all trace headers (batches run through ``mapper``) and infer the grid.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The SEG-Y file.
+    iline_byte, xline_byte : int
+        Trace header bytes of the inline and crossline numbers.
+    endian : {"auto", "big", "little"}
+        Byte order.
+    domain : {"time", "depth"}
+        Name of the vertical dim.
+    mapper : callable
+        A ``map``-like callable that runs the header-scan batches (e.g. on a cluster).
+    sample_interval : float, optional
+        Sample interval (ms or m) to use instead of the headers' one.
+
+    Returns
+    -------
+    SegySurvey
+        Layout, grid, coordinates and header metadata.
+    """
     if domain not in VERTICAL_UNITS:
         raise SegyFormatError(f"domain {domain!r} is not one of {sorted(VERTICAL_UNITS)}")
-    layout = read_layout(path, endian)
+    layout = read_layout(path, endian, sample_interval)
     fields = {
         "inline": (iline_byte, fmt.trace_field_size(iline_byte, "--iline-byte")),
         "crossline": (xline_byte, fmt.trace_field_size(xline_byte, "--xline-byte")),
@@ -266,6 +386,7 @@ def scan_survey(
         "scalar": (fmt.COORDINATE_SCALAR_BYTE, 2),
         "offset": (fmt.OFFSET_BYTE, 4),
         "delay": (fmt.DELAY_BYTE, 2),
+        "time_scalar": (fmt.TIME_SCALAR_BYTE, 2),
     }
     batches = [
         (start, min(start + SCAN_BATCH_TRACES, layout.n_traces))
@@ -276,7 +397,8 @@ def scan_survey(
     values = {name: np.concatenate([part[name] for part in parts]) for name in fields}
     geometry = infer_geometry(values["inline"], values["crossline"], values["offset"], source=layout.path)
     scale = _coordinate_scale(values["scalar"])
-    delay = float(values["delay"][0])
+    # the delay is scaled like coordinates (bytes 215-216), as segyio's ``samples`` does
+    delay = float(values["delay"][0] * _coordinate_scale(values["time_scalar"][:1])[0])
     step = layout.sample_interval / 1000.0
     return SegySurvey(
         layout=layout,
@@ -389,9 +511,28 @@ def open_segy_dataset(
     xline_byte: int = fmt.CROSSLINE_BYTE,
     endian: str = "auto",
     domain: str = "time",
+    sample_interval: float | None = None,
 ) -> xr.Dataset:
-    """Open a SEG-Y file as a lazily loaded Dataset in the store layout."""
-    survey = scan_survey(path, iline_byte=iline_byte, xline_byte=xline_byte, endian=endian, domain=domain)
+    """Open a SEG-Y file as a lazily loaded Dataset in the store layout.
+
+    Parameters
+    ----------
+    path, iline_byte, xline_byte, endian, domain, sample_interval
+        As for :func:`scan_survey`.
+
+    Returns
+    -------
+    xarray.Dataset
+        Lazy ``amplitude`` with dims (inline, crossline, time/depth) and coordinates.
+    """
+    survey = scan_survey(
+        path,
+        iline_byte=iline_byte,
+        xline_byte=xline_byte,
+        endian=endian,
+        domain=domain,
+        sample_interval=sample_interval,
+    )
     backend_array = SegyBackendArray(survey.layout, survey.geometry.trace_index)
     amplitude = indexing.LazilyIndexedArray(backend_array)
     return survey_dataset(survey, amplitude)
@@ -409,6 +550,7 @@ class SegyBackendEntrypoint(BackendEntrypoint):
         "xline_byte",
         "endian",
         "domain",
+        "sample_interval",
     )
 
     def open_dataset(
@@ -420,9 +562,16 @@ class SegyBackendEntrypoint(BackendEntrypoint):
         xline_byte: int = fmt.CROSSLINE_BYTE,
         endian: str = "auto",
         domain: str = "time",
+        sample_interval: float | None = None,
     ) -> xr.Dataset:
+        """Open a SEG-Y file lazily; see :func:`open_segy_dataset` for the parameters."""
         dataset = open_segy_dataset(
-            filename_or_obj, iline_byte=iline_byte, xline_byte=xline_byte, endian=endian, domain=domain
+            filename_or_obj,
+            iline_byte=iline_byte,
+            xline_byte=xline_byte,
+            endian=endian,
+            domain=domain,
+            sample_interval=sample_interval,
         )
         return dataset.drop_vars(drop_variables or [], errors="ignore")
 

@@ -72,6 +72,8 @@ OFFSET_BYTE = int(segyio.TraceField.offset)
 TRACE_SAMPLES_BYTE = int(segyio.TraceField.TRACE_SAMPLE_COUNT)
 TRACE_INTERVAL_BYTE = int(segyio.TraceField.TRACE_SAMPLE_INTERVAL)
 DELAY_BYTE = int(segyio.TraceField.DelayRecordingTime)
+#: Bytes 215-216: the scalar for the times in bytes 95-114 (the delay among them), as segyio applies it.
+TIME_SCALAR_BYTE = int(segyio.TraceField.ScalarTraceHeader)
 
 
 def trace_field_size(byte: int, option: str = "byte position") -> int:
@@ -218,13 +220,42 @@ def float32_to_ibm(values: np.ndarray) -> np.ndarray:
 
 
 def encode_samples(values: np.ndarray, sample_format: int, endian: str) -> np.ndarray:
-    """Encode float values shaped ``(n_traces, n_samples)`` as raw sample bytes."""
+    """Encode float values shaped ``(n_traces, n_samples)`` as raw sample bytes.
+
+    Integer formats refuse values they cannot hold (clipping would turn an
+    unclassified -1 into class 0 in an unsigned file, silently).
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        Samples, ``(n_traces, n_samples)``.
+    sample_format : int
+        SEG-Y sample format code.
+    endian : {"big", "little"}
+        Byte order.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``uint8`` bytes, ``(n_traces, n_samples * itemsize)``.
+
+    >>> encode_samples(np.array([[-1.0]]), 16, "big")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    pipeline.exceptions.SegyFormatError: value -1 does not fit the 1-byte unsigned ... (0 to 255)
+    """
     dtype = sample_dtype(sample_format, endian)
     if sample_format == 1:
         encoded = float32_to_ibm(values).astype(dtype)
     elif dtype.kind in "iu":
         info = np.iinfo(dtype)
-        encoded = np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        rounded = np.rint(values)
+        outside = ~((rounded >= info.min) & (rounded <= info.max))  # NaN is outside too
+        if outside.any():
+            raise SegyFormatError(
+                f"value {rounded[outside][0]:g} does not fit the {SAMPLE_FORMAT_NAMES[sample_format]} "
+                f"samples of the source file ({info.min} to {info.max})"
+            )
+        encoded = rounded.astype(dtype)
     else:
         encoded = values.astype(dtype)
     return encoded.view(np.uint8).reshape(values.shape[0], values.shape[1] * dtype.itemsize)

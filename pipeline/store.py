@@ -134,9 +134,44 @@ def check_store_writable(path: Path) -> None:
         )
 
 
+#: Temporary outputs of this process not yet moved into place, for cleanup after Ctrl-C.
+_UNFINISHED: set[Path] = set()
+
+
 def temporary_path(path: Path) -> Path:
-    """A hidden sibling path to write into before renaming into place."""
-    return path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    """A hidden sibling path to write into before renaming into place.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The output it stands for.
+
+    Returns
+    -------
+    pathlib.Path
+        ``.NAME.partial-XXXXXXXX`` beside ``path``.
+    """
+    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
+    _UNFINISHED.add(partial)
+    return partial
+
+
+def remove_unfinished() -> list[Path]:
+    """Remove every temporary output this process made and never moved into place.
+
+    Called once the workers have stopped (after Ctrl-C): a task still running
+    when the command's own cleanup ran may have written into it again.
+
+    Returns
+    -------
+    list of pathlib.Path
+        What was removed.
+    """
+    removed = [path for path in sorted(_UNFINISHED) if path.exists()]
+    for path in removed:
+        remove_path(path)
+    _UNFINISHED.clear()
+    return removed
 
 
 def output_path_of(filename: str) -> str:
@@ -152,6 +187,7 @@ def output_path_of(filename: str) -> str:
 
 def replace_path(source: Path, target: Path) -> None:
     """Move a finished output into place, removing what was there."""
+    _UNFINISHED.discard(source)
     if target.exists():
         backup = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
         target.rename(backup)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -69,7 +71,9 @@ def test_ingest_bad_inputs_exit_2_and_leave_nothing(tmp_path, run):
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.sgy", "good.sgy"]
     result = run("ingest", str(good), str(tmp_path / "s.zarr"), "--endian", "sideways")
-    assert result.exit_code == 2
+    assert result.exit_code == 2 and "'--endian'" in result.output and "'sideways'" in result.output
+    assert "auto" in result.output and "Traceback" not in result.output  # the choices are listed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.sgy", "good.sgy"]
 
 
 def test_scheduler_from_environment(tmp_path, cluster_client):
@@ -133,11 +137,18 @@ def test_label_patch_train_predict_evaluate_plot_export_commands(tmp_path, run, 
         "--json",
     )
     assert result.exit_code == 0 and '"epochs": 2' in result.output, result.output
-    result = run("predict", "s.zarr", "m.pt", "--probabilities")
-    assert result.exit_code == 0 and "model_sha256" in result.output, result.output
+    result = run("predict", "s.zarr", "m.pt", "--probabilities", "--json")
+    assert result.exit_code == 0, result.output
+    predicted = json.loads(result.output[result.output.index("{") :])
+    assert predicted["model_sha256"] == hashlib.sha256((tmp_path / "m.pt").read_bytes()).hexdigest()
     assert_one_line_error(run("predict", "s.zarr", "m.pt"), "already has", "--overwrite")
     result = run("evaluate", "s.zarr", "--json")
-    assert result.exit_code == 0 and '"mean_iou"' in result.output, result.output
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.output[result.output.index("{") :])
+    store = open_store(tmp_path / "s.zarr", require=("facies", "labels"))
+    labelled = store.labels.values >= 0
+    by_hand = float((store.facies.values[labelled] == store.labels.values[labelled]).mean())
+    assert metrics["pixel_accuracy"] == round(by_hand, 4) and metrics["voxels"] == int(labelled.sum())
     result = run("plot", "s.zarr", "s.png", scheduler=False)
     assert result.exit_code == 0 and (tmp_path / "s.png").stat().st_size > 0
     result = run("export", "s.zarr", "f.sgy", "--variable", "facies")

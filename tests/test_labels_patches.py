@@ -193,13 +193,13 @@ def test_classes_are_balanced_and_split_has_no_overlap(labelled_store, tmp_path)
     extract_patches(
         labelled_store,
         tmp_path / "p.zarr",
-        PatchesConfig(kind="section", size=8, per_class=30, stride=2, split_block=8, val_fraction=0.3),
+        PatchesConfig(kind="section", size=8, per_class=20, stride=2, split_block=8, val_fraction=0.3),
     )
     patches = xr.open_zarr(tmp_path / "p.zarr").load()
     train = patches.split.values == 0
     centre = patches.y.values[:, 4, 4]
     counts = np.bincount(centre[train], minlength=6)
-    assert (counts[counts > 0] == 30).all() or counts.max() == 30
+    assert counts.tolist() == [20] * 6  # every class has more than 20 training candidates in this survey
     voxels = {0: set(), 1: set()}
     for n in range(patches.sizes["patch"]):
         i, j, k = (int(patches[name][n]) for name in ("inline_index", "crossline_index", "sample_index"))

@@ -28,12 +28,26 @@ class UserError(click.ClickException):
         click.echo(f"seisfacies: error: {self.format_message()}", err=True)
 
 
+class Interrupted(UserError):
+    """Ctrl-C: one line and exit status 130, as shells expect."""
+
+    exit_code = 130
+
+
 class SeisFaciesGroup(click.Group):
     """Turns the project's own errors into one-line messages."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:  # each command has removed its partial output or marked it incomplete
+            from pipeline.store import remove_unfinished
+
+            remove_unfinished()  # the workers have stopped: nothing can write into them any more
+            raise Interrupted(
+                f"{ctx.invoked_subcommand or 'command'} interrupted; nothing half-written was kept as "
+                "finished, run the command again to redo it"
+            ) from None
         except SeisFaciesError as error:
             raise UserError(str(error)) from None
         except OSError as error:  # disk full, permissions, a vanished file: outputs were cleaned up or marked
@@ -153,6 +167,13 @@ def synth(out_dir: str, shape: tuple[int, int, int], seed: int, overwrite: bool)
 )
 @click.option("--endian", type=click.Choice(["auto", "big", "little"]), default="auto", show_default=True)
 @click.option("--domain", type=click.Choice(["time", "depth"]), default="time", show_default=True)
+@click.option(
+    "--sample-interval",
+    type=float,
+    default=None,
+    metavar="MS",
+    help="Sample interval in ms (m in depth) instead of the headers' one; needed when they give 0.",
+)
 @click.option(
     "--nonfinite",
     type=click.Choice(["keep", "refuse"]),
@@ -287,6 +308,12 @@ def patches(store: str, patches: str, scheduler: str | None, as_json: bool, augm
 @click.option("--schedule", default="cosine", show_default=True, help="constant, step or cosine.")
 @click.option(
     "--workers", type=int, default=1, show_default=True, help="Data-parallel ranks, one per Dask worker."
+)
+@click.option(
+    "--shards",
+    type=int,
+    default=None,
+    help="Shards of the training split (default: one per rank; a multiple of --workers).",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
 @click.option("--precision", default="fp32", show_default=True, help="fp32 or bf16 (mixed precision).")

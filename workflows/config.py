@@ -22,6 +22,7 @@ class IngestConfig(StrictModel):
     endian: Literal["auto", "big", "little"] = "auto"
     domain: Literal["time", "depth"] = "time"
     nonfinite: Literal["keep", "refuse"] = "keep"
+    sample_interval: float | None = Field(None, gt=0)
     overwrite: bool = False
 
 

@@ -11,7 +11,7 @@ from pipeline.blocks import Region, regions
 from pipeline.cluster import run_tasks
 from pipeline.exceptions import ConfigError
 from pipeline.labels import LabelSource, open_label_source, read_labels, to_classes
-from pipeline.metrics import confusion_matrix, scores
+from pipeline.metrics import UNCLASSIFIED, confusion_matrix, scores
 from pipeline.store import open_store, read_region, store_chunks
 from workflows.config import EvaluateConfig
 
@@ -74,4 +74,6 @@ def evaluate_store(store: str | Path, config: EvaluateConfig, client=None) -> di
         },
         "confusion_matrix": confusion.tolist(),
         "classes": names,
+        "confusion_columns": [*names, UNCLASSIFIED],
+        "unclassified_voxels": int(confusion[:, -1].sum()),
     }

@@ -8,7 +8,7 @@ from pathlib import Path
 from pipeline import segy_format as fmt
 from pipeline.blocks import Region, regions
 from pipeline.cluster import run_tasks
-from pipeline.exceptions import StoreError
+from pipeline.exceptions import SegyFormatError, StoreError
 from pipeline.segy_write import SegyWriteSpec, create_file, write_block
 from pipeline.store import (
     check_output,
@@ -74,6 +74,12 @@ def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, clien
         create_file(spec, head, attrs["trace_count"])
         written = sum(run_tasks(write_export_region, tasks, client, "export"))
         replace_path(partial, out)
+    except SegyFormatError as error:
+        remove_path(partial)
+        raise StoreError(
+            f"{out}: {config.variable!r} cannot be written in the source's format: {error}; "
+            "export it from a store ingested from a float SEG-Y file"
+        ) from None
     except BaseException:
         remove_path(partial)
         raise

@@ -94,6 +94,7 @@ def segy_to_zarr(segy: str | Path, store: str | Path, config: IngestConfig, clie
         endian=config.endian,
         domain=config.domain,
         mapper=client_mapper(client),
+        sample_interval=config.sample_interval,
     )
     chunks = parse_chunks(config.chunks, config.domain)
     partial = temporary_path(store)

@@ -132,6 +132,7 @@ def cut_rows(task: CutTask) -> np.ndarray:
     ):
         write_region(task.out, name, target, values)
     train = x[rows["split"] == 0].astype(np.float64)
+    train = train[np.isfinite(train)]  # dead samples must not poison the normalisation
     return np.array([train.sum(), (train**2).sum(), train.size])
 
 
@@ -205,12 +206,10 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
     available = _available(block_class, validation, len(names))
     targets = _targets(available, config.per_class, config.val_fraction)
     probability = np.minimum(1.0, 1.25 * targets / np.maximum(available, 1) + 1e-9)
-    selected = run_tasks(
-        select_region,
-        [PassTask(str(store), plan, r, frozenset(validation), probability) for r in plan_regions],
-        client,
-        "select patches",
-    )
+    selected = _select(store, plan, plan_regions, validation, probability, client)
+    short = _drawn(selected, targets.shape) < targets
+    if short.any():  # the hash draw came short: draw those (split, class) pairs again, keeping all
+        selected = _select(store, plan, plan_regions, validation, np.where(short, 1.0, probability), client)
     rows = _final_rows(selected, targets, config, plan, store_chunks(dataset))
     partial = temporary_path(out)
     try:
@@ -241,6 +240,19 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
         remove_path(partial)
         raise
     return _summary(out, plan, rows, names, mean, std)
+
+
+def _select(store, plan, plan_regions, validation, probability, client) -> list[dict]:
+    tasks = [PassTask(str(store), plan, r, frozenset(validation), probability) for r in plan_regions]
+    return run_tasks(select_region, tasks, client, "select patches")
+
+
+def _drawn(selected: list[dict], shape: tuple[int, int]) -> np.ndarray:
+    """Candidates kept by the draw per (split, class)."""
+    counts = np.zeros(shape, np.int64)
+    for part in selected:
+        np.add.at(counts, (part["split"].astype(np.int64), part["label"].astype(np.int64)), 1)
+    return counts
 
 
 def _block_totals(block_class: np.ndarray) -> dict[tuple[int, int], int]:

@@ -24,6 +24,7 @@ from models.cnn import receptive_radius
 from pipeline.blocks import Region, aligned_halo_block, slab_regions
 from pipeline.cluster import run_tasks
 from pipeline.exceptions import ModelError, StoreError
+from pipeline.labels import class_dtype
 from pipeline.store import (
     add_variables_template,
     check_store_writable,
@@ -129,12 +130,12 @@ class _BlockOutput:
     """The kept region's classes (and probabilities), filled batch by batch."""
 
     def __init__(self, shape: tuple[int, int, int], n_classes: int, probabilities: bool):
-        self.facies = np.zeros(shape, np.int8)
+        self.facies = np.zeros(shape, class_dtype(n_classes))
         self.probability = np.zeros((n_classes, *shape), np.float16) if probabilities else None
 
     def put(self, where: tuple, logits: torch.Tensor, class_axis: int = 1) -> None:
         """Store logits ``(..., C, ...)`` whose other axes match ``self.facies[where]``."""
-        self.facies[where] = logits.argmax(class_axis).cpu().numpy().astype(np.int8)
+        self.facies[where] = logits.argmax(class_axis).cpu().numpy()
         if self.probability is not None:
             probability = torch.softmax(logits, dim=class_axis).cpu().numpy()
             self.probability[(slice(None), *where)] = np.moveaxis(probability, class_axis, 0)
@@ -332,7 +333,7 @@ def _template(dataset, names, chunks, probabilities: bool):
     variables = {
         "facies": (
             dims,
-            da.zeros(dataset.amplitude.shape, dtype=np.int8, chunks=block),
+            da.zeros(dataset.amplitude.shape, dtype=class_dtype(len(names)), chunks=block),
             {"long_name": "Predicted facies", **class_attrs(tuple(names))},
         )
     }

@@ -2,16 +2,22 @@
 
 A workflow is ``{name, steps: [{COMMAND: {options}}, ...]}``; each step's
 options are those of the CLI command (paths included), checked strictly.
-Relative paths are resolved against the workflow's folder. A step whose
-outputs exist and are newer than its inputs is skipped unless ``force``.
+Relative paths are resolved against the workflow's folder. A step is skipped
+(unless ``force``) only when it last ran with the same settings on the same
+versions of its inputs and its outputs are complete and untouched since; a
+digest of both is recorded in ``.NAME.steps.json`` beside the run record. A
+step that runs changes its outputs, so every step downstream runs too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import json
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -20,110 +26,66 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline.exceptions import ConfigError
+from pipeline.store import INCOMPLETE_ATTR
 from workflows import config as cfg
 
-PathFields = dict[str, str]  # field -> "in" or "out"
 
-
+@dataclass(frozen=True)
 class Step:
-    """One command of a workflow: its option model, paths and runner."""
+    """One command of a workflow, as plain data.
 
-    def __init__(
-        self, name: str, model: type, paths: PathFields, outputs: Callable, inputs: Callable, run: Callable
-    ):
-        self.name, self.model, self.paths = name, model, paths
-        self.outputs, self.inputs, self.run = outputs, inputs, run
+    ``inputs`` and ``outputs`` are path templates filled from the step's
+    options (``"{store}/labels"``): a file, or a Zarr store or array folder.
+    """
+
+    name: str
+    model: type  # the step's options: the command's config plus its paths
+    config: type  # what the library function takes
+    function: str  # "module:function", imported when the step runs
+    arguments: tuple[str, ...]  # path options passed before the config
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    client: bool = True  # the function takes the Dask client
+    option_paths: tuple[str, ...] = ()  # options (not arguments) that are paths too
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Option names that are paths (resolved against the workflow's folder)."""
+        return self.arguments + self.option_paths
+
+    def run(self, options, client) -> dict:
+        """Call the library function with the step's paths, config and client."""
+        module, name = self.function.split(":")
+        function = getattr(importlib.import_module(module), name)
+        arguments = [getattr(options, argument) for argument in self.arguments]
+        config = self.config(**options.options())
+        return function(*arguments, config, client) if self.client else function(*arguments, config)
 
 
-def _store_var(store, variable):
-    return Path(store) / variable / "zarr.json"
-
-
-def _steps() -> dict[str, Step]:
-    from workflows.evaluate import evaluate_store
-    from workflows.export import zarr_to_segy
-    from workflows.ingest import segy_to_zarr
-    from workflows.labels import attach_labels
-    from workflows.patches import extract_patches
-    from workflows.plot import plot_section
-    from workflows.predict import predict_volume
-    from workflows.synth import write_synthetic_survey
-    from workflows.train import train_model
-
-    return {
-        "synth": Step(
-            "synth",
-            cfg.SynthStep,
-            {"out": "out"},
-            lambda s: [Path(s.out) / "seismic.sgy", Path(s.out) / "labels.sgy"],
-            lambda s: [],
-            lambda s, c: write_synthetic_survey(s.out, cfg.SynthConfig(**s.options())),
-        ),
-        "ingest": Step(
-            "ingest",
-            cfg.IngestStep,
-            {"segy": "in", "store": "out"},
-            lambda s: [Path(s.store) / "zarr.json"],
-            lambda s: [Path(s.segy)],
-            lambda s, c: segy_to_zarr(s.segy, s.store, cfg.IngestConfig(**s.options()), c),
-        ),
-        "labels": Step(
-            "labels",
-            cfg.LabelsStep,
-            {"store": "in", "source": "in"},
-            lambda s: [_store_var(s.store, "labels")],
-            lambda s: [Path(s.source), _store_var(s.store, "amplitude")],
-            lambda s, c: attach_labels(s.store, s.source, cfg.LabelsConfig(**s.options()), c),
-        ),
-        "patches": Step(
-            "patches",
-            cfg.PatchesStep,
-            {"store": "in", "patches": "out"},
-            lambda s: [Path(s.patches) / "zarr.json"],
-            lambda s: [_store_var(s.store, "labels")],
-            lambda s, c: extract_patches(s.store, s.patches, cfg.PatchesConfig(**s.options()), c),
-        ),
-        "train": Step(
-            "train",
-            cfg.TrainStep,
-            {"source": "in", "model_path": "out"},
-            lambda s: [Path(s.model_path)],
-            lambda s: [Path(s.source) / "zarr.json"],
-            lambda s, c: train_model(s.source, s.model_path, cfg.TrainConfig(**s.options()), c),
-        ),
-        "predict": Step(
-            "predict",
-            cfg.PredictStep,
-            {"store": "in", "model_path": "in"},
-            lambda s: [_store_var(s.store, "facies")],
-            lambda s: [Path(s.model_path), _store_var(s.store, "amplitude")],
-            lambda s, c: predict_volume(s.store, s.model_path, cfg.PredictConfig(**s.options()), c),
-        ),
-        "evaluate": Step(
-            "evaluate",
-            cfg.EvaluateStep,
-            {"store": "in", "truth": "in"},
-            lambda s: [],
-            lambda s: [],
-            lambda s, c: evaluate_store(s.store, cfg.EvaluateConfig(**s.options()), c),
-        ),
-        "plot": Step(
-            "plot",
-            cfg.PlotStep,
-            {"store": "in", "out": "out"},
-            lambda s: [Path(s.out)],
-            lambda s: [_store_var(s.store, "facies")],
-            lambda s, c: plot_section(s.store, s.out, cfg.PlotConfig(**s.options())),
-        ),
-        "export": Step(
-            "export",
-            cfg.ExportStep,
-            {"store": "in", "out": "out"},
-            lambda s: [Path(s.out)],
-            lambda s: [_store_var(s.store, s.variable)],
-            lambda s, c: zarr_to_segy(s.store, s.out, cfg.ExportConfig(**s.options()), c),
-        ),
-    }
+STEPS: dict[str, Step] = {
+    step.name: step
+    for step in (
+        Step("synth", cfg.SynthStep, cfg.SynthConfig, "workflows.synth:write_synthetic_survey", ("out",),
+             (), ("{out}/seismic.sgy", "{out}/labels.sgy"), client=False),
+        Step("ingest", cfg.IngestStep, cfg.IngestConfig, "workflows.ingest:segy_to_zarr", ("segy", "store"),
+             ("{segy}",), ("{store}/amplitude",)),
+        Step("labels", cfg.LabelsStep, cfg.LabelsConfig, "workflows.labels:attach_labels",
+             ("store", "source"), ("{source}", "{store}/amplitude"), ("{store}/labels",)),
+        Step("patches", cfg.PatchesStep, cfg.PatchesConfig, "workflows.patches:extract_patches",
+             ("store", "patches"), ("{store}/amplitude", "{store}/labels"), ("{patches}",)),
+        Step("train", cfg.TrainStep, cfg.TrainConfig, "workflows.train:train_model",
+             ("source", "model_path"), ("{source}/x", "{source}/y", "{source}/amplitude", "{source}/labels"),
+             ("{model_path}",)),
+        Step("predict", cfg.PredictStep, cfg.PredictConfig, "workflows.predict:predict_volume",
+             ("store", "model_path"), ("{model_path}", "{store}/amplitude"), ("{store}/facies",)),
+        Step("evaluate", cfg.EvaluateStep, cfg.EvaluateConfig, "workflows.evaluate:evaluate_store",
+             ("store",), ("{store}/facies", "{store}/labels", "{truth}"), (), option_paths=("truth",)),
+        Step("plot", cfg.PlotStep, cfg.PlotConfig, "workflows.plot:plot_section", ("store", "out"),
+             ("{store}/amplitude", "{store}/labels", "{store}/facies"), ("{out}",), client=False),
+        Step("export", cfg.ExportStep, cfg.ExportConfig, "workflows.export:zarr_to_segy", ("store", "out"),
+             ("{store}/{variable}",), ("{out}",)),
+    )
+}  # fmt: skip
 
 
 def load_workflow(
@@ -143,7 +105,7 @@ def load_workflow(
     if unknown:
         raise ConfigError(f"{path}: unknown key {unknown[0]!r}; expected name, description, steps")
     base = Path(base) if base else path.resolve().parent
-    steps, known = [], _steps()
+    steps, known = [], STEPS
     for number, item in enumerate(document["steps"], start=1):
         if not isinstance(item, dict) or len(item) != 1:
             raise ConfigError(f"{path}: step {number} must be one 'command: {{options}}' mapping")
@@ -172,17 +134,74 @@ def _validated(step: Step, options: dict, path: Path, number: int, base: Path):
     return parsed.model_copy(update=resolved)
 
 
-def _mtime(path: Path) -> float | None:
-    return path.stat().st_mtime if path.exists() else None
+def fingerprint(path: Path) -> str | None:
+    """What identifies a file's or Zarr node's current version (None: absent).
+
+    A Zarr array or store is identified by its ``zarr.json`` (rewritten
+    whenever the variable is re-created), a file by its size and time.
+    """
+    target = path / "zarr.json" if path.is_dir() else path
+    try:
+        stat = target.stat()
+    except FileNotFoundError:
+        return None
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def up_to_date(step: Step, options) -> bool:
-    """Outputs exist and none is older than any input."""
-    outputs = [_mtime(p) for p in step.outputs(options)]
-    if not outputs or None in outputs:
+def _complete(path: Path) -> bool:
+    """False for a store variable still listed as incomplete in its store's root."""
+    root = path.parent / "zarr.json"
+    if not (path / "zarr.json").exists() or not root.exists():
+        return True
+    attributes = json.loads(root.read_text()).get("attributes", {})
+    return path.name not in attributes.get(INCOMPLETE_ATTR, [])
+
+
+def _paths(templates: tuple[str, ...], options) -> list[Path]:
+    """Fill path templates from the options; a template naming an unset option is left out."""
+    values = options.model_dump()
+    unset = [key for key, value in values.items() if value is None]
+    kept = [template for template in templates if not any(f"{{{key}}}" in template for key in unset)]
+    return [Path(template.format(**values)) for template in kept]
+
+
+def settings_digest(options) -> str:
+    """A digest of every option that changes a step's result (``overwrite`` does not)."""
+    text = options.model_dump_json(exclude={"overwrite"} & set(type(options).model_fields))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def step_state(step: Step, options) -> dict:
+    """The settings and input versions a step would run with now."""
+    return {
+        "settings": settings_digest(options),
+        "inputs": {str(path): fingerprint(path) for path in _paths(step.inputs, options)},
+    }
+
+
+def up_to_date(step: Step, options, recorded: dict | None) -> bool:
+    """True when the step last ran with these settings and inputs and its outputs are untouched.
+
+    Parameters
+    ----------
+    step : Step
+        The command.
+    options : pydantic.BaseModel
+        Its validated options.
+    recorded : dict, optional
+        What was recorded when it last ran (settings, inputs, outputs).
+
+    Returns
+    -------
+    bool
+        Whether running it again would give what is already there.
+    """
+    if not recorded or {k: recorded.get(k) for k in ("settings", "inputs")} != step_state(step, options):
         return False
-    inputs = [t for t in (_mtime(p) for p in step.inputs(options)) if t is not None]
-    return not inputs or min(outputs) >= max(inputs)
+    outputs = _paths(step.outputs, options)
+    if not all(fingerprint(path) is not None and _complete(path) for path in outputs):
+        return False
+    return recorded.get("outputs") == {str(path): fingerprint(path) for path in outputs}
 
 
 def run_workflow(
@@ -196,18 +215,27 @@ def run_workflow(
 ) -> dict:
     """Run every step in order on one client; write a run record beside the outputs."""
     name, steps = load_workflow(path, base, overrides)
+    folder = Path(base or Path(path).resolve().parent)
+    state_path = folder / f".{name}.steps.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
     results, started = [], time.perf_counter()
-    for step, options in steps:
-        if not force and up_to_date(step, options):
+    for number, (step, options) in enumerate(steps, start=1):
+        key = f"{number}:{step.name}"
+        if not force and up_to_date(step, options, state.get(key)):
             echo(f"[{step.name}] up to date, skipped")
-            results.append({"step": step.name, "status": "skipped"})
+            results.append({"step": step.name, "status": "skipped", "summary": state[key].get("summary")})
             continue
         echo(f"[{step.name}] running")
         clock = time.perf_counter()
-        existing = any(p.exists() for p in step.outputs(options))
+        before = step_state(step, options)
+        existing = any(fingerprint(p) is not None for p in _paths(step.outputs, options))
         if "overwrite" in type(options).model_fields:
             options = options.model_copy(update={"overwrite": options.overwrite or existing or force})
+        state.pop(key, None)
         summary = step.run(options, client)
+        outputs = {str(p): fingerprint(p) for p in _paths(step.outputs, options)}
+        state[key] = {**before, "outputs": outputs, "summary": json.loads(json.dumps(summary, default=str))}
+        _write_json(state_path, state)
         results.append(
             {
                 "step": step.name,
@@ -224,14 +252,21 @@ def run_workflow(
         "metrics": _metrics(results),
         "versions": versions(),
     }
-    record_path = Path(record) if record else Path(base or Path(path).resolve().parent) / f"{name}.run.json"
-    record_path.write_text(json.dumps(run_record, indent=2, default=str))
+    record_path = Path(record) if record else folder / f"{name}.run.json"
+    _write_json(record_path, run_record)
     run_record["record"] = str(record_path)
     return run_record
 
 
+def _write_json(path: Path, document: dict) -> None:
+    """Write JSON atomically: a crash never leaves half a record."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(document, indent=2, default=str))
+    partial.replace(path)
+
+
 def _metrics(results: list[dict]) -> dict:
-    evaluated = [r["summary"] for r in results if r["step"] == "evaluate" and r["status"] == "ran"]
+    evaluated = [r["summary"] for r in results if r["step"] == "evaluate" and r.get("summary")]
     if not evaluated:
         return {}
     keys = (

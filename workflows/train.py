@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +31,8 @@ from tqdm.auto import tqdm
 from models import create_model, model_entry
 from models.checkpoint import build_model, load_checkpoint, package_version, save_checkpoint
 from models.optim import create_optimizer, learning_rate_factor
-from pipeline.exceptions import ClusterError, ConfigError, ModelError
+from models.parallel import global_batch_norm
+from pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
 from pipeline.store import check_folder_writable
 from workflows.config import PatchesConfig, TrainConfig
 from workflows.torch_worker import prepare_torch_process
@@ -50,6 +52,7 @@ class RankJob:
     world: int
     init_method: str | None
     queue: str | None
+    run_id: str = ""  # a restart resumes only from a checkpoint of the same run
 
 
 def patch_attrs(patches: str) -> dict:
@@ -91,6 +94,7 @@ def _tensors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch arrays -> model input (normalised, channel axis) and targets (-1 ignored)."""
     x = (x.astype(np.float32) - attrs["mean"]) / attrs["std"]
+    x[~np.isfinite(x)] = 0  # dead samples: the mean after normalising, as in prediction
     entry = model_entry(config.model)
     inputs = torch.from_numpy(x if config.model == "mlp" else x[:, None])
     y = y.astype(np.int64)
@@ -103,16 +107,31 @@ def _tensors(
     return inputs, torch.from_numpy(y)
 
 
-def _shard_rows(rows: np.ndarray, shard: int, shards: int) -> np.ndarray:
-    """Equal contiguous shards of the rows (the remainder is dropped so ranks stay in step)."""
-    size = len(rows) // shards
-    return rows[shard * size : (shard + 1) * size]
+def shard_rows(rows: np.ndarray, shard: int, shards: int) -> np.ndarray:
+    """Contiguous shards of the rows, sizes differing by at most one; every row is in one.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray
+        Row numbers of one split.
+    shard, shards : int
+        Which shard, of how many.
+
+    Returns
+    -------
+    numpy.ndarray
+        The shard's rows.
+
+    >>> [shard_rows(np.arange(7), s, 3).tolist() for s in range(3)]
+    [[0, 1, 2], [3, 4], [5, 6]]
+    """
+    return np.array_split(rows, shards)[shard]
 
 
 def load_shard(patches: str, split: int, shard: int, shards: int, config: TrainConfig, attrs: dict):
     """Read one shard of one split straight from the patch store (bounded by the shard)."""
     group = zarr.open_group(store=patches, mode="r")
-    rows = _shard_rows(np.flatnonzero(group["split"][:] == split), shard, shards)
+    rows = shard_rows(np.flatnonzero(group["split"][:] == split), shard, shards)
     if not len(rows):
         return None
     span = slice(int(rows[0]), int(rows[-1]) + 1)
@@ -166,16 +185,50 @@ def train_rank(job: RankJob) -> dict:
             dist.destroy_process_group()
 
 
+def plan_shards(n_train: int, workers: int, shards: int | None) -> int:
+    """How many shards to cut the training split into: a multiple of the ranks, none empty.
+
+    Parameters
+    ----------
+    n_train : int
+        Training patches.
+    workers : int
+        Data-parallel ranks.
+    shards : int, optional
+        Asked for (default: one per rank).
+
+    Returns
+    -------
+    int
+        The shard count; a bad request is a one-line ConfigError.
+
+    >>> plan_shards(100, 2, None), plan_shards(100, 2, 4)
+    (2, 4)
+    """
+    shards = shards or workers
+    if shards % workers:
+        raise ConfigError(
+            f"option --shards {shards}: must be a multiple of --workers {workers} so every rank "
+            "holds the same number of shards"
+        )
+    if n_train < shards:
+        raise ConfigError(
+            f"{n_train} training patches cannot fill {shards} shards; use fewer --workers or cut more patches"
+        )
+    return shards
+
+
 def _train_loop(job: RankJob, attrs: dict, device: torch.device) -> dict:
     config = job.config
-    shards = config.shards or job.world
+    n_train = int((zarr.open_group(store=job.patches, mode="r")["split"][:] == 0).sum())
+    shards = plan_shards(n_train, job.world, config.shards)
     per_rank = shards // job.world
     own = [job.rank * per_rank + s for s in range(per_rank)]
     train = {s: load_shard(job.patches, 0, s, shards, config, attrs) for s in own}
-    if any(part is None for part in train.values()):
-        raise ModelError(f"{job.patches}: too few training patches for {shards} shards; use fewer --workers")
     valid = _concat([load_shard(job.patches, 1, s, shards, config, attrs) for s in own])
     model = _model_for(config, attrs).to(device)
+    if job.world > 1:  # statistics over the global batch, so ranks train as one process would;
+        model = global_batch_norm(model)  # before the optimizer takes the parameters
     start_epoch, history = 0, []
     optimizer = create_optimizer(
         config.optimizer, model.parameters(), config.lr, config.weight_decay, config.beta
@@ -187,15 +240,14 @@ def _train_loop(job: RankJob, attrs: dict, device: torch.device) -> dict:
         start_epoch, history = payload["epoch"], list(payload.get("history", []))
     network = DistributedDataParallel(model) if job.world > 1 else model
     weights = class_weights(job.patches, len(attrs["class_names"]), config.class_weights).to(device)
-    shard_batch = _local_batch(config, len(next(iter(train.values()))[0]), shards)
+    shard_batch, steps = _local_batch(config, n_train, shards)
     started = time.perf_counter()
     queue = _queue(job.queue) if job.rank == 0 else None
     for epoch in range(start_epoch, config.epochs):
         for group in optimizer.param_groups:
             group["lr"] = config.lr * learning_rate_factor(config.schedule, epoch, config.epochs)
-        train_metrics = _run_epoch(
-            network, optimizer, train, weights, shard_batch, config, epoch, job, device
-        )
+        plan = (shard_batch, steps)
+        train_metrics = _run_epoch(network, optimizer, train, weights, plan, epoch, job, device)
         valid_metrics = _evaluate(network, valid, weights, config, job, device) if valid is not None else {}
         record = {
             "epoch": epoch + 1,
@@ -220,10 +272,13 @@ def _concat(parts):
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def _local_batch(config: TrainConfig, shard_size: int, shards: int) -> int:
+def _local_batch(config: TrainConfig, n_train: int, shards: int) -> tuple[int, int]:
+    """Patches per shard in a step, and steps per epoch: the same on every rank."""
     if config.optimizer == "gd":
-        return shard_size  # full batch: the whole training set in every step
-    return max(1, min(config.batch_size // shards, shard_size))
+        return -(-n_train // shards), 1  # full batch: the whole training set in every step
+    smallest = n_train // shards
+    batch = max(1, min(config.batch_size // shards, smallest))
+    return batch, max(1, smallest // batch)
 
 
 def _loss_terms(logits, targets, weights) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,12 +288,15 @@ def _loss_terms(logits, targets, weights) -> tuple[torch.Tensor, torch.Tensor]:
     return total, weights[targets[valid]].sum()
 
 
-def _run_epoch(network, optimizer, shards, weights, shard_batch, config, epoch, job, device) -> dict:
+def _run_epoch(network, optimizer, shards, weights, steps_plan, epoch, job, device) -> dict:
     """One epoch; each step's batch takes ``shard_batch`` patches from every shard.
 
     Every shard is shuffled by (seed, epoch, shard), so one process holding two
     shards sees exactly the union of what two ranks with one shard each see.
+    A non-finite loss on any rank stops every rank at the same step.
     """
+    config = job.config
+    shard_batch, steps = steps_plan
     network.train()
     orders = {
         shard: torch.randperm(
@@ -246,7 +304,6 @@ def _run_epoch(network, optimizer, shards, weights, shard_batch, config, epoch, 
         )
         for shard, data in shards.items()
     }
-    steps = max(1, min(len(data[0]) for data in shards.values()) // shard_batch)
     sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, counted
     for step in range(steps):
         picks = [
@@ -257,10 +314,16 @@ def _run_epoch(network, optimizer, shards, weights, shard_batch, config, epoch, 
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
             logits = network(inputs)
         total, weight = _loss_terms(logits, targets, weights)
-        denominator = weight.detach().clone()
+        # the global batch's weight (so ranks == one big batch) and whether any rank's loss blew up
+        shared = torch.stack([weight.detach(), (~torch.isfinite(total.detach())).float()])
         if job.world > 1:
-            dist.all_reduce(denominator)  # the global batch's weight, so ranks == one big batch
-        loss = total / denominator.clamp_min(1e-12) * job.world
+            dist.all_reduce(shared)
+        if shared[1] > 0:
+            raise ModelError(
+                f"training stopped: the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1} "
+                f"of {steps}; lower --lr (now {config.lr:g}) or use another --optimizer"
+            )
+        loss = total / shared[0].clamp_min(1e-12) * job.world
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -316,6 +379,9 @@ def _save(job: RankJob, model, optimizer, attrs: dict, epoch: int, history: list
         normalisation={"mean": float(attrs["mean"]), "std": float(attrs["std"])},
         patch={key: attrs[key] for key in ("kind", "size", "orientations", "dense", "volume_dims")},
         optimizer_name=job.config.optimizer,
+        run_id=job.run_id,
+        patch_store=job.patches,
+        source_store=attrs.get("source_store"),
         optimizer_state=optimizer.state_dict(),
         epoch=epoch,
         history=history,
@@ -353,10 +419,14 @@ def _pick_workers(client, count: int) -> list[str]:
     return workers[:count]
 
 
-def _run_ranks(patches: str, out: str, config: TrainConfig, client, bar) -> dict:
-    """One attempt: submit the ranks, follow their progress, fail fast if one fails."""
+def _run_ranks(patches: str, out: str, config: TrainConfig, client, bar, run_id: str) -> dict:
+    """One attempt: submit the ranks, follow their progress, fail fast if one fails.
+
+    A rank's own error (bad option, bad data) is raised as it is; a lost worker
+    or an unexpected failure is a ClusterError naming the rank and the cause.
+    """
     if client is None:
-        return train_rank(RankJob(patches, out, config, 0, 1, None, None))
+        return train_rank(RankJob(patches, out, config, 0, 1, None, None, run_id))
     from distributed import Queue, wait
 
     workers = _pick_workers(client, config.workers)
@@ -366,7 +436,7 @@ def _run_ranks(patches: str, out: str, config: TrainConfig, client, bar) -> dict
     futures = [
         client.submit(
             train_rank,
-            RankJob(patches, out, config, rank, config.workers, init_method, queue_name),
+            RankJob(patches, out, config, rank, config.workers, init_method, queue_name, run_id),
             workers=[address],
             allow_other_workers=False,
             pure=False,
@@ -381,13 +451,22 @@ def _run_ranks(patches: str, out: str, config: TrainConfig, client, bar) -> dict
         while queue.qsize():
             _show(bar, queue.get())
         failed = [f for f in futures if f.status == "error"]
-        lost = [f for f in futures if f.status in ("lost", "cancelled")]
+        # a rank pinned to a worker that died waits for that worker for ever: count it as lost
+        alive = set(client.scheduler_info(n_workers=-1)["workers"])
+        lost = [
+            f
+            for f, address in zip(futures, workers)
+            if f.status in ("lost", "cancelled") or (f.status == "pending" and address not in alive)
+        ]
         if failed or lost:
+            # read the rank's exception before cancelling: a cancelled future has none
+            error = failed[0].exception() if failed else None
             client.cancel(futures)
-            reason = failed[0].exception() if failed else "its worker was lost"
-            raise ClusterError(
-                f"training rank {futures.index((failed or lost)[0])} failed: {_one_line(reason)}"
-            )
+            rank = futures.index((failed or lost)[0])
+            if isinstance(error, SeisFaciesError):  # the rank's own one-line error: no restart helps
+                raise type(error)(f"training rank {rank}: {error}") from None
+            reason = _describe(error) if failed else "its worker was lost"
+            raise ClusterError(f"training rank {rank} failed: {reason}")
         if all(f.status == "finished" for f in futures):
             return futures[0].result()
 
@@ -395,6 +474,17 @@ def _run_ranks(patches: str, out: str, config: TrainConfig, client, bar) -> dict
 def _one_line(reason) -> str:
     text = str(reason).strip().splitlines()
     return (text[0] if text else type(reason).__name__)[:300]
+
+
+def _describe(error: BaseException | None) -> str:
+    """``Type: first line`` of a rank's exception.
+
+    >>> _describe(RuntimeError("CUDA error: no kernel image"))
+    'RuntimeError: CUDA error: no kernel image'
+    """
+    if error is None:
+        return "no exception was reported"
+    return f"{type(error).__name__}: {_one_line(error)}"
 
 
 def _show(bar, record: dict) -> None:
@@ -420,36 +510,70 @@ def train_model(
     if config.resume and not out.exists():
         raise ConfigError(f"{out}: --resume needs an existing checkpoint; train without --resume first")
     check_folder_writable(out)
-    patches = _patch_store(Path(source), out, config, client, patches_config)
+    patches, note = _patch_store(Path(source), out, config, client, patches_config)
     attrs = patch_attrs(str(patches))
     check_compatible(config, attrs)
     _model_for(config, attrs)  # options checked on the client, before any worker starts
+    plan_shards(int((zarr.open_group(store=str(patches), mode="r")["split"][:] == 0).sum()),
+                config.workers, config.shards)  # fmt: skip
+    run_id = _resumed_run(out, patches, attrs) if config.resume else uuid.uuid4().hex
     started = time.perf_counter()
     restarts = 0
     bar = tqdm(total=config.epochs, desc=f"train {config.model}", unit="epoch", disable=None, leave=False)
     with bar:
         while True:
             try:
-                result = _run_ranks(str(patches), str(out), config, client, bar)
+                result = _run_ranks(str(patches), str(out), config, client, bar, run_id)
                 break
             except ClusterError:
-                if restarts >= config.max_restarts or not out.exists():
+                if restarts >= config.max_restarts:
                     raise
                 restarts += 1
-                bar.write(f"restarting from the last checkpoint ({restarts}/{config.max_restarts})")
-                config = config.model_copy(update={"resume": True})
+                # only this run's own checkpoint may be continued; an older file at OUT is not ours
+                resume = _checkpoint_run(out) == run_id
+                bar.write(
+                    f"restarting {'from the last checkpoint' if resume else 'from scratch'} "
+                    f"({restarts}/{config.max_restarts})"
+                )
+                config = config.model_copy(update={"resume": resume})
     history = result["history"] if result else load_checkpoint(out)["history"]
     history_path = out.with_name(out.name + ".history.json")
     history_path.write_text(json.dumps(history, indent=2))
-    return _summary(
+    summary = _summary(
         out, patches, config, history, attrs, time.perf_counter() - started, restarts, history_path
     )
+    return {**summary, "patches_note": note} if note else summary
 
 
-def _patch_store(source: Path, out: Path, config: TrainConfig, client, patches_config) -> Path:
+def _checkpoint_run(out: Path) -> str | None:
+    """The run id recorded in the checkpoint at ``out``, if there is a readable one."""
+    try:
+        return load_checkpoint(out).get("run_id")
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return None
+
+
+def _resumed_run(out: Path, patches: Path, attrs: dict) -> str:
+    """The run id of the checkpoint to continue; refuse one trained on other data."""
+    try:
+        payload = load_checkpoint(out)
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise ModelError(f"{out}: cannot --resume: {_one_line(error)}") from None
+    trained_on = payload.get("source_store") or payload.get("patch_store")
+    here = attrs.get("source_store") or str(patches)
+    same_patches = payload.get("patch") == {key: attrs[key] for key in payload.get("patch", {})}
+    if payload.get("class_names") != list(attrs["class_names"]) or not same_patches or trained_on != here:
+        raise ConfigError(
+            f"{out}: --resume: the checkpoint was trained on {trained_on or 'other patches'}, not {here}; "
+            "train it afresh with --overwrite, or resume on the store it was trained on"
+        )
+    return payload.get("run_id") or uuid.uuid4().hex
+
+
+def _patch_store(source: Path, out: Path, config: TrainConfig, client, patches_config) -> tuple[Path, str]:
     """The patch store to train on: ``source`` itself, or patches cut from a volume store."""
     if (source / "x" / "zarr.json").exists():
-        return source
+        return source, ""
     if not (source / "labels" / "zarr.json").exists():
         raise ConfigError(
             f"{source}: neither a patch store nor a store with labels; run `seisfacies labels` first"
@@ -459,20 +583,74 @@ def _patch_store(source: Path, out: Path, config: TrainConfig, client, patches_c
     kind = PATCH_KIND.get(config.model)
     if kind is None:
         check_compatible(config, {"kind": "section", "dense": True})
-    patch_config = patches_config or default_patches(config.model)
+    note = ""
+    if patches_config is None:
+        sizes = tuple(zarr.open_array(store=str(source / "amplitude"), mode="r").shape)
+        patches_config, note = fitting_patches(config.model, sizes)
     target = out.with_name(out.stem + ".patches.zarr")
-    extract_patches(source, target, patch_config.model_copy(update={"overwrite": True}), client)
-    return target
+    extract_patches(source, target, patches_config.model_copy(update={"overwrite": True}), client)
+    return target, note
 
 
 def default_patches(model: str) -> PatchesConfig:
-    """Patch defaults for each model family, chosen on the synthetic survey."""
+    """Patch defaults for each model family, chosen on the synthetic survey.
+
+    Parameters
+    ----------
+    model : str
+        A registered model name.
+
+    Returns
+    -------
+    PatchesConfig
+        The patches ``train`` cuts from a labelled volume store.
+    """
     kind = PATCH_KIND[model]
     if kind == "section":
         return PatchesConfig(kind="section", size=64, stride=4, per_class=400, augment=("flip",))
     if kind == "cube":
         return PatchesConfig(kind="cube", size=24, stride=4, per_class=300, dense=True)
     return PatchesConfig(kind="trace", size=64, stride=2, per_class=2000)
+
+
+#: Patch sizes are multiples of this, so every default network's down-sampling grid fits.
+PATCH_SIZE_STEP = 8
+
+
+def fitting_patches(model: str, sizes: tuple[int, int, int]) -> tuple[PatchesConfig, str]:
+    """The default patches, shrunk to fit a small volume, and a note saying so.
+
+    Parameters
+    ----------
+    model : str
+        A registered model name.
+    sizes : tuple of int
+        The volume's (inline, crossline, vertical) sizes.
+
+    Returns
+    -------
+    tuple
+        The patch config, and a one-line note ("" when the default fits).
+
+    >>> config, note = fitting_patches("cnn2d", (48, 48, 64))
+    >>> config.size, note
+    (48, '--size 64 does not fit the 48 x 48 x 64 volume; section patches of 48 instead')
+    """
+    config = default_patches(model)
+    reach = {"section": min(sizes[1:]), "cube": min(sizes), "trace": sizes[2]}[config.kind]
+    if config.size <= reach:
+        return config, ""
+    size = reach // PATCH_SIZE_STEP * PATCH_SIZE_STEP
+    if size < PATCH_SIZE_STEP:
+        raise ConfigError(
+            f"the {' x '.join(map(str, sizes))} volume is too small for {config.kind} patches; "
+            f"cut patches yourself with `seisfacies patches --size N` and train on them"
+        )
+    note = (
+        f"--size {config.size} does not fit the {' x '.join(map(str, sizes))} volume; "
+        f"{config.kind} patches of {size} instead"
+    )
+    return config.model_copy(update={"size": size}), note
 
 
 def _summary(out, patches, config, history, attrs, seconds, restarts, history_path) -> dict:
