@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+
 Region = dict[str, slice]
 
 
@@ -124,3 +126,32 @@ def aligned_halo_block(
         pads[dim] = (inside.start - start, stop - inside.stop)
         keep[dim] = slice(part.start - start, part.stop - start)
     return read, pads, keep
+
+
+def normalise_finite(values: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """Normalise float32 ``values`` in place; NaN/inf become 0 (the mean). Returns where they were.
+
+    Non-finite samples would spread through every convolution; training and
+    prediction both see them as the mean, and prediction leaves them unclassified.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        float32 samples, changed in place.
+    mean, std : float
+        The training split's statistics (computed without non-finite samples).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of the samples that were not finite.
+
+    >>> block = np.array([3.0, np.nan, 5.0], np.float32)
+    >>> normalise_finite(block, 4.0, 1.0).tolist(), block.tolist()
+    ([False, True, False], [-1.0, 0.0, 1.0])
+    """
+    invalid = ~np.isfinite(values)
+    values -= np.float32(mean)
+    values /= np.float32(std)
+    values[invalid] = 0
+    return invalid

@@ -295,11 +295,26 @@ def _root(path: Path, mode: str = "r+") -> zarr.Group:
     return zarr.open_group(store=str(path), mode=mode, zarr_format=3)
 
 
+def incomplete_variables(path: Path) -> list[str]:
+    """Variables of the store at ``path`` that a stopped run left incomplete.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        A store.
+
+    Returns
+    -------
+    list of str
+        Names listed in the root attribute ``seisfacies_incomplete``.
+    """
+    return list(_root(path, mode="r").attrs.get(INCOMPLETE_ATTR, []))
+
+
 def mark_incomplete(path: Path, variables: list[str]) -> list[str]:
     """List ``variables`` as incomplete in the root attributes; returns every pending name."""
-    root = _root(path)
-    pending = sorted(set(root.attrs.get(INCOMPLETE_ATTR, [])) | set(variables))
-    root.attrs[INCOMPLETE_ATTR] = pending
+    pending = sorted(set(incomplete_variables(path)) | set(variables))
+    _root(path).attrs[INCOMPLETE_ATTR] = pending
     consolidate(path)
     return pending
 

@@ -21,7 +21,7 @@ import torch
 
 from models import model_entry
 from models.cnn import receptive_radius
-from pipeline.blocks import Region, aligned_halo_block, slab_regions
+from pipeline.blocks import Region, aligned_halo_block, normalise_finite, slab_regions
 from pipeline.cluster import run_tasks
 from pipeline.exceptions import ModelError, StoreError
 from pipeline.labels import class_dtype
@@ -106,12 +106,8 @@ def predict_block(task: PredictTask) -> int:
     read, pads, keep = aligned_halo_block(task.region, halo, task.sizes, multiple, pad_edges=not dense)
     block = read_region(task.store, "amplitude", read).astype(np.float32, copy=False)
     block = np.pad(block, list(pads.values()), mode="reflect")
-    invalid = ~np.isfinite(block)
-    # NaN/inf would spread through every convolution; zero them for the model and
-    # leave those voxels unclassified (-1) instead of giving them a made-up class
-    block -= np.float32(payload["normalisation"]["mean"])
-    block /= np.float32(payload["normalisation"]["std"])
-    block[invalid] = 0
+    # non-finite voxels are left unclassified (-1) below instead of getting a made-up class
+    invalid = normalise_finite(block, payload["normalisation"]["mean"], payload["normalisation"]["std"])
     shape = tuple(part.stop - part.start for part in task.region.values())
     output = _BlockOutput(shape, len(payload["class_names"]), task.config.probabilities)
     _classify(model, payload, block, tuple(keep.values()), output, task.config, device)

@@ -26,7 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline.exceptions import ConfigError
-from pipeline.store import INCOMPLETE_ATTR
+from pipeline.store import incomplete_variables
 from workflows import config as cfg
 
 
@@ -150,11 +150,9 @@ def fingerprint(path: Path) -> str | None:
 
 def _complete(path: Path) -> bool:
     """False for a store variable still listed as incomplete in its store's root."""
-    root = path.parent / "zarr.json"
-    if not (path / "zarr.json").exists() or not root.exists():
-        return True
-    attributes = json.loads(root.read_text()).get("attributes", {})
-    return path.name not in attributes.get(INCOMPLETE_ATTR, [])
+    if not (path / "zarr.json").exists() or not (path.parent / "zarr.json").exists():
+        return True  # a file, or a whole store (written under a temporary name, complete once there)
+    return path.name not in incomplete_variables(path.parent)
 
 
 def _paths(templates: tuple[str, ...], options) -> list[Path]:
@@ -163,6 +161,10 @@ def _paths(templates: tuple[str, ...], options) -> list[Path]:
     unset = [key for key, value in values.items() if value is None]
     kept = [template for template in templates if not any(f"{{{key}}}" in template for key in unset)]
     return [Path(template.format(**values)) for template in kept]
+
+
+def _fingerprints(templates: tuple[str, ...], options) -> dict[str, str | None]:
+    return {str(path): fingerprint(path) for path in _paths(templates, options)}
 
 
 def settings_digest(options) -> str:
@@ -175,7 +177,7 @@ def step_state(step: Step, options) -> dict:
     """The settings and input versions a step would run with now."""
     return {
         "settings": settings_digest(options),
-        "inputs": {str(path): fingerprint(path) for path in _paths(step.inputs, options)},
+        "inputs": _fingerprints(step.inputs, options),
     }
 
 
@@ -198,10 +200,10 @@ def up_to_date(step: Step, options, recorded: dict | None) -> bool:
     """
     if not recorded or {k: recorded.get(k) for k in ("settings", "inputs")} != step_state(step, options):
         return False
-    outputs = _paths(step.outputs, options)
-    if not all(fingerprint(path) is not None and _complete(path) for path in outputs):
+    outputs = _fingerprints(step.outputs, options)
+    if not all(version is not None and _complete(Path(path)) for path, version in outputs.items()):
         return False
-    return recorded.get("outputs") == {str(path): fingerprint(path) for path in outputs}
+    return recorded.get("outputs") == outputs
 
 
 def run_workflow(
@@ -228,12 +230,12 @@ def run_workflow(
         echo(f"[{step.name}] running")
         clock = time.perf_counter()
         before = step_state(step, options)
-        existing = any(fingerprint(p) is not None for p in _paths(step.outputs, options))
+        existing = any(version is not None for version in _fingerprints(step.outputs, options).values())
         if "overwrite" in type(options).model_fields:
             options = options.model_copy(update={"overwrite": options.overwrite or existing or force})
         state.pop(key, None)
         summary = step.run(options, client)
-        outputs = {str(p): fingerprint(p) for p in _paths(step.outputs, options)}
+        outputs = _fingerprints(step.outputs, options)
         state[key] = {**before, "outputs": outputs, "summary": json.loads(json.dumps(summary, default=str))}
         _write_json(state_path, state)
         results.append(

@@ -32,6 +32,7 @@ from models import create_model, model_entry
 from models.checkpoint import build_model, load_checkpoint, package_version, save_checkpoint
 from models.optim import create_optimizer, learning_rate_factor
 from models.parallel import global_batch_norm
+from pipeline.blocks import normalise_finite
 from pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
 from pipeline.store import check_folder_writable
 from workflows.config import PatchesConfig, TrainConfig
@@ -93,8 +94,8 @@ def _tensors(
     x: np.ndarray, y: np.ndarray, config: TrainConfig, attrs: dict
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch arrays -> model input (normalised, channel axis) and targets (-1 ignored)."""
-    x = (x.astype(np.float32) - attrs["mean"]) / attrs["std"]
-    x[~np.isfinite(x)] = 0  # dead samples: the mean after normalising, as in prediction
+    x = x.astype(np.float32)  # a copy: x comes from the patch store (raw, unnormalised)
+    normalise_finite(x, attrs["mean"], attrs["std"])
     entry = model_entry(config.model)
     inputs = torch.from_numpy(x if config.model == "mlp" else x[:, None])
     y = y.astype(np.int64)
