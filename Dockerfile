@@ -10,6 +10,6 @@ COPY pyproject.toml README.md ./
 COPY pipeline pipeline
 COPY models models
 COPY workflows workflows
-RUN pip install --index-url "$TORCH_INDEX" torch && pip install . bokeh
+RUN pip install --index-url "$TORCH_INDEX" torch && pip install ".[s3]" bokeh
 USER seisfacies
 WORKDIR /data

@@ -39,7 +39,12 @@ def worker_peak_mb(client) -> float:
 def fresh_cluster(
     n_workers: int = 2,
     memory_limit="4GiB",
-    warm=("workflows.ingest", "workflows.patches", "workflows.train", "workflows.predict"),
+    warm=(
+        "seisfacies.workflows.ingest",
+        "seisfacies.workflows.patches",
+        "seisfacies.workflows.train",
+        "seisfacies.workflows.predict",
+    ),
 ):
     """A new LocalCluster of worker processes, so peak memory is this run's own.
 

@@ -1,21 +1,29 @@
 """Ingest benchmark: seisfacies vs segyio in memory vs a plain Dask pipeline (vs MDIO).
 
-Run: python benchmarks/ingest.py [--shape 400 400 500] [--out DIR]
-Times exclude imports and cluster start-up (reported separately).
+Run: python benchmarks/ingest.py [--shape 400 400 500] [--out DIR] [--s3]
+Times exclude imports and cluster start-up (reported separately). ``--s3``
+also ingests the same file from a local S3-compatible server (moto, on
+loopback) into a store on it, against the local file into a local store.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 from _common import Timer, folder_size_mb, fresh_cluster, sampled_memory, seismic_like_block
 
-from pipeline.testing import write_large_segy
+from seisfacies.pipeline.testing import write_large_segy
 
 
 def write_big_segy(path: Path, shape: tuple[int, int, int], seed: int = 0) -> None:
@@ -24,8 +32,8 @@ def write_big_segy(path: Path, shape: tuple[int, int, int], seed: int = 0) -> No
 
 
 def run_seisfacies(segy: Path, out: Path, chunks: str | None = None) -> dict:
-    from workflows.config import IngestConfig
-    from workflows.ingest import segy_to_zarr
+    from seisfacies.workflows.config import IngestConfig
+    from seisfacies.workflows.ingest import segy_to_zarr
 
     with fresh_cluster() as client:
         with sampled_memory(client) as memory, Timer() as timer:
@@ -84,11 +92,62 @@ def run_mdio(segy: Path, out: Path) -> dict | None:
     return {"seconds": timer.seconds}
 
 
+@contextlib.contextmanager
+def local_s3():
+    """A moto S3 server on 127.0.0.1 with one bucket; AWS_* set for this process and new workers."""
+    import s3fs
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    try:
+        for _ in range(100):
+            try:
+                s3fs.S3FileSystem(skip_instance_cache=True).mkdir("bench")
+                break
+            except Exception:  # noqa: BLE001 (still starting)
+                time.sleep(0.1)
+        yield s3fs.S3FileSystem()
+    finally:
+        server.terminate()
+
+
+def s3_against_local(segy: Path, work: Path, megabytes: float) -> None:
+    """Ingest throughput from the local S3 server vs from the local file, in one run."""
+    with local_s3() as fs:
+        with Timer() as upload:
+            fs.put_file(str(segy), "bench/bench.sgy")
+        with Timer() as download:  # what the server itself gives: one GET of the whole object
+            fs.cat_file("bench/bench.sgy")
+        local = run_seisfacies(segy, work / "local.zarr")
+        remote = run_seisfacies("s3://bench/bench.sgy", "s3://bench/bench.zarr")
+    rate = lambda r: megabytes / r["seconds"]  # noqa: E731
+    print(f"local file -> local store:           {rate(local):8.0f} MB/s")
+    print(f"S3 (moto, loopback) -> S3 store:      {rate(remote):8.0f} MB/s")
+    print(f"ratio S3 / local: {rate(remote) / rate(local):.2f}x")
+    print(
+        f"the server alone: one PUT {megabytes / upload.seconds:.0f} MB/s, "
+        f"one GET of the whole object {megabytes / download.seconds:.0f} MB/s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--shape", nargs=3, type=int, default=(400, 400, 500))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--scale-check", action="store_true", help="Also ingest a file 3x larger (memory).")
+    parser.add_argument("--s3", action="store_true", help="Also ingest from and to a local S3 server.")
     args = parser.parse_args()
     work = Path(args.out or tempfile.mkdtemp(prefix="seisfacies-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -97,6 +156,8 @@ def main() -> None:
     write_big_segy(segy, shape)
     megabytes = segy.stat().st_size / 1e6
     print(f"file: {segy} {megabytes:.0f} MB, shape {shape}, IBM float")
+    if args.s3:
+        s3_against_local(segy, work, megabytes)
     segyio_result = run_segyio(segy)
     ours = run_seisfacies(segy, work / "ours.zarr")
     plain = run_plain_dask(segy, work / "plain.zarr", shape)

@@ -17,13 +17,13 @@ import numpy as np
 import xarray as xr
 from _common import Timer, fresh_cluster, sampled_memory
 
-from pipeline.patches import window_start
-from pipeline.segy_write import write_cube
-from pipeline.synth import make_synthetic_survey
-from workflows.config import IngestConfig, LabelsConfig, PatchesConfig
-from workflows.ingest import segy_to_zarr
-from workflows.labels import attach_labels
-from workflows.patches import extract_patches
+from seisfacies.pipeline.patches import window_start
+from seisfacies.pipeline.segy_write import write_cube
+from seisfacies.pipeline.synth import make_synthetic_survey
+from seisfacies.workflows.config import IngestConfig, LabelsConfig, PatchesConfig
+from seisfacies.workflows.ingest import segy_to_zarr
+from seisfacies.workflows.labels import attach_labels
+from seisfacies.workflows.patches import extract_patches
 
 
 def make_store(work: Path, shape) -> Path:

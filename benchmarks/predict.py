@@ -19,13 +19,13 @@ import xarray as xr
 from _common import Timer, fresh_cluster, sampled_memory
 from patches import make_store
 
-from pipeline.metrics import confusion_matrix, scores
-from workflows.config import IngestConfig, LabelsConfig, PatchesConfig, PredictConfig, TrainConfig
-from workflows.ingest import segy_to_zarr
-from workflows.labels import attach_labels
-from workflows.patches import extract_patches
-from workflows.predict import predict_volume
-from workflows.train import load_model, train_model
+from seisfacies.pipeline.metrics import confusion_matrix, scores
+from seisfacies.workflows.config import IngestConfig, LabelsConfig, PatchesConfig, PredictConfig, TrainConfig
+from seisfacies.workflows.ingest import segy_to_zarr
+from seisfacies.workflows.labels import attach_labels
+from seisfacies.workflows.patches import extract_patches
+from seisfacies.workflows.predict import predict_volume
+from seisfacies.workflows.train import load_model, train_model
 
 LABELLED = [8, 30, 52, 74, 90]
 
@@ -54,7 +54,7 @@ def crop_store(work: Path, store: Path, inlines: int) -> Path:
 
     with segyio.open(str(work / "s.sgy")) as handle:
         cube = segyio.tools.cube(handle)[:inlines]
-    from pipeline.segy_write import write_cube
+    from seisfacies.pipeline.segy_write import write_cube
 
     write_cube(
         str(work / "crop.sgy"), cube, inlines=np.arange(inlines) + 1, crosslines=np.arange(cube.shape[1]) + 1

@@ -18,10 +18,12 @@ import zarr
 from _common import Timer, fresh_cluster
 from patches import make_store  # noqa: I001  (benchmarks/patches.py)
 
-from models import create_model
-from models.optim import create_optimizer
-from workflows.config import PatchesConfig, TrainConfig
-from workflows.train import _loss_terms, _tensors, class_weights, patch_attrs, train_model
+from seisfacies.models.optim import create_optimizer
+from seisfacies.models.registry import create_model_for_patches
+from seisfacies.models.training import class_weights, loss_terms, to_tensors
+from seisfacies.workflows.config import PatchesConfig, TrainConfig
+from seisfacies.workflows.ranks import patch_attrs
+from seisfacies.workflows.train import train_model
 
 CASES = {
     "cnn2d": (PatchesConfig(kind="section", size=64, per_class=250, stride=4), {}),
@@ -34,14 +36,12 @@ def plain_loop(patches: Path, config: TrainConfig) -> float:
     attrs = patch_attrs(str(patches))
     group = zarr.open_group(str(patches), mode="r")
     train = group["split"][:] == 0
-    x, y = _tensors(group["x"][:][train], group["y"][:][train], config, attrs)
-    options = {"n_classes": len(attrs["class_names"])}
-    if config.model == "mlp":
-        options["in_samples"] = attrs["size"]
+    x, y = to_tensors(group["x"][:][train], group["y"][:][train], config.model, attrs["mean"], attrs["std"])
+    n_classes = len(attrs["class_names"])
     torch.manual_seed(0)
-    model = create_model(config.model, **options).to(config.device)
+    model = create_model_for_patches(config.model, n_classes, attrs["size"]).to(config.device)
     optimizer = create_optimizer(config.optimizer, model.parameters(), config.lr)
-    weights = class_weights(str(patches), options["n_classes"], "balanced").to(config.device)
+    weights = class_weights([group["y"][:][train]], n_classes, "balanced").to(config.device)
     with Timer() as timer:
         for _ in range(config.epochs):
             order = torch.randperm(len(x))
@@ -50,7 +50,7 @@ def plain_loop(patches: Path, config: TrainConfig) -> float:
                 inputs, targets = x[index].to(config.device), y[index].to(config.device)
                 with torch.autocast(config.device, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                     logits = model(inputs)
-                total, weight = _loss_terms(logits, targets, weights)
+                total, weight = loss_terms(logits, targets, weights)
                 optimizer.zero_grad()
                 (total / weight).backward()
                 optimizer.step()
@@ -73,7 +73,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="seisfacies-train-"))
     try:
         store = make_store(work, tuple(args.shape))
-        from workflows.patches import extract_patches
+        from seisfacies.workflows.patches import extract_patches
 
         for name, (patch_config, options) in CASES.items():
             patches = work / f"{name}.zarr"

@@ -7,6 +7,7 @@ run code.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import struct
@@ -17,10 +18,11 @@ from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import fsspec
 import torch
 from torch import nn
 
-from models.registry import create_model
+from seisfacies.models.registry import create_model, tuples_from_lists
 
 FORMAT = "seisfacies-checkpoint-1"
 #: What torch.load raises on corrupt or hostile bytes (weights_only refuses code).
@@ -40,6 +42,13 @@ DECODE_ERRORS = (
 
 
 def package_version() -> str:
+    """The installed seisfacies version, recorded in every checkpoint.
+
+    Returns
+    -------
+    str
+        ``0.0.0+unknown`` when the package metadata is missing.
+    """
     try:
         return version("seisfacies")
     except PackageNotFoundError:
@@ -47,8 +56,19 @@ def package_version() -> str:
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, model_name: str, **metadata) -> None:
-    """Write a checkpoint atomically (temporary file, then rename)."""
-    path = Path(path)
+    """Write a checkpoint atomically (temporary file, then rename).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file.
+    model : torch.nn.Module
+        A registered model (it has a ``config`` dataclass).
+    model_name : str
+        Its registry name.
+    **metadata
+        Plain data to store beside the weights (classes, normalisation, history, ...).
+    """
     payload = {
         "format": FORMAT,
         "seisfacies_version": package_version(),
@@ -57,6 +77,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, model_name: str, 
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
         **metadata,
     }
+    if "://" in str(path):  # object storage: the object appears whole once its upload completes
+        with fsspec.open(str(path), "wb") as handle:
+            torch.save(payload, handle)
+        return
+    path = Path(path)
     partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     try:
         torch.save(payload, partial)
@@ -75,12 +100,33 @@ def _plain(value):
     return value
 
 
+def _readable(path):
+    """A local path as it is; a URL's bytes (torch.load needs a seekable file)."""
+    if "://" not in str(path):
+        return path
+    with fsspec.open(str(path), "rb") as handle:
+        return io.BytesIO(handle.read())
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Read a checkpoint safely; raises ValueError for files that are not ours."""
+    """Read a checkpoint safely; raises ValueError for files that are not ours.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file.
+    map_location : str or torch.device
+        Where tensors are loaded.
+
+    Returns
+    -------
+    dict
+        The payload: weights, model name and config, and the saved metadata.
+    """
     try:
         with warnings.catch_warnings():  # torch warns about unusual pickle protocols in foreign files
             warnings.simplefilter("ignore", UserWarning)
-            payload = torch.load(path, map_location=map_location, weights_only=True)
+            payload = torch.load(_readable(path), map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such checkpoint") from None
     except DECODE_ERRORS as error:
@@ -93,11 +139,41 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 
 def build_model(payload: dict) -> nn.Module:
-    """Rebuild the model of a loaded checkpoint with its weights."""
-    config = {
-        key: tuple(value) if isinstance(value, list) else value
-        for key, value in payload["model_config"].items()
-    }
-    model = create_model(payload["model_name"], **config)
+    """Rebuild the model of a loaded checkpoint with its weights.
+
+    Parameters
+    ----------
+    payload : dict
+        What :func:`load_checkpoint` returned.
+
+    Returns
+    -------
+    torch.nn.Module
+        The model, in training mode, on the CPU.
+    """
+    model = create_model(payload["model_name"], **tuples_from_lists(payload["model_config"]))
     model.load_state_dict(payload["state_dict"])
     return model
+
+
+def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+    """The model of a checkpoint file, and the checkpoint's metadata.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    tuple
+        The model (CPU) and the loaded payload. A file that is not a loadable
+        seisfacies checkpoint, or whose weights do not fit its model, raises
+        ValueError with one line naming the file.
+    """
+    payload = load_checkpoint(path)
+    try:
+        return build_model(payload), payload
+    except (KeyError, RuntimeError, TypeError) as error:
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{path}: the checkpoint does not rebuild its model ({first[:160]})") from None

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.registry import activation, register_model
+from seisfacies.models.registry import activation, register_model
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,14 @@ def receptive_radius(depth: int) -> int:
     Each level l contributes two 3x3 convolutions at stride 2**l on the way
     down and up, plus the pooling and transposed convolution between levels.
 
+    Parameters
+    ----------
+    depth : int
+
+    Returns
+    -------
+    int
+
     >>> receptive_radius(2)
     27
     """
@@ -53,6 +61,22 @@ class _EncoderDecoder(nn.Module):
     norm: type
     up: type
     pool: type
+
+    @staticmethod
+    def input_grid(config: CNNConfig) -> tuple[int, int]:
+        """How far an output pixel sees, and the grid (2**depth) a block must align to.
+
+        Parameters
+        ----------
+        config : CNNConfig
+            The model's config.
+
+        Returns
+        -------
+        tuple of int
+            Receptive radius in pixels, and the down-sampling multiple.
+        """
+        return receptive_radius(config.depth), 2**config.depth
 
     def __init__(self, config: CNNConfig):
         super().__init__()

@@ -58,7 +58,23 @@ def create_optimizer(
     beta2: float = 0.999,
     eps: float = 1e-8,
 ) -> torch.optim.Optimizer:
-    """The optimiser ``name`` with the course's hyper-parameter names."""
+    """The optimiser ``name`` with the course's hyper-parameter names.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`OPTIMIZERS`.
+    params
+    lr : float
+    weight_decay : float
+    beta : float
+    beta2 : float
+    eps : float
+
+    Returns
+    -------
+    torch.optim.Optimizer
+    """
     if name in ("gd", "sgd"):
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     if name == "momentum":
@@ -73,6 +89,17 @@ def create_optimizer(
 
 def learning_rate_factor(schedule: str, epoch: int, epochs: int) -> float:
     """Multiplier of the base learning rate at ``epoch`` (0-based).
+
+    Parameters
+    ----------
+    schedule : str
+    epoch : int
+    epochs : int
+        Number of epochs.
+
+    Returns
+    -------
+    float
 
     >>> [round(learning_rate_factor("cosine", e, 4), 3) for e in range(4)]
     [1.0, 0.854, 0.5, 0.146]

@@ -17,7 +17,17 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 
 
 def activation(name: str) -> nn.Module:
-    """A fresh activation module by name; unknown names list the allowed ones."""
+    """A fresh activation module by name; unknown names list the allowed ones.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`ACTIVATIONS`.
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
@@ -30,15 +40,56 @@ class ModelEntry:
     name: str
     factory: Callable
     config_class: type
-    patch_kinds: tuple[str, ...]  # "trace", "section", "cube"
+    patch_kinds: tuple[str, ...]  # "trace", "section", "cube"; the first is cut for it by default
     dense: bool  # one class per pixel (True) or per patch (False)
+
+    @property
+    def channel_axis(self) -> bool:
+        """Whether the input has a channel axis ``(N, 1, ...)``; trace models take ``(N, S)``."""
+        return "trace" not in self.patch_kinds
+
+    def input_grid(self, config: dict) -> tuple[int, int]:
+        """Receptive radius and down-sampling multiple of a model built from ``config``.
+
+        Parameters
+        ----------
+        config : dict
+            The model's config (a checkpoint's ``model_config``).
+
+        Returns
+        -------
+        tuple of int
+            ``(0, 1)`` for a model that classifies each patch as a whole: the
+            patch itself is then all it sees.
+        """
+        grid = getattr(self.factory, "input_grid", None)
+        if grid is None:
+            return 0, 1
+        return grid(self.config_class(**tuples_from_lists(config)))
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, config_class: type, patch_kinds: tuple[str, ...], dense: bool):
-    """Class decorator that makes a model buildable by name."""
+    """Class decorator that makes a model buildable by name.
+
+    Parameters
+    ----------
+    name : str
+        The name ``--model`` takes.
+    config_class : type
+        A dataclass of the model's options; the class is built as ``cls(config)``.
+    patch_kinds : tuple of str
+        Patch kinds it trains on ("trace", "section", "cube"); the first is the default.
+    dense : bool
+        One class per pixel (fully convolutional) or one per patch.
+
+    Returns
+    -------
+    callable
+        The decorator; it returns the class unchanged.
+    """
 
     def decorate(model_class):
         _REGISTRY[name] = ModelEntry(name, model_class, config_class, patch_kinds, dense)
@@ -47,18 +98,67 @@ def register_model(name: str, config_class: type, patch_kinds: tuple[str, ...], 
     return decorate
 
 
+def tuples_from_lists(config: dict) -> dict:
+    """Lists (as checkpoints store them) back to the tuples config dataclasses hold.
+
+    Parameters
+    ----------
+    config : dict
+        A stored model config.
+
+    Returns
+    -------
+    dict
+
+    >>> tuples_from_lists({"widths": [8, 16], "depth": 2})
+    {'widths': (8, 16), 'depth': 2}
+    """
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in config.items()}
+
+
 def list_models() -> list[str]:
+    """The registered model names.
+
+    Returns
+    -------
+    list of str
+        Sorted names.
+    """
     return sorted(_REGISTRY)
 
 
 def model_entry(name: str) -> ModelEntry:
+    """The registry entry of a model.
+
+    Parameters
+    ----------
+    name : str
+        A registered name.
+
+    Returns
+    -------
+    ModelEntry
+        Unknown names raise ValueError listing the known ones.
+    """
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(list_models())}")
     return _REGISTRY[name]
 
 
 def create_model(name: str, **config) -> nn.Module:
-    """Build a registered model from keyword config; unknown keys are errors."""
+    """Build a registered model from keyword config; unknown keys are errors.
+
+    Parameters
+    ----------
+    name : str
+        A registered model name.
+    **config
+        Fields of its config dataclass.
+
+    Returns
+    -------
+    torch.nn.Module
+    """
     entry = model_entry(name)
     known = {field.name for field in fields(entry.config_class)}
     unknown = sorted(set(config) - known)
@@ -67,3 +167,38 @@ def create_model(name: str, **config) -> nn.Module:
             f"model {name!r} has no option {unknown[0]!r}; expected some of {', '.join(sorted(known))}"
         )
     return entry.factory(entry.config_class(**config))
+
+
+def create_model_for_patches(
+    name: str, n_classes: int, patch_size: int, activation: str | None = None, **options
+) -> nn.Module:
+    """Build a model for patches of a given size and class count.
+
+    The config fields a model declares among ``n_classes``, ``in_samples``
+    (trace length) and ``activation`` are filled in; ``options`` set the rest.
+
+    Parameters
+    ----------
+    name : str
+        A registered model name.
+    n_classes : int
+        Number of classes.
+    patch_size : int
+        The patches' size in samples.
+    activation : str, optional
+        Overrides the model's default activation.
+    **options
+        Further config fields.
+
+    Returns
+    -------
+    torch.nn.Module
+        Unknown options raise ValueError.
+
+    >>> create_model_for_patches("mlp", 4, 32).config.in_samples
+    32
+    """
+    known = {field.name for field in fields(model_entry(name).config_class)}
+    given = {"n_classes": n_classes, "in_samples": patch_size, "activation": activation}
+    filled = {key: value for key, value in given.items() if key in known and value is not None}
+    return create_model(name, **{**options, **filled})

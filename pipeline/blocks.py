@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
-
 Region = dict[str, slice]
 
 
 def regions(sizes: dict[str, int], chunks: dict[str, int]) -> list[Region]:
-    """Cut a grid of ``sizes`` into chunk-aligned regions, in C order of the dims."""
+    """Cut a grid of ``sizes`` into chunk-aligned regions, in C order of the dims.
+
+    Parameters
+    ----------
+    sizes : dict[str, int]
+        Size per dim name.
+    chunks : dict[str, int]
+        Chunk size per dim name.
+
+    Returns
+    -------
+    list[Region]
+    """
     starts = {dim: range(0, size, chunks[dim]) for dim, size in sizes.items()}
     plan = []
     for corner in itertools.product(*starts.values()):
@@ -25,43 +35,6 @@ def regions(sizes: dict[str, int], chunks: dict[str, int]) -> list[Region]:
             {dim: slice(start, min(start + chunks[dim], sizes[dim])) for dim, start in zip(sizes, corner)}
         )
     return plan
-
-
-def with_halo(region: Region, halo: dict[str, int], sizes: dict[str, int]) -> tuple[Region, Region]:
-    """Grow a region by ``halo`` inside the volume; return it and the inner part to keep.
-
-    The second region indexes the grown block and selects the original region.
-
-    >>> grown, keep = with_halo({"inline": slice(2, 4)}, {"inline": 3}, {"inline": 10})
-    >>> grown, keep
-    ({'inline': slice(0, 7, None)}, {'inline': slice(2, 4, None)})
-    """
-    grown, keep = {}, {}
-    for dim, part in region.items():
-        depth = halo.get(dim, 0)
-        start = max(part.start - depth, 0)
-        stop = min(part.stop + depth, sizes[dim])
-        grown[dim] = slice(start, stop)
-        keep[dim] = slice(part.start - start, part.stop - start)
-    return grown, keep
-
-
-def padding_for(grown: Region, region: Region, halo: dict[str, int]) -> dict[str, tuple[int, int]]:
-    """How much to pad a grown block so every voxel of ``region`` sees a full halo.
-
-    At the volume's edges the halo is cut short; padding (by reflection, say)
-    restores it so a block at the edge gives what the whole volume would.
-
-    >>> padding_for({"inline": slice(0, 7)}, {"inline": slice(2, 4)}, {"inline": 3})
-    {'inline': (1, 0)}
-    """
-    pads = {}
-    for dim, part in region.items():
-        depth = halo.get(dim, 0)
-        before = depth - (part.start - grown[dim].start)
-        after = depth - (grown[dim].stop - part.stop)
-        pads[dim] = (max(before, 0), max(after, 0))
-    return pads
 
 
 def slab_regions(
@@ -72,6 +45,20 @@ def slab_regions(
     Reading a SEG-Y file along its sorting gives long contiguous byte ranges,
     so tasks cover as many chunks along that dim as the budget allows (at least
     one chunk); the budget keeps worker memory independent of the survey size.
+
+    Parameters
+    ----------
+    sizes : dict[str, int]
+        Size per dim name.
+    chunks : dict[str, int]
+        Chunk size per dim name.
+    along : str
+    bytes_per_cell : int
+    budget_bytes : int
+
+    Returns
+    -------
+    list[Region]
 
     >>> slab_regions({"inline": 4, "crossline": 10}, {"inline": 2, "crossline": 2}, "crossline", 100, 800)
     ... # doctest: +NORMALIZE_WHITESPACE
@@ -105,6 +92,21 @@ def aligned_halo_block(
     network pads at the block's edges itself, and a block reaching an edge then
     always starts (or ends) exactly there, whatever the chunking.
 
+    Parameters
+    ----------
+    region : Region
+        Index range per dim name.
+    halo : dict[str, int]
+        Halo per dim name.
+    sizes : dict[str, int]
+        Size per dim name.
+    multiple : int
+    pad_edges : bool
+
+    Returns
+    -------
+    tuple[Region, dict[str, tuple[int, int]], Region]
+
     >>> read, pads, keep = aligned_halo_block({"x": slice(8, 16)}, {"x": 3}, {"x": 20}, 4)
     >>> read, pads, keep
     ({'x': slice(4, 20, None)}, {'x': (0, 0)}, {'x': slice(4, 12, None)})
@@ -126,32 +128,3 @@ def aligned_halo_block(
         pads[dim] = (inside.start - start, stop - inside.stop)
         keep[dim] = slice(part.start - start, part.stop - start)
     return read, pads, keep
-
-
-def normalise_finite(values: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """Normalise float32 ``values`` in place; NaN/inf become 0 (the mean). Returns where they were.
-
-    Non-finite samples would spread through every convolution; training and
-    prediction both see them as the mean, and prediction leaves them unclassified.
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        float32 samples, changed in place.
-    mean, std : float
-        The training split's statistics (computed without non-finite samples).
-
-    Returns
-    -------
-    numpy.ndarray
-        Boolean mask of the samples that were not finite.
-
-    >>> block = np.array([3.0, np.nan, 5.0], np.float32)
-    >>> normalise_finite(block, 4.0, 1.0).tolist(), block.tolist()
-    ([False, True, False], [-1.0, 0.0, 1.0])
-    """
-    invalid = ~np.isfinite(values)
-    values -= np.float32(mean)
-    values /= np.float32(std)
-    values[invalid] = 0
-    return invalid

@@ -18,7 +18,7 @@ import dask
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
-from pipeline.exceptions import ClusterError
+from seisfacies.pipeline.exceptions import ClusterError
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,17 @@ class ClusterSpec:
 
 @contextlib.contextmanager
 def connect(spec: ClusterSpec) -> Iterator:
-    """A ``distributed.Client`` for ``spec``; a LocalCluster is closed on exit."""
+    """A ``distributed.Client`` for ``spec``; a LocalCluster is closed on exit.
+
+    Parameters
+    ----------
+    spec : ClusterSpec
+        The cluster to connect to or start.
+
+    Returns
+    -------
+    Iterator
+    """
     from distributed import Client, LocalCluster
 
     if spec.address:
@@ -103,7 +113,7 @@ def check_address(address: str) -> None:
     >>> check_address("tcp://127.0.0.1:8786")
     >>> check_address("foo:bar")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    pipeline.exceptions.ClusterError: --scheduler / DASK_SCHEDULER_ADDRESS 'foo:bar' is not ... address ...
+    seisfacies.pipeline.exceptions.ClusterError: --scheduler ... 'foo:bar' is not ... address ...
     """
     from distributed.comm import parse_address
     from distributed.comm.addressing import parse_host_port
@@ -194,7 +204,17 @@ def run_tasks(
 
 
 def client_mapper(client) -> Callable:
-    """A ``map``-like callable that runs on ``client`` (or local threads)."""
+    """A ``map``-like callable that runs on ``client`` (or local threads).
+
+    Parameters
+    ----------
+    client
+        The Dask client; None runs in this process.
+
+    Returns
+    -------
+    Callable
+    """
 
     def mapper(function: Callable, items) -> list:
         return run_tasks(function, list(items), client, progress=False)

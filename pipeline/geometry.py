@@ -14,7 +14,7 @@ from math import gcd
 
 import numpy as np
 
-from pipeline.exceptions import GeometryError
+from seisfacies.pipeline.exceptions import GeometryError
 
 #: A grid with more than this many cells per trace is not a survey but
 #: garbage line numbers (usually the wrong header byte positions).
@@ -49,6 +49,18 @@ def line_axis(values: np.ndarray, name: str, max_lines: int | None = None) -> np
     The step is the greatest common divisor of the gaps, so lines missing in
     the middle of a survey stay on the grid.
 
+    Parameters
+    ----------
+    values : np.ndarray
+        Line number of each trace.
+    name : str
+        ``inline`` or ``crossline``, for messages.
+    max_lines : int | None
+
+    Returns
+    -------
+    np.ndarray
+
     >>> line_axis(np.array([5, 1, 9, 9]), "inline").tolist()
     [1, 5, 9]
     >>> line_axis(np.array([7]), "inline").tolist()
@@ -71,6 +83,17 @@ def line_axis(values: np.ndarray, name: str, max_lines: int | None = None) -> np
 
 def trace_sorting(inline_values: np.ndarray, crossline_values: np.ndarray) -> str:
     """Which line number changes slowest along the file.
+
+    Parameters
+    ----------
+    inline_values : np.ndarray
+        Inline number of each trace.
+    crossline_values : np.ndarray
+        Crossline number of each trace.
+
+    Returns
+    -------
+    str
 
     >>> trace_sorting(np.array([1, 1, 2, 2]), np.array([1, 2, 1, 2]))
     'inline'
@@ -99,6 +122,20 @@ def infer_geometry(
 
     Raises :class:`GeometryError` for duplicate positions (or pre-stack
     gathers) and for line numbers that do not form a regular grid.
+
+    Parameters
+    ----------
+    inline_values : np.ndarray
+        Inline number of each trace.
+    crossline_values : np.ndarray
+        Crossline number of each trace.
+    offsets : np.ndarray | None
+    source : str
+        The input: a file, store or label source.
+
+    Returns
+    -------
+    Geometry
     """
     n_traces = len(inline_values)
     limit = MAX_CELLS_PER_TRACE * n_traces

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import segy_format as fmt
-from pipeline.blocks import Region
-from pipeline.exceptions import LabelError
-from pipeline.segy import SegyLayout, read_block, scan_survey
+from seisfacies.pipeline import location
+from seisfacies.pipeline import segy_format as fmt
+from seisfacies.pipeline.blocks import Region
+from seisfacies.pipeline.exceptions import LabelError
+from seisfacies.pipeline.segy import SegyLayout, read_block, scan_survey
 
 UNLABELLED = -1
 #: Largest class number an int16 ``labels`` volume holds (beyond it values would wrap).
@@ -42,6 +43,15 @@ class LabelSource:
 def class_names_from_text(text: str) -> tuple[str, ...]:
     """Class names written in a SEG-Y textual header as ``classes a,b,c``.
 
+    Parameters
+    ----------
+    text : str
+        The text to read.
+
+    Returns
+    -------
+    tuple[str, ...]
+
     >>> class_names_from_text("C 1 seisfacies synth seed 0; classes sand,shale")
     ('sand', 'shale')
     """
@@ -51,6 +61,15 @@ def class_names_from_text(text: str) -> tuple[str, ...]:
 
 def parse_class_names(text: str | None) -> tuple[str, ...]:
     """``"a,b,c"`` -> names; names must be unique words.
+
+    Parameters
+    ----------
+    text : str | None
+        The text to read.
+
+    Returns
+    -------
+    tuple[str, ...]
 
     >>> parse_class_names("sand, shale")
     ('sand', 'shale')
@@ -66,7 +85,25 @@ def parse_class_names(text: str | None) -> tuple[str, ...]:
 def open_label_source(
     source: str | Path, store, unlabelled: float | None = None, class_names: tuple[str, ...] = ()
 ) -> LabelSource:
-    """Recognise a label source and check that its geometry fits the store."""
+    """Recognise a label source and check that its geometry fits the store.
+
+    Parameters
+    ----------
+    source : str | Path
+        The input: a file, store or label source.
+    store
+        The Zarr store.
+    unlabelled : float | None
+        The value that means 'not labelled'.
+    class_names : tuple[str, ...]
+        Class names.
+
+    Returns
+    -------
+    LabelSource
+    """
+    if location.is_url(source):  # object storage: SEG-Y or Zarr, read in ranges by the tasks
+        return _remote_source(location.resolve(source), store, unlabelled)
     path = Path(source).absolute()  # read by tasks on workers, whose working folder may differ
     if not path.exists():
         raise LabelError(f"{path}: no such label source; give a SEG-Y, .npy, Zarr or CSV path")
@@ -85,6 +122,19 @@ def open_label_source(
     raise LabelError(f"{path}: unknown label source; expected .sgy/.segy, .npy, .csv or a Zarr array/store")
 
 
+def _remote_source(url: str, store, unlabelled) -> LabelSource:
+    if not location.exists(url):
+        raise LabelError(f"{url}: no such label source; check the URL and the credentials")
+    if url.lower().endswith((".sgy", ".segy")):
+        return _segy_source(url, store, unlabelled)
+    if location.exists(location.join(url, "zarr.json")):
+        return _zarr_source(url, tuple(store.amplitude.shape), unlabelled)
+    raise LabelError(
+        f"{url}: label sources on object storage are SEG-Y files or Zarr stores; "
+        "copy a .npy or .csv source to a local path"
+    )
+
+
 def _check_shape(path, found, expected) -> None:
     if tuple(found) != tuple(expected):
         raise LabelError(
@@ -94,7 +144,7 @@ def _check_shape(path, found, expected) -> None:
 
 
 def _segy_source(path: Path, store, unlabelled) -> LabelSource:
-    from pipeline.exceptions import SeisFaciesError
+    from seisfacies.pipeline.exceptions import SeisFaciesError
 
     # the label volume uses the seismic's header layout: its line-number bytes and sample grid
     vertical = store.amplitude.dims[2]
@@ -205,7 +255,19 @@ def _point(path, line_number, row, columns, axes, vertical, class_names) -> list
 
 
 def read_labels(source: LabelSource, region: Region) -> np.ndarray:
-    """Raw label values of a region ``{inline, crossline, vertical: slice}`` as float64."""
+    """Raw label values of a region ``{inline, crossline, vertical: slice}`` as float64.
+
+    Parameters
+    ----------
+    source : LabelSource
+        The input: a file, store or label source.
+    region : Region
+        Index range per dim name.
+
+    Returns
+    -------
+    np.ndarray
+    """
     key = tuple(region.values())
     if source.kind == "segy":
         index = source.trace_index[key[:2]]
@@ -230,6 +292,25 @@ def read_labels(source: LabelSource, region: Region) -> np.ndarray:
     local = points[inside]
     values[local[:, 0] - key[0].start, local[:, 1] - key[1].start, local[:, 2] - key[2].start] = local[:, 3]
     return values
+
+
+def class_attrs(names: tuple[str, ...]) -> dict:
+    """CF flag attributes for a class variable.
+
+    Parameters
+    ----------
+    names : tuple[str, ...]
+        Class names.
+
+    Returns
+    -------
+    dict
+    """
+    return {
+        "flag_values": list(range(len(names))),
+        "flag_meanings": " ".join(names),
+        "unlabelled_value": -1,
+    }
 
 
 def class_dtype(n_classes: int) -> np.dtype:
@@ -259,11 +340,24 @@ def to_classes(values: np.ndarray, unlabelled: float | None, n_classes: int | No
     ``inf`` marks positions the source does not cover. Raises LabelError for
     NaN, non-integers and values outside ``0..n_classes-1``.
 
+    Parameters
+    ----------
+    values : np.ndarray
+        Label values as read from the source.
+    unlabelled : float | None
+        The value that means 'not labelled'.
+    n_classes : int | None
+        Number of classes.
+
+    Returns
+    -------
+    np.ndarray
+
     >>> to_classes(np.array([0.0, 2.0, 9.0, np.inf]), unlabelled=9, n_classes=3).tolist()
     [0, 2, -1, -1]
     >>> to_classes(np.array([40000.0]), unlabelled=None, n_classes=None)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    pipeline.exceptions.LabelError: label value 40000 is outside the classes (0..32767); ...
+    seisfacies.pipeline.exceptions.LabelError: label value 40000 is outside the classes (0..32767); ...
     """
     empty = np.isposinf(values)
     if unlabelled is not None:
@@ -287,3 +381,45 @@ def to_classes(values: np.ndarray, unlabelled: float | None, n_classes: int | No
     classes = np.full(values.shape, UNLABELLED, np.int16)
     classes[~empty] = known.astype(np.int16)
     return classes
+
+
+def prediction_template(dataset, names: list[str], chunks: dict[str, int], probabilities: bool):
+    """The lazy ``facies`` (and ``probability``) variables ``predict`` fills in.
+
+    Parameters
+    ----------
+    dataset : xarray.Dataset
+        The store, for its dims, shape and coordinates.
+    names : list of str
+        Class names.
+    chunks : dict
+        Chunk size per dim name.
+    probabilities : bool
+        Add ``probability`` (float16, dims ``class`` + the volume's).
+
+    Returns
+    -------
+    xarray.Dataset
+        Only the new variables, backed by dask zeros (never computed).
+    """
+    import dask.array as da
+
+    dims = dataset.amplitude.dims
+    block = tuple(chunks[d] for d in dims)
+    variables = {
+        "facies": (
+            dims,
+            da.zeros(dataset.amplitude.shape, dtype=class_dtype(len(names)), chunks=block),
+            {"long_name": "Predicted facies", **class_attrs(tuple(names))},
+        )
+    }
+    if probabilities:
+        variables["probability"] = (
+            ("class", *dims),
+            da.zeros((len(names), *dataset.amplitude.shape), dtype=np.float16, chunks=(len(names), *block)),
+            {"long_name": "Class probability (softmax)", "flag_meanings": " ".join(names)},
+        )
+    template = dataset[[]].assign(variables)
+    if probabilities:  # `probability.sel({"class": "channel"})`; object dtype: Zarr v3 strings
+        template = template.assign_coords({"class": ("class", np.array(list(names), dtype=object))})
+    return template

@@ -78,6 +78,15 @@ class PatchPlan:
 def window_start(centre: np.ndarray, extent: int) -> np.ndarray:
     """First index of a window of ``extent`` around ``centre``.
 
+    Parameters
+    ----------
+    centre : np.ndarray
+    extent : int
+
+    Returns
+    -------
+    np.ndarray
+
     >>> window_start(np.array([5]), 4).tolist(), window_start(np.array([5]), 3).tolist()
     ([3], [4])
     """
@@ -86,6 +95,16 @@ def window_start(centre: np.ndarray, extent: int) -> np.ndarray:
 
 def position_hash(seed: int, *coordinates: np.ndarray) -> np.ndarray:
     """A uniform number in [0, 1) per position, fixed by the seed (splitmix64).
+
+    Parameters
+    ----------
+    seed : int
+        Random seed.
+    *coordinates : np.ndarray
+
+    Returns
+    -------
+    np.ndarray
 
     >>> a = position_hash(7, np.arange(3), np.zeros(3, int))
     >>> bool(((a >= 0) & (a < 1)).all()), bool((a == position_hash(7, np.arange(3), np.zeros(3, int))).all())
@@ -112,6 +131,19 @@ def candidates(plan: PatchPlan, labels: np.ndarray, origin: tuple[int, int, int]
     window spans (every section of an inline-section patch is a candidate,
     so a labelled inline is never skipped for being off the grid), and its
     window lies inside the volume and inside its split block.
+
+    Parameters
+    ----------
+    plan : PatchPlan
+        The task plan.
+    labels : np.ndarray
+        Class per voxel, -1 unlabelled.
+    origin : tuple[int, int, int]
+        Where the values came from, for messages.
+
+    Returns
+    -------
+    dict[str, np.ndarray]
 
     >>> labels = np.full((8, 8, 8), -1)
     >>> labels[3] = 1  # one labelled inline, off the stride-2 grid
@@ -148,6 +180,17 @@ def candidates(plan: PatchPlan, labels: np.ndarray, origin: tuple[int, int, int]
 def choose_validation_blocks(block_counts: dict[tuple[int, int], int], fraction: float, seed: int) -> set:
     """Blocks that form the validation split: hashed order, about ``fraction`` of candidates.
 
+    Parameters
+    ----------
+    block_counts : dict[tuple[int, int], int]
+    fraction : float
+    seed : int
+        Random seed.
+
+    Returns
+    -------
+    set
+
     >>> sorted(choose_validation_blocks({(0, 0): 10, (0, 1): 10, (1, 0): 10, (1, 1): 10}, 0.25, 0))
     [(1, 0)]
     """
@@ -172,6 +215,19 @@ def cut_windows(
 ) -> np.ndarray:
     """Cut windows of ``extent`` starting at global ``starts`` (n, 3) from a block.
 
+    Parameters
+    ----------
+    block : np.ndarray
+        An in-memory block of samples.
+    origin : tuple[int, int, int]
+        Where the values came from, for messages.
+    starts : np.ndarray
+    extent : tuple[int, int, int]
+
+    Returns
+    -------
+    np.ndarray
+
     >>> v = np.arange(27).reshape(3, 3, 3)
     >>> cut_windows(v, (0, 0, 0), np.array([[1, 1, 0]]), (1, 1, 3)).tolist()
     [[[[12, 13, 14]]]]
@@ -182,7 +238,18 @@ def cut_windows(
 
 
 def squeeze_window(windows: np.ndarray, kind: str) -> np.ndarray:
-    """Drop the flat axes: trace -> (n, v); section -> (n, width, v); cube unchanged."""
+    """Drop the flat axes: trace -> (n, v); section -> (n, width, v); cube unchanged.
+
+    Parameters
+    ----------
+    windows : np.ndarray
+    kind : str
+        The patch kind.
+
+    Returns
+    -------
+    np.ndarray
+    """
     if kind == "trace":
         return windows.reshape(windows.shape[0], windows.shape[-1])
     if kind == "section":

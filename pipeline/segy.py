@@ -21,10 +21,10 @@ import xarray as xr
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-from pipeline import __version__
-from pipeline import segy_format as fmt
-from pipeline.exceptions import SegyFormatError
-from pipeline.geometry import Geometry, infer_geometry
+from seisfacies.pipeline import __version__, location
+from seisfacies.pipeline import segy_format as fmt
+from seisfacies.pipeline.exceptions import SegyFormatError
+from seisfacies.pipeline.geometry import Geometry, infer_geometry
 
 VERTICAL_UNITS = {"time": "ms", "depth": "m"}
 VERTICAL_NAMES = {"time": "Two-way travel time", "depth": "Depth"}
@@ -122,7 +122,10 @@ def _descriptor(path: str, mtime_ns: int) -> int:
 
 
 def _pread(layout: SegyLayout, size: int, offset: int) -> bytes:
-    data = os.pread(_descriptor(layout.path, layout.mtime_ns), size, offset)
+    if location.is_url(layout.path):  # object storage: one ranged request, never the whole file
+        data = location.read_range(layout.path, offset, size)
+    else:
+        data = os.pread(_descriptor(layout.path, layout.mtime_ns), size, offset)
     if len(data) != size:
         raise SegyFormatError(
             f"{layout.path}: the file ended at byte {offset + len(data)} while reading "
@@ -131,11 +134,32 @@ def _pread(layout: SegyLayout, size: int, offset: int) -> bytes:
     return data
 
 
-def _read_head(path: Path) -> tuple[bytes, os.stat_result]:
+def _read_ranges(layout: SegyLayout, ranges: list[tuple[int, int]]):
+    """The bytes of each ``(offset, size)``; on object storage all requests at once."""
+    if not location.is_url(layout.path):
+        return (_pread(layout, size, offset) for offset, size in ranges)
+    # one request per run would wait on each in turn: a slab of a big survey is hundreds of runs
+    blocks = location.read_ranges(layout.path, ranges)
+    for (offset, size), data in zip(ranges, blocks):
+        if len(data) != size:
+            raise SegyFormatError(
+                f"{layout.path}: the file ended at byte {offset + len(data)} while reading "
+                f"{size} bytes at {offset}; it was truncated or changed during the run"
+            )
+    return blocks
+
+
+def _read_head(path) -> tuple[bytes, tuple[int, int]]:
+    """The textual and binary headers, and the file's (size, version)."""
     try:
-        stat = path.stat()
-        with path.open("rb") as handle:
-            head = handle.read(fmt.TEXT_HEADER_SIZE + fmt.BINARY_HEADER_SIZE)
+        if location.is_url(path):
+            stat = location.size_and_version(str(path))
+            head = location.read_range(str(path), 0, fmt.TEXT_HEADER_SIZE + fmt.BINARY_HEADER_SIZE)
+        else:
+            status = path.stat()
+            stat = (status.st_size, status.st_mtime_ns)
+            with path.open("rb") as handle:
+                head = handle.read(fmt.TEXT_HEADER_SIZE + fmt.BINARY_HEADER_SIZE)
     except FileNotFoundError:
         raise SegyFormatError(f"{path}: no such file; check the path") from None
     except IsADirectoryError:
@@ -170,8 +194,8 @@ def read_layout(
     SegyLayout
         Where every trace's bytes are.
     """
-    path = Path(path)
-    head, stat = _read_head(path)
+    path = path if location.is_url(path) else Path(path)
+    head, (file_size, version) = _read_head(path)
     binary = head[fmt.TEXT_HEADER_SIZE :]
     if endian == "auto":
         try:
@@ -190,24 +214,24 @@ def read_layout(
             "headers (-1), which seisfacies does not read; rewrite the file with a fixed count"
         )
     data_offset = len(head) + fmt.TEXT_HEADER_SIZE * summary.n_extended_headers
-    if stat.st_size <= data_offset:
+    if file_size <= data_offset:
         raise SegyFormatError(
-            f"{path}: the file holds headers but no traces ({stat.st_size} bytes); "
+            f"{path}: the file holds headers but no traces ({file_size} bytes); "
             "export the volume again with its traces"
         )
     first_header = _read_bytes(path, data_offset, fmt.TRACE_HEADER_SIZE)
     n_samples, interval = _samples_and_interval(path, summary, first_header, endian, sample_interval)
     itemsize = fmt.SAMPLE_FORMATS[summary.sample_format][1]
     trace_size = fmt.TRACE_HEADER_SIZE + n_samples * itemsize
-    n_traces, remainder = divmod(stat.st_size - data_offset, trace_size)
+    n_traces, remainder = divmod(file_size - data_offset, trace_size)
     if remainder or n_traces == 0:
         raise SegyFormatError(
-            f"{path}: {stat.st_size - data_offset} bytes of traces is not a whole number of "
+            f"{path}: {file_size - data_offset} bytes of traces is not a whole number of "
             f"{trace_size}-byte traces ({n_samples} samples of {itemsize} bytes); the file is "
             "truncated, its traces vary in length, or --endian is wrong"
         )
     return SegyLayout(
-        path=str(path.resolve()),
+        path=location.resolve(path),
         endian=endian,
         sample_format=summary.sample_format,
         n_samples=n_samples,
@@ -216,15 +240,18 @@ def read_layout(
         data_offset=data_offset,
         trace_size=trace_size,
         n_traces=n_traces,
-        file_size=stat.st_size,
-        mtime_ns=stat.st_mtime_ns,
+        file_size=file_size,
+        mtime_ns=version,
     )
 
 
-def _read_bytes(path: Path, offset: int, size: int) -> bytes:
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        data = handle.read(size)
+def _read_bytes(path, offset: int, size: int) -> bytes:
+    if location.is_url(path):
+        data = location.read_range(str(path), offset, size)
+    else:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(size)
     if len(data) != size:
         raise SegyFormatError(f"{path}: the file ends inside the first trace header; it is truncated")
     return data
@@ -266,6 +293,20 @@ def scan_trace_headers(
     """Read integer header fields of traces ``start:stop``, in byte ranges of bounded size.
 
     ``fields`` maps a name to ``(byte position, size)``.
+
+    Parameters
+    ----------
+    layout : SegyLayout
+        The file's byte layout.
+    start : int
+        First index.
+    stop : int
+        Index past the last.
+    fields : dict[str, tuple[int, int]]
+
+    Returns
+    -------
+    dict[str, np.ndarray]
     """
     step = max(1, SCAN_READ_BYTES // layout.trace_size)
     headers = np.empty((stop - start, fmt.TRACE_HEADER_SIZE), np.uint8)
@@ -296,15 +337,30 @@ def _contiguous_runs(sorted_indices: np.ndarray) -> list[tuple[int, int]]:
 
 
 def read_traces(layout: SegyLayout, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Raw 240-byte headers and float32 samples of the given traces, in that order."""
+    """Raw 240-byte headers and float32 samples of the given traces, in that order.
+
+    Parameters
+    ----------
+    layout : SegyLayout
+        The file's byte layout.
+    indices : np.ndarray
+
+    Returns
+    -------
+    tuple[np.ndarray, np.ndarray]
+    """
     order = np.argsort(indices, kind="stable")
     sorted_indices = np.asarray(indices)[order]
     headers = np.empty((len(indices), fmt.TRACE_HEADER_SIZE), np.uint8)
     samples = np.empty((len(indices), layout.n_samples), np.float32)
     position = 0
-    for first, stop in _contiguous_runs(sorted_indices):
+    runs = _contiguous_runs(sorted_indices)
+    ranges = [
+        (layout.data_offset + first * layout.trace_size, (stop - first) * layout.trace_size)
+        for first, stop in runs
+    ]
+    for (first, stop), data in zip(runs, _read_ranges(layout, ranges)):
         count = stop - first
-        data = _pread(layout, count * layout.trace_size, layout.data_offset + first * layout.trace_size)
         traces = np.frombuffer(data, np.uint8).reshape(count, layout.trace_size)
         rows = order[position : position + count]
         headers[rows] = traces[:, : fmt.TRACE_HEADER_SIZE]
@@ -319,6 +375,17 @@ def read_block(layout: SegyLayout, trace_index: np.ndarray) -> tuple[np.ndarray,
     """Headers ``(il, xl, 240)`` and samples ``(il, xl, ns)`` of a grid block.
 
     Missing traces (index -1) come back as zero headers and zero samples.
+
+    Parameters
+    ----------
+    layout : SegyLayout
+        The file's byte layout.
+    trace_index : np.ndarray
+        Trace position per (inline, crossline).
+
+    Returns
+    -------
+    tuple[np.ndarray, np.ndarray]
     """
     present = trace_index >= 0
     headers = np.zeros((*trace_index.shape, fmt.TRACE_HEADER_SIZE), np.uint8)
@@ -445,7 +512,7 @@ def _file_attrs(layout: SegyLayout, iline_byte: int, xline_byte: int, geometry: 
         "textual_header_bytes": fmt.to_base64(textual),
         "binary_header": fmt.binary_header_fields(binary, layout.endian),
         "binary_header_bytes": fmt.to_base64(binary),
-        "source_file": Path(layout.path).name,
+        "source_file": location.name(layout.path),
         "source_size": layout.file_size,
         "sample_format": layout.sample_format,
         "sample_format_name": fmt.SAMPLE_FORMAT_NAMES[layout.sample_format],
@@ -460,7 +527,18 @@ def _file_attrs(layout: SegyLayout, iline_byte: int, xline_byte: int, geometry: 
 
 
 def survey_dataset(survey: SegySurvey, amplitude) -> xr.Dataset:
-    """The store layout around an amplitude array (lazy, dask or numpy)."""
+    """The store layout around an amplitude array (lazy, dask or numpy).
+
+    Parameters
+    ----------
+    survey : SegySurvey
+        The survey's geometry.
+    amplitude
+
+    Returns
+    -------
+    xr.Dataset
+    """
     geometry = survey.geometry
     dims = ("inline", "crossline", survey.domain)
     coords = {
@@ -473,10 +551,11 @@ def survey_dataset(survey: SegySurvey, amplitude) -> xr.Dataset:
         ),
     }
     units = {1: "m", 2: "ft"}.get(survey.attrs["binary_header"].get("MeasurementSystem"), "m")
+    # coordinates, so a selection of amplitude (or facies) carries where it is
+    coords["cdp_x"] = (dims[:2], survey.cdp_x, {"long_name": "CDP X coordinate", "units": units})
+    coords["cdp_y"] = (dims[:2], survey.cdp_y, {"long_name": "CDP Y coordinate", "units": units})
     data_vars = {
         "amplitude": (dims, amplitude, {"long_name": "Seismic amplitude", "units": "1"}),
-        "cdp_x": (dims[:2], survey.cdp_x, {"long_name": "CDP X coordinate", "units": units}),
-        "cdp_y": (dims[:2], survey.cdp_y, {"long_name": "CDP Y coordinate", "units": units}),
         "trace_mask": (dims[:2], geometry.trace_mask, {"long_name": "Trace present in the source file"}),
     }
     return xr.Dataset(data_vars, coords=coords, attrs=dict(survey.attrs))
@@ -577,10 +656,10 @@ class SegyBackendEntrypoint(BackendEntrypoint):
 
     def guess_can_open(self, filename_or_obj) -> bool:
         try:
-            path = Path(filename_or_obj)
+            path = filename_or_obj if location.is_url(filename_or_obj) else Path(filename_or_obj)
         except TypeError:
             return False
-        if path.suffix.lower() in {".sgy", ".segy"}:
+        if str(path).lower().endswith((".sgy", ".segy")):
             return True
         try:
             head, _ = _read_head(path)

@@ -1,6 +1,6 @@
 """Pure functions for the SEG-Y byte layout: formats, header fields, sample codecs.
 
-Nothing here opens a file; :mod:`pipeline.segy` does the I/O. Byte positions
+Nothing here opens a file; :mod:`seisfacies.pipeline.segy` does the I/O. Byte positions
 are the 1-based ones of the SEG-Y standard, taken from :mod:`segyio`'s
 ``TraceField`` and ``BinField`` enumerations rather than written as literals.
 """
@@ -14,9 +14,10 @@ import numpy as np
 import segyio
 import segyio._segyio  # noqa: F401  (segyio.tools.native calls it without importing it)
 
-from pipeline.exceptions import SegyFormatError
+from seisfacies.pipeline.exceptions import SegyFormatError
 
 TEXT_HEADER_SIZE = 3200
+TEXT_LINE = 80  # characters per card image: 40 lines make the header
 BINARY_HEADER_SIZE = 400
 TRACE_HEADER_SIZE = 240
 
@@ -79,6 +80,16 @@ TIME_SCALAR_BYTE = int(segyio.TraceField.ScalarTraceHeader)
 def trace_field_size(byte: int, option: str = "byte position") -> int:
     """Size of the trace header field that starts at 1-based ``byte``.
 
+    Parameters
+    ----------
+    byte : int
+        1-based byte position in the trace header.
+    option : str
+
+    Returns
+    -------
+    int
+
     >>> trace_field_size(189), trace_field_size(115)
     (4, 2)
     """
@@ -95,6 +106,21 @@ def header_field(headers: np.ndarray, byte: int, size: int, endian: str) -> np.n
 
     ``byte`` is 1-based, counted from the start of each header.
 
+    Parameters
+    ----------
+    headers : np.ndarray
+        Trace headers.
+    byte : int
+        1-based byte position in the trace header.
+    size : int
+        Field size in bytes (2 or 4).
+    endian : str
+        "big" or "little".
+
+    Returns
+    -------
+    np.ndarray
+
     >>> raw = np.zeros((2, 240), np.uint8); raw[1, 188:192] = [0, 0, 1, 2]
     >>> header_field(raw, 189, 4, "big").tolist()
     [0, 258]
@@ -105,7 +131,19 @@ def header_field(headers: np.ndarray, byte: int, size: int, endian: str) -> np.n
 
 
 def binary_header_fields(binary: bytes, endian: str) -> dict[str, int]:
-    """Decode the 400-byte binary header into ``{field name: value}``."""
+    """Decode the 400-byte binary header into ``{field name: value}``.
+
+    Parameters
+    ----------
+    binary : bytes
+        The 400-byte binary header.
+    endian : str
+        "big" or "little".
+
+    Returns
+    -------
+    dict[str, int]
+    """
     raw = np.frombuffer(binary, dtype=np.uint8)[None, :]
     fields = {}
     for field in segyio.BinField.enums():
@@ -140,6 +178,17 @@ class BinaryHeaderSummary:
 def summarise_binary_header(binary: bytes, endian: str) -> BinaryHeaderSummary:
     """Pick the layout fields out of a binary header read with ``endian``.
 
+    Parameters
+    ----------
+    binary : bytes
+        The 400-byte binary header.
+    endian : str
+        "big" or "little".
+
+    Returns
+    -------
+    BinaryHeaderSummary
+
     >>> b = bytearray(400); b[24:26] = (5).to_bytes(2, "big"); b[20:22] = (50).to_bytes(2, "big")
     >>> summarise_binary_header(bytes(b), "big").sample_format
     5
@@ -157,6 +206,15 @@ def detect_endian(binary: bytes) -> str:
 
     A valid code read in the wrong byte order is a multiple of 256, so at most
     one order gives a known format.
+
+    Parameters
+    ----------
+    binary : bytes
+        The 400-byte binary header.
+
+    Returns
+    -------
+    str
 
     >>> b = bytearray(400); b[24:26] = (1).to_bytes(2, "little")
     >>> detect_endian(bytes(b))
@@ -178,13 +236,39 @@ def detect_endian(binary: bytes) -> str:
 
 
 def sample_dtype(sample_format: int, endian: str) -> np.dtype:
-    """The on-disk numpy dtype of one sample (IBM floats as raw 4-byte words)."""
+    """The on-disk numpy dtype of one sample (IBM floats as raw 4-byte words).
+
+    Parameters
+    ----------
+    sample_format : int
+        SEG-Y sample format code (binary header bytes 3225-3226).
+    endian : str
+        "big" or "little".
+
+    Returns
+    -------
+    np.dtype
+    """
     kind, _ = SAMPLE_FORMATS[sample_format]
     return np.dtype(f"{BYTE_ORDER_PREFIX[endian]}{kind}")
 
 
 def decode_samples(raw: np.ndarray, sample_format: int, endian: str) -> np.ndarray:
-    """Turn raw sample bytes shaped ``(n_traces, n_bytes)`` into float32 values."""
+    """Turn raw sample bytes shaped ``(n_traces, n_bytes)`` into float32 values.
+
+    Parameters
+    ----------
+    raw : np.ndarray
+        Raw bytes.
+    sample_format : int
+        SEG-Y sample format code (binary header bytes 3225-3226).
+    endian : str
+        "big" or "little".
+
+    Returns
+    -------
+    np.ndarray
+    """
     words = raw.view(sample_dtype(sample_format, endian))
     if sample_format != 1:
         return words.astype(np.float32)
@@ -197,6 +281,15 @@ def float32_to_ibm(values: np.ndarray) -> np.ndarray:
 
     Values that came from IBM floats encode back to the same words; others are
     truncated to IBM's 24-bit hexadecimal mantissa, as segyio does.
+
+    Parameters
+    ----------
+    values : np.ndarray
+        The samples.
+
+    Returns
+    -------
+    np.ndarray
 
     >>> [hex(w) for w in float32_to_ibm(np.array([1.0, -118.625, 0.0], np.float32))]
     ['0x41100000', '0xc276a000', '0x0']
@@ -241,7 +334,7 @@ def encode_samples(values: np.ndarray, sample_format: int, endian: str) -> np.nd
 
     >>> encode_samples(np.array([[-1.0]]), 16, "big")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    pipeline.exceptions.SegyFormatError: value -1 does not fit the 1-byte unsigned ... (0 to 255)
+    seisfacies.pipeline.exceptions.SegyFormatError: value -1 does not fit the 1-byte unsigned ... (0 to 255)
     """
     dtype = sample_dtype(sample_format, endian)
     if sample_format == 1:
@@ -262,21 +355,57 @@ def encode_samples(values: np.ndarray, sample_format: int, endian: str) -> np.nd
 
 
 def decode_text_header(raw: bytes) -> str:
-    """Textual header as text: EBCDIC when it looks like EBCDIC, else ASCII.
+    """Textual header as text: EBCDIC when it looks like EBCDIC, else ASCII; 80-character lines.
+
+    A 3200-byte header reads as its 40 card images, one per line.
+
+    Parameters
+    ----------
+    raw : bytes
+        Raw bytes.
+
+    Returns
+    -------
+    str
 
     >>> decode_text_header("C 1 hello".encode("cp037"))
     'C 1 hello'
+    >>> lines = decode_text_header(b"C" * 3200).splitlines()
+    >>> len(lines), {len(line) for line in lines}
+    (40, {80})
     """
     ebcdic = raw[:1] == "C".encode("cp037") or sum(b >= 0x80 for b in raw) > len(raw) // 4
-    text = raw.decode("cp037" if ebcdic else "ascii", errors="replace")
-    return text.replace("\x00", " ")
+    text = raw.decode("cp037" if ebcdic else "ascii", errors="replace").replace("\x00", " ")
+    if "\n" in text:  # an ASCII header with its own line breaks
+        return text
+    return "\n".join(text[start : start + TEXT_LINE] for start in range(0, len(text), TEXT_LINE))
 
 
 def to_base64(raw: bytes) -> str:
-    """Bytes as base64 text, for Zarr attributes (which are JSON)."""
+    """Bytes as base64 text, for Zarr attributes (which are JSON).
+
+    Parameters
+    ----------
+    raw : bytes
+        Raw bytes.
+
+    Returns
+    -------
+    str
+    """
     return base64.b64encode(raw).decode("ascii")
 
 
 def from_base64(text: str) -> bytes:
-    """Inverse of :func:`to_base64`."""
+    """Inverse of :func:`to_base64`.
+
+    Parameters
+    ----------
+    text : str
+        The text to read.
+
+    Returns
+    -------
+    bytes
+    """
     return base64.b64decode(text.encode("ascii"))

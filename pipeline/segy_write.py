@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import segyio
 
-from pipeline import segy_format as fmt
+from seisfacies.pipeline import segy_format as fmt
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,15 @@ class SegyWriteSpec:
 
 
 def create_file(spec: SegyWriteSpec, head: bytes, n_traces: int) -> None:
-    """Write the textual and binary headers and size the file for ``n_traces``."""
+    """Write the textual and binary headers and size the file for ``n_traces``.
+
+    Parameters
+    ----------
+    spec : SegyWriteSpec
+        The cluster to connect to or start.
+    head : bytes
+    n_traces : int
+    """
     with open(spec.path, "wb") as handle:
         handle.write(head)
         handle.truncate(spec.data_offset + n_traces * spec.trace_size)
@@ -44,6 +52,21 @@ def write_block(spec: SegyWriteSpec, trace_index: np.ndarray, headers: np.ndarra
 
     ``trace_index`` is ``(il, xl)``, ``headers`` ``(il, xl, 240)`` and
     ``values`` ``(il, xl, ns)``. Returns the number of traces written.
+
+    Parameters
+    ----------
+    spec : SegyWriteSpec
+        The cluster to connect to or start.
+    trace_index : np.ndarray
+        Trace position per (inline, crossline).
+    headers : np.ndarray
+        Trace headers.
+    values : np.ndarray
+        One trace's samples per row.
+
+    Returns
+    -------
+    int
     """
     present = trace_index >= 0
     if not present.any():
@@ -91,6 +114,33 @@ def write_cube(
 
     Used for synthetic surveys and tests: any format, byte order and sorting,
     with missing traces and rotated CDP coordinates (scalar -100, centimetres).
+
+    Parameters
+    ----------
+    path : str
+        The file or store.
+    cube : np.ndarray
+    inlines : np.ndarray
+    crosslines : np.ndarray
+    sample_interval_us : int
+    delay_ms : int
+    sample_format : int
+        SEG-Y sample format code (binary header bytes 3225-3226).
+    endian : str
+        "big" or "little".
+    sorting : str
+        Inline or crossline sorted.
+    trace_mask : np.ndarray | None
+    origin : tuple[float, float]
+        Where the values came from, for messages.
+    spacing : float
+    azimuth_deg : float
+    iline_byte : int
+        Trace header byte of the inline number.
+    xline_byte : int
+        Trace header byte of the crossline number.
+    text : str | dict[int, str]
+        The text to read.
     """
     n_il, n_xl, n_samples = cube.shape
     mask = np.ones((n_il, n_xl), bool) if trace_mask is None else trace_mask

@@ -26,6 +26,16 @@ class SyntheticSurvey:
 def ricker(frequency_hz: float, dt_ms: float, half_length: int = 16) -> np.ndarray:
     """A zero-phase Ricker wavelet sampled at ``dt_ms``.
 
+    Parameters
+    ----------
+    frequency_hz : float
+    dt_ms : float
+    half_length : int
+
+    Returns
+    -------
+    np.ndarray
+
     >>> w = ricker(25, 4); int(np.argmax(w)), round(float(w.max()), 3)
     (16, 1.0)
     """
@@ -57,7 +67,20 @@ def _stratal_series(rng, length, density, strength) -> np.ndarray:
 
 
 def make_synthetic_survey(shape=DEFAULT_SHAPE, seed: int = 0, noise: float = 0.15) -> SyntheticSurvey:
-    """Make the amplitude and label volumes; the same seed gives the same survey."""
+    """Make the amplitude and label volumes; the same seed gives the same survey.
+
+    Parameters
+    ----------
+    shape
+        The array's shape.
+    seed : int
+        Random seed.
+    noise : float
+
+    Returns
+    -------
+    SyntheticSurvey
+    """
     rng = np.random.default_rng(seed)
     n_il, n_xl, n_samples = shape
     tops = _horizons(shape, rng)

@@ -11,14 +11,25 @@ from __future__ import annotations
 import numpy as np
 import segyio
 
-from pipeline import segy_format as fmt
-from pipeline.segy_write import SegyWriteSpec, create_file, write_block, write_cube
+from seisfacies.pipeline import segy_format as fmt
+from seisfacies.pipeline.segy_write import SegyWriteSpec, create_file, write_block, write_cube
 
 INTEGER_FORMATS = (2, 3, 8, 9, 10, 11, 12, 16)
 
 
 def position_cube(shape: tuple[int, int, int], sample_format: int = 5) -> np.ndarray:
     """A cube whose values tell where they are, exact in ``sample_format``.
+
+    Parameters
+    ----------
+    shape : tuple[int, int, int]
+        The array's shape.
+    sample_format : int
+        SEG-Y sample format code (binary header bytes 3225-3226).
+
+    Returns
+    -------
+    np.ndarray
 
     >>> position_cube((2, 2, 3), 5)[1, 0].tolist()
     [100.0, 100.015625, 100.03125]
@@ -43,7 +54,29 @@ def write_test_segy(
     crossline_step=1,
     **kwargs,
 ) -> np.ndarray:
-    """Write a position cube as SEG-Y; return the cube (zeros where traces are missing)."""
+    """Write a position cube as SEG-Y; return the cube (zeros where traces are missing).
+
+    Parameters
+    ----------
+    path
+        The file or store.
+    shape
+        The array's shape.
+    sample_format
+        SEG-Y sample format code (binary header bytes 3225-3226).
+    endian
+        "big" or "little".
+    sorting
+        Inline or crossline sorted.
+    missing
+    inline_step
+    crossline_step
+    **kwargs
+
+    Returns
+    -------
+    np.ndarray
+    """
     cube = position_cube(shape, sample_format)
     mask = np.ones(shape[:2], bool)
     for i, j in missing:
@@ -63,7 +96,21 @@ def write_test_segy(
 
 
 def segyio_grid(path, endian: str, iline=189, xline=193) -> dict:
-    """Read a post-stack file with segyio only: the oracle the tests compare against."""
+    """Read a post-stack file with segyio only: the oracle the tests compare against.
+
+    Parameters
+    ----------
+    path
+        The file or store.
+    endian : str
+        "big" or "little".
+    iline
+    xline
+
+    Returns
+    -------
+    dict
+    """
     with segyio.open(str(path), ignore_geometry=True, endian=endian) as handle:
         ilines = handle.attributes(iline)[:]
         xlines = handle.attributes(xline)[:]
@@ -83,6 +130,18 @@ def write_large_segy(
 
     ``values(rng, block_shape)`` makes each block's samples (default: Gaussian
     noise); inline and crossline numbers start at 1.
+
+    Parameters
+    ----------
+    path
+        The file or store.
+    shape : tuple[int, int, int]
+        The array's shape.
+    seed : int
+        Random seed.
+    block_inlines : int
+    values
+        The samples.
     """
     n_il, n_xl, n_samples = shape
     binary = bytearray(400)

@@ -39,8 +39,8 @@ def cluster_client():
 @pytest.fixture(scope="session")
 def synthetic_survey(tmp_path_factory):
     """The synthetic labelled survey (small) as SEG-Y files and its arrays."""
-    from workflows.config import SynthConfig
-    from workflows.synth import write_synthetic_survey
+    from seisfacies.workflows.config import SynthConfig
+    from seisfacies.workflows.synth import write_synthetic_survey
 
     folder = tmp_path_factory.mktemp("synth")
     summary = write_synthetic_survey(folder, SynthConfig(shape=(40, 36, 64), seed=3))

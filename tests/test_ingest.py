@@ -7,12 +7,12 @@ import pytest
 import segyio
 import xarray as xr
 
-from pipeline.exceptions import GeometryError, SegyFormatError, StoreError
-from pipeline.store import open_store
-from pipeline.testing import segyio_grid, write_test_segy
-from workflows.config import ExportConfig, IngestConfig
-from workflows.export import zarr_to_segy
-from workflows.ingest import segy_to_zarr
+from seisfacies.pipeline.exceptions import GeometryError, SegyFormatError, StoreError
+from seisfacies.pipeline.store import open_store
+from seisfacies.pipeline.testing import segyio_grid, write_test_segy
+from seisfacies.workflows.config import ExportConfig, IngestConfig
+from seisfacies.workflows.export import zarr_to_segy
+from seisfacies.workflows.ingest import segy_to_zarr
 
 FORMATS = (1, 2, 3, 5, 6, 8, 9, 10, 11, 12, 16)
 

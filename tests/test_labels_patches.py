@@ -10,13 +10,13 @@ import segyio
 import xarray as xr
 import zarr
 
-from pipeline.exceptions import LabelError, StoreError
-from pipeline.segy_write import write_cube
-from pipeline.store import open_store
-from workflows.config import IngestConfig, LabelsConfig, PatchesConfig
-from workflows.ingest import segy_to_zarr
-from workflows.labels import attach_labels
-from workflows.patches import extract_patches
+from seisfacies.pipeline.exceptions import LabelError, StoreError
+from seisfacies.pipeline.segy_write import write_cube
+from seisfacies.pipeline.store import open_store
+from seisfacies.workflows.config import IngestConfig, LabelsConfig, PatchesConfig
+from seisfacies.workflows.ingest import segy_to_zarr
+from seisfacies.workflows.labels import attach_labels
+from seisfacies.workflows.patches import extract_patches
 
 
 @pytest.fixture(scope="module")

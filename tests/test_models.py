@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 
-from models import create_model, list_models, model_entry
-from models.checkpoint import build_model, load_checkpoint, save_checkpoint
-from models.optim import create_optimizer
+from seisfacies.models import create_model, list_models, model_entry
+from seisfacies.models.checkpoint import build_model, load_checkpoint, save_checkpoint
+from seisfacies.models.optim import create_optimizer
 
 INPUTS = {"trace": (3, 40), "section": (2, 1, 36, 20), "cube": (1, 1, 12, 10, 14)}
 
@@ -120,3 +120,119 @@ def test_checkpoint_refuses_arbitrary_pickles(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a loadable"):
         load_checkpoint(tmp_path / "junk.pt")
+
+
+# ---------------------------------------------------------------- training and inference on plain tensors
+
+
+def _separable_traces(n=240, samples=16, seed=0):
+    """Three classes told apart by the sign pattern of a trace window."""
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = torch.randn(n, samples, generator=generator) * 0.3
+    x[y == 1, : samples // 2] += 1.5
+    x[y == 2, samples // 2 :] -= 1.5
+    return x, y
+
+
+def test_fit_learns_a_separable_problem_and_reports_every_epoch():
+    from seisfacies.models.registry import create_model_for_patches
+    from seisfacies.models.training import FitOptions, class_weights, fit, local_batch
+
+    x, y = _separable_traces()
+    torch.manual_seed(0)
+    model = create_model_for_patches("mlp", 3, 16)
+    options = FitOptions(epochs=6, lr=0.01, batch_size=32, schedule="constant")
+    seen = []
+    history = fit(
+        model,
+        {0: (x[:200], y[:200])},
+        (x[200:], y[200:]),
+        class_weights([y[:200].numpy()], 3, "balanced"),
+        local_batch("adam", 32, 200, 1),
+        options,
+        torch.device("cpu"),
+        on_epoch=lambda history, model, optimizer: seen.append(len(history)),
+    )
+    assert seen == [1, 2, 3, 4, 5, 6]
+    assert history[-1]["train_loss"] < history[0]["train_loss"] / 2
+    assert history[-1]["val_accuracy"] > 0.9  # chance is 1/3
+
+
+def test_fit_resumes_where_the_state_says():
+    from seisfacies.models.registry import create_model_for_patches
+    from seisfacies.models.training import FitOptions, fit
+
+    x, y = _separable_traces(60)
+    model = create_model_for_patches("mlp", 3, 16)
+    earlier = [{"epoch": 1}, {"epoch": 2}]
+    history = fit(
+        model, {0: (x, y)}, None, torch.ones(3), (20, 3), FitOptions(epochs=4), torch.device("cpu"),
+        state={"epoch": 2, "history": earlier},
+    )  # fmt: skip
+    assert [record["epoch"] for record in history] == [1, 2, 3, 4]
+
+
+def test_a_blown_up_loss_stops_training_with_its_step():
+    from seisfacies.models.registry import create_model_for_patches
+    from seisfacies.models.training import FitOptions, NonFiniteLoss, fit
+
+    x, y = _separable_traces(60)
+    x[5] = float("nan")
+    model = create_model_for_patches("mlp", 3, 16)
+    with pytest.raises(NonFiniteLoss, match=r"epoch 1, step \d+ of 3; lower --lr"):
+        fit(model, {0: (x, y)}, None, torch.ones(3), (20, 3), FitOptions(epochs=1), torch.device("cpu"))
+
+
+def test_to_tensors_normalises_and_turns_centre_labels_into_dense_targets():
+    import numpy as np
+
+    from seisfacies.models.training import to_tensors
+
+    x = np.full((2, 3, 3), 5.0)
+    x[0, 0, 0] = np.nan
+    inputs, targets = to_tensors(x, np.array([4, 1]), "cnn2d", 3.0, 2.0)
+    assert inputs.shape == (2, 1, 3, 3) and inputs[0, 0, 0, 0] == 0 and inputs[1, 0, 1, 1] == 1.0
+    assert (
+        targets[:, 1, 1].tolist() == [4, 1]
+        and (targets.flatten(1).sum(1) == torch.tensor([4 - 8, 1 - 8])).all()
+    )
+
+
+@pytest.mark.parametrize("orientation", ["inline", "crossline"])
+def test_classify_block_equals_the_model_on_whole_sections(orientation):
+    import numpy as np
+
+    from seisfacies.models.inference import InferenceOptions, classify_block
+
+    torch.manual_seed(0)
+    model = create_model("cnn2d", n_classes=4, base=4, depth=2).eval()
+    block = np.random.default_rng(0).normal(size=(6, 8, 12)).astype(np.float32)
+    payload = {
+        "patch": {"kind": "section", "size": 8, "orientations": [orientation]},
+        "model_name": "cnn2d",
+        "class_names": ["a", "b", "c", "d"],
+    }
+    keep = (slice(1, 5), slice(0, 8), slice(0, 12))
+    output = classify_block(model, payload, block, keep, InferenceOptions(batch_size=3, probabilities=True))
+    sections = torch.from_numpy(block if orientation == "inline" else block.transpose(1, 0, 2))[:, None]
+    with torch.no_grad():
+        logits = model(sections)  # (section, C, across, T)
+    if orientation == "crossline":
+        logits = logits.permute(2, 1, 0, 3)  # back to (inline, C, crossline, T)
+    expected = logits.argmax(1).numpy()[keep]
+    assert (output.facies == expected).all()
+    assert np.allclose(output.probability.astype(np.float32).sum(0), 1.0, atol=5e-3)
+
+
+def test_input_geometry_covers_each_dim_a_model_looks_along():
+    from seisfacies.models.inference import input_geometry
+
+    dims = ["inline", "crossline", "depth"]
+    trace = {"kind": "trace", "size": 24, "orientations": [], "volume_dims": dims}
+    cube = {"kind": "cube", "size": 8, "orientations": [], "volume_dims": dims}
+    assert input_geometry({"patch": trace, "model_name": "mlp", "model_config": {}}) == ({"depth": 12}, 1)
+    halo, multiple = input_geometry({"patch": cube, "model_name": "cnn3d", "model_config": {"depth": 1}})
+    assert (
+        set(halo) == set(dims) and multiple == 2 and min(halo.values()) > 4
+    )  # the receptive field, not 8 // 2

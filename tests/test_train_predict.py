@@ -11,11 +11,11 @@ import segyio
 import torch
 import xarray as xr
 
-from models.checkpoint import load_checkpoint
-from pipeline.exceptions import ConfigError, ModelError, StoreError
-from pipeline.metrics import confusion_matrix, scores
-from pipeline.store import open_store
-from workflows.config import (
+from seisfacies.models.checkpoint import load_checkpoint
+from seisfacies.pipeline.exceptions import ConfigError, ModelError, StoreError
+from seisfacies.pipeline.metrics import confusion_matrix, scores
+from seisfacies.pipeline.store import open_store
+from seisfacies.workflows.config import (
     EvaluateConfig,
     ExportConfig,
     IngestConfig,
@@ -25,14 +25,14 @@ from workflows.config import (
     PredictConfig,
     TrainConfig,
 )
-from workflows.evaluate import evaluate_store
-from workflows.export import zarr_to_segy
-from workflows.ingest import segy_to_zarr
-from workflows.labels import attach_labels
-from workflows.patches import extract_patches
-from workflows.plot import plot_section
-from workflows.predict import predict_volume
-from workflows.train import train_model
+from seisfacies.workflows.evaluate import evaluate_store
+from seisfacies.workflows.export import zarr_to_segy
+from seisfacies.workflows.ingest import segy_to_zarr
+from seisfacies.workflows.labels import attach_labels
+from seisfacies.workflows.patches import extract_patches
+from seisfacies.workflows.plot import plot_section
+from seisfacies.workflows.predict import predict_volume
+from seisfacies.workflows.train import train_model
 
 SMALL_CNN = {"base": 8, "depth": 2}
 
@@ -214,7 +214,7 @@ def test_prediction_does_not_depend_on_chunking_or_workers(
 
 def _predict_with_small_tasks(store, model_path, folder: Path, monkeypatch, chunks="11,7,24"):
     """Re-ingest ``store``'s survey with odd chunks and predict it one chunk per task (seams everywhere)."""
-    import workflows.predict as predict
+    import seisfacies.workflows.predict as predict
 
     small = folder / "small-tasks.zarr"
     segy_to_zarr(_source(store), small, IngestConfig(chunks=chunks))
@@ -301,12 +301,15 @@ def test_evaluate_matches_hand_computed_confusion(predicted_store, survey_truth,
 
 
 def test_plot_writes_a_picture(predicted_store, tmp_path):
-    inline = int(open_store(predicted_store).inline.values[10])
-    summary = plot_section(predicted_store, tmp_path / "p.png", PlotConfig(inline=inline))
+    inlines = open_store(predicted_store).inline.values
+    summary = plot_section(predicted_store, tmp_path / "p.png", PlotConfig(inline=int(inlines[14])))
     assert (tmp_path / "p.png").stat().st_size > 10_000 and summary["panels"] == [
         "predicted facies",
         "labels",
     ]
+    # an inline nobody labelled: the panel says so instead of showing an empty section
+    summary = plot_section(predicted_store, tmp_path / "q.png", PlotConfig(inline=int(inlines[10])))
+    assert summary["panels"] == ["predicted facies", "labels (none on this section)"]
     plot_section(predicted_store, tmp_path / "t.png", PlotConfig(time=100.0))
     assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(ConfigError, match="outside"):

@@ -26,21 +26,18 @@ import xarray as xr
 import yaml
 from click.testing import CliRunner
 
-from models.checkpoint import load_checkpoint
-from pipeline.cluster import run_tasks
-from pipeline.exceptions import ConfigError, LabelError, ModelError, SegyFormatError, StoreError
-from pipeline.labels import to_classes
-from pipeline.patches import ORIENTATIONS
-from pipeline.segy import open_segy_dataset, read_block, read_layout
-from pipeline.segy_write import write_cube
-from pipeline.store import open_store
-from pipeline.synth import make_synthetic_survey
-from pipeline.testing import write_large_segy, write_test_segy
-from tests.conftest import BIN, process_cluster
-from tests.test_cli import assert_one_line_error
-from tests.test_workflows import SMALL
-from workflows.cli import cli
-from workflows.config import (
+from seisfacies.models.checkpoint import load_checkpoint
+from seisfacies.pipeline.cluster import run_tasks
+from seisfacies.pipeline.exceptions import ConfigError, LabelError, ModelError, SegyFormatError, StoreError
+from seisfacies.pipeline.labels import class_dtype, to_classes
+from seisfacies.pipeline.patches import ORIENTATIONS
+from seisfacies.pipeline.segy import open_segy_dataset, read_block, read_layout
+from seisfacies.pipeline.segy_write import write_cube
+from seisfacies.pipeline.store import open_store
+from seisfacies.pipeline.synth import make_synthetic_survey
+from seisfacies.pipeline.testing import write_large_segy, write_test_segy
+from seisfacies.workflows.cli import cli
+from seisfacies.workflows.config import (
     EvaluateConfig,
     ExportConfig,
     IngestConfig,
@@ -49,14 +46,18 @@ from workflows.config import (
     PredictConfig,
     TrainConfig,
 )
-from workflows.evaluate import evaluate_store
-from workflows.export import zarr_to_segy
-from workflows.ingest import segy_to_zarr
-from workflows.labels import attach_labels
-from workflows.patches import extract_patches
-from workflows.predict import predict_volume
-from workflows.run import run_workflow
-from workflows.train import load_shard, patch_attrs, train_model
+from seisfacies.workflows.evaluate import evaluate_store
+from seisfacies.workflows.export import zarr_to_segy
+from seisfacies.workflows.ingest import segy_to_zarr
+from seisfacies.workflows.labels import attach_labels
+from seisfacies.workflows.patches import extract_patches
+from seisfacies.workflows.predict import predict_volume
+from seisfacies.workflows.ranks import load_shard, patch_attrs
+from seisfacies.workflows.run import run_workflow
+from seisfacies.workflows.train import train_model
+from tests.conftest import BIN, process_cluster
+from tests.test_cli import assert_one_line_error
+from tests.test_workflows import SMALL
 
 SMALL_CNN = {"base": 8, "depth": 2}
 LABELLED_INLINES = [4, 14, 24, 34]
@@ -390,9 +391,9 @@ def test_unclassified_values_are_refused_by_an_unsigned_export(tmp_path):
 
 
 def test_more_than_127_classes_keep_their_numbers():
-    from workflows.predict import _BlockOutput
+    from seisfacies.models.inference import BlockOutput
 
-    output = _BlockOutput((1, 1, 2), 200, probabilities=False)
+    output = BlockOutput((1, 1, 2), 200, probabilities=False, dtype=class_dtype(200))
     logits = torch.zeros(1, 200, 1, 2)
     logits[0, 150, 0, 0] = logits[0, 199, 0, 1] = 1.0
     output.put((slice(None), slice(None), slice(None)), logits)

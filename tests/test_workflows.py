@@ -14,11 +14,11 @@ import segyio
 import yaml
 from click.testing import CliRunner
 
-from pipeline.exceptions import ConfigError
-from pipeline.store import open_store
+from seisfacies.pipeline.exceptions import ConfigError
+from seisfacies.pipeline.store import open_store
+from seisfacies.workflows.cli import cli
+from seisfacies.workflows.run import load_workflow, run_workflow
 from tests.conftest import BIN, free_port, process_cluster, wait_for_workers
-from workflows.cli import cli
-from workflows.run import load_workflow, run_workflow
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,6 +149,11 @@ def test_compose_services_run_as_local_processes(tmp_path):
     services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
     assert all(port.startswith("127.0.0.1:") for port in services["scheduler"]["ports"])
     assert set(services) == {"scheduler", "worker", "runner"}
+    # one folder of the host, ./data unless $SEISFACIES_DATA says otherwise: no named volume to fill
+    assert "volumes" not in yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for name in ("worker", "runner"):
+        assert services[name]["volumes"] == ["${SEISFACIES_DATA:-./data}:/data"], name
+    assert "/data/workflow.yaml" in services["runner"]["command"]
     port, dashboard = free_port(), free_port()
     address = f"tcp://127.0.0.1:{port}"
     commands = compose_commands(tmp_path, address, port, dashboard)
@@ -182,11 +187,11 @@ def test_tls_cluster_on_loopback_with_generated_certificates(tmp_path):
     from distributed import LocalCluster
     from distributed.security import Security
 
-    from pipeline.cluster import ClusterSpec, connect
-    from pipeline.store import open_store
-    from pipeline.testing import write_test_segy
-    from workflows.config import IngestConfig
-    from workflows.ingest import segy_to_zarr
+    from seisfacies.pipeline.cluster import ClusterSpec, connect
+    from seisfacies.pipeline.store import open_store
+    from seisfacies.pipeline.testing import write_test_segy
+    from seisfacies.workflows.config import IngestConfig
+    from seisfacies.workflows.ingest import segy_to_zarr
 
     security = Security.temporary()
     write_test_segy(tmp_path / "in.sgy", (6, 5, 8))

@@ -1,7 +1,7 @@
 """The ``seisfacies`` command: parse options, build one config, call one function.
 
 Heavy modules are imported inside each command so ``seisfacies --help`` is fast.
-User errors (:class:`pipeline.exceptions.SeisFaciesError`, invalid options)
+User errors (:class:`seisfacies.pipeline.exceptions.SeisFaciesError`, invalid options)
 print one line and exit with status 2.
 """
 
@@ -10,13 +10,25 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import sys
 from collections.abc import Callable
 
 import click
-from pydantic import ValidationError
 
-from pipeline.exceptions import ConfigError, SeisFaciesError
+from seisfacies.pipeline.exceptions import SeisFaciesError
+from seisfacies.workflows.config import (
+    EvaluateConfig,
+    ExportConfig,
+    IngestConfig,
+    LabelsConfig,
+    PatchesConfig,
+    PlotConfig,
+    PredictConfig,
+    SynthConfig,
+    TrainConfig,
+)
+from seisfacies.workflows.options import build_config, with_config_options
 
 
 class UserError(click.ClickException):
@@ -41,7 +53,7 @@ class SeisFaciesGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:  # each command has removed its partial output or marked it incomplete
-            from pipeline.store import remove_unfinished
+            from seisfacies.pipeline.store import remove_unfinished
 
             remove_unfinished()  # the workers have stopped: nothing can write into them any more
             raise Interrupted(
@@ -50,6 +62,14 @@ class SeisFaciesGroup(click.Group):
             ) from None
         except SeisFaciesError as error:
             raise UserError(str(error)) from None
+        except click.UsageError as error:  # a bad option value or a missing argument: one line too
+            command = (
+                f"seisfacies {ctx.invoked_subcommand} --help"
+                if ctx.invoked_subcommand
+                else "seisfacies --help"
+            )
+            message = " ".join(error.format_message().split()).rstrip(".")
+            raise UserError(f"{message}; see {command}") from None
         except OSError as error:  # disk full, permissions, a vanished file: outputs were cleaned up or marked
             raise UserError(describe_os_error(error)) from None
 
@@ -67,11 +87,20 @@ OS_ERROR_ADVICE = {
 def describe_os_error(error: OSError) -> str:
     """One line for an operating-system error: which file, what happened, what to do.
 
+    Parameters
+    ----------
+    error : OSError
+        The error.
+
+    Returns
+    -------
+    str
+
     >>> full = OSError(errno.ENOSPC, "No space left on device", "/d/.s.zarr.partial-0123abcd/zarr.json")
     >>> describe_os_error(full)
     '/d/s.zarr/zarr.json: No space left on device; free disk space, then run the command again'
     """
-    from pipeline.store import output_path_of
+    from seisfacies.pipeline.store import output_path_of
 
     where = f"{output_path_of(str(error.filename))}: " if error.filename else ""
     reason = error.strerror or (str(error).splitlines() or [type(error).__name__])[0]
@@ -83,18 +112,22 @@ def describe_os_error(error: OSError) -> str:
 PATH = click.Path(readable=False)
 
 
-def build_config(config_class: type, **options):
-    """Validate options into a config model; a bad value is a one-line error."""
-    try:
-        return config_class(**options)
-    except ValidationError as error:
-        first = error.errors()[0]
-        name = "--" + "-".join(str(part) for part in first["loc"]).replace("_", "-")
-        raise ConfigError(f"option {name}: {first['msg']}") from None
-
-
 def emit(summary: dict, as_json: bool = False) -> None:
-    """Print a command's summary for people, or as JSON."""
+    """Print a command's summary for people, or as JSON.
+
+    A ``warning`` (or ``warnings``) entry also goes to stderr, so it is seen
+    even when the summary is piped away.
+
+    Parameters
+    ----------
+    summary : dict
+        The command's result.
+    as_json : bool
+        Print JSON instead of ``key: value`` lines.
+    """
+    for warning in [summary.get("warning"), *summary.get("warnings", [])]:
+        if warning:
+            click.echo(f"seisfacies: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
         return
@@ -103,6 +136,17 @@ def emit(summary: dict, as_json: bool = False) -> None:
 
 
 def scheduler_option(function: Callable) -> Callable:
+    """Scheduler option.
+
+    Parameters
+    ----------
+    function : Callable
+        The function each task runs.
+
+    Returns
+    -------
+    Callable
+    """
     return click.option(
         "--scheduler",
         envvar="DASK_SCHEDULER_ADDRESS",
@@ -112,14 +156,33 @@ def scheduler_option(function: Callable) -> Callable:
     )(function)
 
 
-def overwrite_option(function: Callable) -> Callable:
-    return click.option("--overwrite", is_flag=True, help="Replace an existing output.")(function)
+def json_option(function: Callable) -> Callable:
+    """Json option.
+
+    Parameters
+    ----------
+    function : Callable
+        The function each task runs.
+
+    Returns
+    -------
+    Callable
+    """
+    return click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")(function)
 
 
 @contextlib.contextmanager
 def cluster_client(scheduler: str | None, workers: int | None = None):
-    """Connect to ``scheduler`` or start a LocalCluster; print the dashboard link."""
-    from pipeline.cluster import ClusterSpec, connect
+    """Connect to ``scheduler`` or start a LocalCluster; print the dashboard link.
+
+    Parameters
+    ----------
+    scheduler : str | None
+        The scheduler address.
+    workers : int | None
+        Worker count.
+    """
+    from seisfacies.pipeline.cluster import ClusterSpec, connect
 
     with connect(ClusterSpec(address=scheduler, n_workers=workers)) as client:
         click.echo(f"dask: {client.scheduler.address} dashboard {client.dashboard_link}", err=True)
@@ -134,60 +197,23 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--shape", nargs=3, type=int, default=(96, 96, 128), show_default=True, metavar="IL XL NS")
-@click.option("--seed", type=int, default=0, show_default=True)
-@overwrite_option
-def synth(out_dir: str, shape: tuple[int, int, int], seed: int, overwrite: bool) -> None:
+@with_config_options(SynthConfig)
+def synth(out_dir: str, **options) -> None:
     """Write a synthetic labelled survey: OUT_DIR/seismic.sgy and OUT_DIR/labels.sgy."""
-    from workflows.config import SynthConfig
-    from workflows.synth import write_synthetic_survey
+    from seisfacies.workflows.synth import write_synthetic_survey
 
-    if min(shape) < 8:
-        raise ConfigError(f"option --shape: {shape} is too small; each size must be at least 8")
-    emit(
-        write_synthetic_survey(
-            out_dir, build_config(SynthConfig, shape=shape, seed=seed, overwrite=overwrite)
-        )
-    )
+    emit(write_synthetic_survey(out_dir, build_config(SynthConfig, **options)))
 
 
 @cli.command()
 @click.argument("segy", type=PATH)
 @click.argument("store", type=PATH)
-@click.option("--chunks", default=None, help="Chunk sizes: '64,64,256' or 'inline=64,crossline=64,time=256'.")
-@click.option(
-    "--iline-byte", type=int, default=189, show_default=True, help="Trace header byte of the inline number."
-)
-@click.option(
-    "--xline-byte",
-    type=int,
-    default=193,
-    show_default=True,
-    help="Trace header byte of the crossline number.",
-)
-@click.option("--endian", type=click.Choice(["auto", "big", "little"]), default="auto", show_default=True)
-@click.option("--domain", type=click.Choice(["time", "depth"]), default="time", show_default=True)
-@click.option(
-    "--sample-interval",
-    type=float,
-    default=None,
-    metavar="MS",
-    help="Sample interval in ms (m in depth) instead of the headers' one; needed when they give 0.",
-)
-@click.option(
-    "--nonfinite",
-    type=click.Choice(["keep", "refuse"]),
-    default="keep",
-    show_default=True,
-    help="What to do with NaN/infinite samples: keep them (and report the count) or refuse the file.",
-)
-@overwrite_option
+@with_config_options(IngestConfig)
 @scheduler_option
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option
 def ingest(segy: str, store: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Ingest a post-stack SEG-Y file into a chunked Zarr v3 store."""
-    from workflows.config import IngestConfig
-    from workflows.ingest import segy_to_zarr
+    from seisfacies.workflows.ingest import segy_to_zarr
 
     config = build_config(IngestConfig, **options)
     with cluster_client(scheduler) as client:
@@ -197,52 +223,29 @@ def ingest(segy: str, store: str, scheduler: str | None, as_json: bool, **option
 @cli.command()
 @click.argument("store", type=PATH)
 @click.argument("out", type=PATH)
-@click.option(
-    "--variable", default="amplitude", show_default=True, help="Store variable to write as samples."
-)
-@overwrite_option
+@with_config_options(ExportConfig)
 @scheduler_option
-def export(store: str, out: str, scheduler: str | None, **options) -> None:
+@json_option
+def export(store: str, out: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Write a store variable as SEG-Y with the source file's headers."""
-    from workflows.config import ExportConfig
-    from workflows.export import zarr_to_segy
+    from seisfacies.workflows.export import zarr_to_segy
 
     config = build_config(ExportConfig, **options)
     with cluster_client(scheduler) as client:
-        emit(zarr_to_segy(store, out, config, client))
+        emit(zarr_to_segy(store, out, config, client), as_json)
 
 
 @cli.command()
 @click.argument("store", type=PATH)
 @click.argument("source", type=PATH)
-@click.option("--classes", default=None, metavar="NAME,NAME,...", help="Class names, in class-number order.")
-@click.option(
-    "--unlabelled",
-    type=float,
-    default=None,
-    metavar="VALUE",
-    help="Source value that means 'not labelled' (default -1).",
-)
-@click.option(
-    "--inlines", default=None, metavar="N,N,...", help="Keep the labels of these inline numbers only."
-)
-@overwrite_option
+@with_config_options(LabelsConfig)
 @scheduler_option
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def labels(
-    store: str, source: str, scheduler: str | None, as_json: bool, inlines: str | None, **options
-) -> None:
+@json_option
+def labels(store: str, source: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Attach labels (SEG-Y volume, .npy, Zarr or CSV points) to a store."""
-    from workflows.config import LabelsConfig
-    from workflows.labels import attach_labels
+    from seisfacies.workflows.labels import attach_labels
 
-    numbers = None
-    if inlines:
-        try:
-            numbers = tuple(int(part) for part in inlines.split(",") if part.strip())
-        except ValueError:
-            raise ConfigError(f"option --inlines {inlines!r}: give inline numbers like 108,130,152") from None
-    config = build_config(LabelsConfig, inlines=numbers, **options)
+    config = build_config(LabelsConfig, **options)
     with cluster_client(scheduler) as client:
         emit(attach_labels(store, source, config, client), as_json)
 
@@ -250,44 +253,14 @@ def labels(
 @cli.command()
 @click.argument("store", type=PATH)
 @click.argument("patches", type=PATH)
-@click.option("--kind", type=click.Choice(["trace", "section", "cube"]), required=True)
-@click.option(
-    "--size", type=int, default=None, help="Window size in samples (trace 64, section 64, cube 32)."
-)
-@click.option(
-    "--stride", type=int, default=None, help="Spacing of candidate centres (trace 2, section 4, cube 4)."
-)
-@click.option("--per-class", type=int, default=500, show_default=True, help="Training patches per class.")
-@click.option(
-    "--orientation",
-    type=click.Choice(["inline", "crossline", "both"]),
-    default="inline",
-    show_default=True,
-    help="Sections to crop (section kind).",
-)
-@click.option(
-    "--dense/--centre", "dense", default=None, help="Cube labels: the dense cube or the centre label."
-)
-@click.option("--val-fraction", type=float, default=0.2, show_default=True)
-@click.option(
-    "--split-block",
-    type=int,
-    default=16,
-    show_default=True,
-    help="Size of the spatial blocks that go wholly to train or validation.",
-)
-@click.option("--augment", default="", metavar="flip,scale", help="Extra training copies: flip, scale.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@overwrite_option
+@with_config_options(PatchesConfig, required=("kind",))
 @scheduler_option
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def patches(store: str, patches: str, scheduler: str | None, as_json: bool, augment: str, **options) -> None:
+@json_option
+def patches(store: str, patches: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Cut class-balanced training patches from a labelled store."""
-    from workflows.config import PatchesConfig
-    from workflows.patches import extract_patches
+    from seisfacies.workflows.patches import extract_patches
 
-    augments = tuple(part.strip() for part in augment.split(",") if part.strip())
-    config = build_config(PatchesConfig, augment=augments, **options)
+    config = build_config(PatchesConfig, **options)
     with cluster_client(scheduler) as client:
         emit(extract_patches(store, patches, config, client), as_json)
 
@@ -295,57 +268,14 @@ def patches(store: str, patches: str, scheduler: str | None, as_json: bool, augm
 @cli.command()
 @click.argument("source", type=PATH)
 @click.argument("model_path", metavar="MODEL.pt", type=PATH)
-@click.option("--model", default="cnn2d", show_default=True, help="mlp, cnn2d, cnn2d_patch or cnn3d.")
-@click.option("--optimizer", default="adam", show_default=True, help="gd, sgd, momentum, rmsprop or adam.")
-@click.option(
-    "--activation", default=None, help="sigmoid, tanh, relu, leaky_relu or elu (default: the model's)."
-)
-@click.option("--epochs", type=int, default=12, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True, help="Global mini-batch size.")
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="Learning rate (alpha).")
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
-@click.option("--beta", type=float, default=0.9, show_default=True, help="Momentum / RMSprop / Adam beta.")
-@click.option("--schedule", default="cosine", show_default=True, help="constant, step or cosine.")
-@click.option(
-    "--workers", type=int, default=1, show_default=True, help="Data-parallel ranks, one per Dask worker."
-)
-@click.option(
-    "--shards",
-    type=int,
-    default=None,
-    help="Shards of the training split (default: one per rank; a multiple of --workers).",
-)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--precision", default="fp32", show_default=True, help="fp32 or bf16 (mixed precision).")
-@click.option("--class-weights", default="balanced", show_default=True, help="balanced or none.")
-@click.option(
-    "--time-budget", type=float, default=None, help="Stop after the epoch that passes this many seconds."
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--model-options", default="{}", help='JSON model config, e.g. \'{"base": 8, "depth": 2}\'.')
-@click.option("--resume", is_flag=True, help="Continue from MODEL.pt's last epoch.")
-@click.option(
-    "--max-restarts",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Restarts from the last checkpoint after a lost rank.",
-)
-@overwrite_option
+@with_config_options(TrainConfig)
 @scheduler_option
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def train(
-    source: str, model_path: str, scheduler: str | None, as_json: bool, model_options: str, **options
-) -> None:
+@json_option
+def train(source: str, model_path: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Train a model on a patch store (or a labelled store: patches are cut first)."""
-    from workflows.config import TrainConfig
-    from workflows.train import train_model
+    from seisfacies.workflows.train import train_model
 
-    try:
-        parsed = json.loads(model_options)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"option --model-options: not JSON ({error.msg})") from None
-    config = build_config(TrainConfig, model_options=parsed, **options)
+    config = build_config(TrainConfig, **options)
     with cluster_client(scheduler, workers=config.workers if not scheduler else None) as client:
         emit(train_model(source, model_path, config, client), as_json)
 
@@ -353,17 +283,12 @@ def train(
 @cli.command()
 @click.argument("store", type=PATH)
 @click.argument("model_path", metavar="MODEL.pt", type=PATH)
-@click.option("--probabilities", is_flag=True, help="Also write class probabilities (float16).")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda.")
-@click.option("--precision", default="fp32", show_default=True, help="fp32 or bf16.")
-@overwrite_option
+@with_config_options(PredictConfig)
 @scheduler_option
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option
 def predict(store: str, model_path: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Classify every voxel of a store with a trained model (writes `facies`)."""
-    from workflows.config import PredictConfig
-    from workflows.predict import predict_volume
+    from seisfacies.workflows.predict import predict_volume
 
     config = build_config(PredictConfig, **options)
     with cluster_client(scheduler) as client:
@@ -372,27 +297,12 @@ def predict(store: str, model_path: str, scheduler: str | None, as_json: bool, *
 
 @cli.command()
 @click.argument("store", type=PATH)
-@click.option(
-    "--truth",
-    default=None,
-    metavar="SOURCE",
-    help="Label source to score against (default: the store's labels).",
-)
-@click.option(
-    "--where",
-    default="all",
-    show_default=True,
-    help="unlabelled, labelled or all (relative to the store's labels).",
-)
-@click.option(
-    "--unlabelled", type=float, default=None, metavar="VALUE", help="Truth value meaning 'not labelled'."
-)
+@with_config_options(EvaluateConfig)
 @scheduler_option
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@json_option
 def evaluate(store: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Pixel accuracy, mean class accuracy, mean IoU, FWIoU and the confusion matrix."""
-    from workflows.config import EvaluateConfig
-    from workflows.evaluate import evaluate_store
+    from seisfacies.workflows.evaluate import evaluate_store
 
     config = build_config(EvaluateConfig, **options)
     with cluster_client(scheduler) as client:
@@ -402,14 +312,10 @@ def evaluate(store: str, scheduler: str | None, as_json: bool, **options) -> Non
 @cli.command()
 @click.argument("store", type=PATH)
 @click.argument("out", type=PATH)
-@click.option("--inline", type=int, default=None, help="Inline number of the section.")
-@click.option("--crossline", type=int, default=None, help="Crossline number of the section.")
-@click.option("--time", type=float, default=None, help="Time (or depth) of a horizontal slice.")
-@overwrite_option
+@with_config_options(PlotConfig)
 def plot(store: str, out: str, **options) -> None:
     """Draw a section with the predicted facies (and the labels beside it)."""
-    from workflows.config import PlotConfig
-    from workflows.plot import plot_section
+    from seisfacies.workflows.plot import plot_section
 
     emit(plot_section(store, out, build_config(PlotConfig, **options)))
 
@@ -421,9 +327,11 @@ def plot(store: str, out: str, **options) -> None:
 @click.option("--workers", type=int, default=None, help="LocalCluster size when no scheduler is given.")
 def run_command(workflow: str, force: bool, scheduler: str | None, workers: int | None) -> None:
     """Run a workflow file (YAML): every step in order on one Dask client."""
-    from workflows.run import load_workflow, run_workflow
+    from seisfacies.workflows.run import load_workflow, required_workers, run_workflow
 
-    load_workflow(workflow)  # validate the whole file before anything starts
+    _, steps = load_workflow(workflow)  # validate the whole file before anything starts
+    if not scheduler and workers is None:  # a local cluster as large as the workflow asks
+        workers = max(required_workers(steps), os.cpu_count() or 1)
     with cluster_client(scheduler, workers) as client:
         record = run_workflow(workflow, client, force=force, echo=lambda line: click.echo(line, err=True))
     emit(
@@ -452,7 +360,7 @@ def run_command(workflow: str, force: bool, scheduler: str | None, workers: int 
 @scheduler_option
 def demo(out: str, shape, epochs: int | None, force: bool, scheduler: str | None) -> None:
     """The whole chain on a synthetic survey labelled on five inlines: a few minutes on a laptop."""
-    from workflows.demo import run_demo
+    from seisfacies.workflows.demo import run_demo
 
     with cluster_client(scheduler) as client:
         record = run_demo(
@@ -480,7 +388,13 @@ def demo(out: str, shape, epochs: int | None, force: bool, scheduler: str | None
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
+    """Console entry point.
+
+    Parameters
+    ----------
+    argv : list[str] | None
+        Command-line arguments (default: sys.argv).
+    """
     cli.main(args=argv, prog_name="seisfacies")
 
 

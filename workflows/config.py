@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class StrictModel(BaseModel):
@@ -16,92 +16,168 @@ class StrictModel(BaseModel):
 
 
 class IngestConfig(StrictModel):
-    chunks: str | None = None
-    iline_byte: int = Field(189, ge=1, le=240)
-    xline_byte: int = Field(193, ge=1, le=240)
-    endian: Literal["auto", "big", "little"] = "auto"
-    domain: Literal["time", "depth"] = "time"
-    nonfinite: Literal["keep", "refuse"] = "keep"
-    sample_interval: float | None = Field(None, gt=0)
-    overwrite: bool = False
+    chunks: str | None = Field(
+        None, description="Chunk sizes: '64,64,256' or 'inline=64,crossline=64,time=256'."
+    )
+    iline_byte: int = Field(189, ge=1, le=240, description="Trace header byte of the inline number.")
+    xline_byte: int = Field(193, ge=1, le=240, description="Trace header byte of the crossline number.")
+    endian: Literal["auto", "big", "little"] = Field("auto", description="Byte order of the file.")
+    domain: Literal["time", "depth"] = Field("time", description="What the vertical axis measures.")
+    nonfinite: Literal["keep", "refuse"] = Field(
+        "keep",
+        description="NaN/infinite samples: keep them (and report the count) or refuse the file.",
+    )
+    sample_interval: float | None = Field(
+        None,
+        gt=0,
+        description="Sample interval in ms (m in depth) instead of the headers'; needed when they give 0.",
+        json_schema_extra={"metavar": "MS"},
+    )
+    overwrite: bool = Field(False, description="Replace an existing output.")
 
 
 class ExportConfig(StrictModel):
-    variable: str = "amplitude"
-    overwrite: bool = False
+    variable: str = Field("amplitude", description="Store variable to write as samples.")
+    class_name: str | None = Field(
+        None,
+        description="With --variable probability: the class whose probability to write.",
+        json_schema_extra={"cli_name": "--class", "metavar": "NAME"},
+    )
+    overwrite: bool = Field(False, description="Replace an existing output.")
 
 
 class SynthConfig(StrictModel):
-    shape: tuple[int, int, int] = (96, 96, 128)
-    seed: int = 0
-    overwrite: bool = False
+    shape: tuple[int, int, int] = Field(
+        (96, 96, 128), description="Survey size.", json_schema_extra={"metavar": "IL XL NS"}
+    )
+    seed: int = Field(0, description="Random seed of the survey.")
+    overwrite: bool = Field(False, description="Replace an existing output.")
+
+    @field_validator("shape")
+    @classmethod
+    def _big_enough(cls, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        if min(shape) < 8:
+            raise ValueError(f"{shape} is too small; each size must be at least 8")
+        return shape
 
 
 class LabelsConfig(StrictModel):
-    classes: str | None = None
-    unlabelled: float | None = None
-    inlines: tuple[int, ...] | None = None  # keep labels on these inline numbers only
-    overwrite: bool = False
+    classes: str | None = Field(
+        None,
+        description="Class names, in class-number order.",
+        json_schema_extra={"metavar": "NAME,NAME,..."},
+    )
+    unlabelled: float | None = Field(
+        None,
+        description="Source value that means 'not labelled' (default -1).",
+        json_schema_extra={"metavar": "VALUE"},
+    )
+    inlines: tuple[int, ...] | None = Field(
+        None,
+        description="Keep the labels of these inline numbers only.",
+        json_schema_extra={"metavar": "108,130,152"},
+    )
+    overwrite: bool = Field(False, description="Replace an existing output.")
 
 
 class PatchesConfig(StrictModel):
-    kind: Literal["trace", "section", "cube"] = "section"
-    size: int | None = Field(None, ge=2, le=1024)
-    stride: int | None = Field(None, ge=1)
-    per_class: int = Field(500, ge=1)
-    orientation: Literal["inline", "crossline", "both"] = "inline"
-    dense: bool | None = None
-    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    split_block: int = Field(16, ge=1)
-    augment: tuple[Literal["flip", "scale"], ...] = ()
-    scale_range: float = Field(0.1, ge=0.0, lt=1.0)
-    seed: int = 0
-    overwrite: bool = False
+    kind: Literal["trace", "section", "cube"] = Field("section", description="What a patch is.")
+    size: int | None = Field(
+        None, ge=2, le=1024, description="Window size in samples (trace 64, section 64, cube 32)."
+    )
+    stride: int | None = Field(
+        None, ge=1, description="Spacing of candidate centres (trace 2, section 4, cube 4)."
+    )
+    per_class: int = Field(500, ge=1, description="Training patches per class.")
+    orientation: Literal["inline", "crossline", "both"] = Field(
+        "inline", description="Sections to crop (section kind)."
+    )
+    dense: bool | None = Field(
+        None,
+        description="Cube labels: the dense cube or the centre label.",
+        json_schema_extra={"flag": "--dense/--centre"},
+    )
+    val_fraction: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Share of the blocks held out for validation."
+    )
+    split_block: int = Field(
+        16, ge=1, description="Size of the spatial blocks that go wholly to train or validation."
+    )
+    augment: tuple[Literal["flip", "scale"], ...] = Field(
+        (), description="Extra training copies: flip, scale.", json_schema_extra={"metavar": "flip,scale"}
+    )
+    scale_range: float = Field(
+        0.1, ge=0.0, lt=1.0, description="Amplitude scaling of the scale augment: 1 +- this."
+    )
+    seed: int = Field(0, description="Random seed of the draw and the split.")
+    overwrite: bool = Field(False, description="Replace an existing output.")
 
 
 class TrainConfig(StrictModel):
-    model: str = "cnn2d"
-    optimizer: Literal["gd", "sgd", "momentum", "rmsprop", "adam"] = "adam"
-    activation: Literal["sigmoid", "tanh", "relu", "leaky_relu", "elu"] | None = None
-    epochs: int = Field(12, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    beta: float = Field(0.9, gt=0, lt=1)
-    schedule: Literal["constant", "step", "cosine"] = "cosine"
-    workers: int = Field(1, ge=1)
-    shards: int | None = Field(None, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    class_weights: Literal["balanced", "none"] = "balanced"
-    time_budget: float | None = Field(None, gt=0)
-    seed: int = 0
-    model_options: dict = Field(default_factory=dict)
-    resume: bool = False
-    max_restarts: int = Field(0, ge=0)
-    timeout: float = Field(120.0, gt=0)
-    overwrite: bool = False
+    model: str = Field("cnn2d", description="mlp, cnn2d, cnn2d_patch or cnn3d (or a model you registered).")
+    optimizer: Literal["gd", "sgd", "momentum", "rmsprop", "adam"] = Field(
+        "adam", description="The update rule (the course's formulas)."
+    )
+    activation: Literal["sigmoid", "tanh", "relu", "leaky_relu", "elu"] | None = Field(
+        None, description="Hidden-layer activation (default: the model's)."
+    )
+    epochs: int = Field(12, ge=1, description="Passes over the training patches.")
+    batch_size: int = Field(32, ge=1, description="Global mini-batch size.")
+    lr: float = Field(2e-3, gt=0, description="Learning rate (alpha).")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty on the weights.")
+    beta: float = Field(0.9, gt=0, lt=1, description="Momentum / RMSprop / Adam beta.")
+    schedule: Literal["constant", "step", "cosine"] = Field("cosine", description="Learning-rate schedule.")
+    workers: int = Field(1, ge=1, description="Data-parallel ranks, one per Dask worker.")
+    shards: int | None = Field(
+        None,
+        ge=1,
+        description="Shards of the training split (default: one per rank; a multiple of --workers).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where each rank trains.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 mixed precision.")
+    class_weights: Literal["balanced", "none"] = Field(
+        "balanced", description="Weigh the loss by inverse class frequency, or not."
+    )
+    time_budget: float | None = Field(
+        None, gt=0, description="Stop after the epoch that passes this many seconds."
+    )
+    seed: int = Field(0, description="Random seed of the weights and the shuffle.")
+    model_options: dict = Field(
+        default_factory=dict, description='JSON model config, e.g. \'{"base": 8, "depth": 2}\'.'
+    )
+    resume: bool = Field(False, description="Continue from MODEL.pt's last epoch.")
+    max_restarts: int = Field(0, ge=0, description="Restarts from the last checkpoint after a lost rank.")
+    timeout: float = Field(120.0, gt=0, description="Seconds a rank waits for the others before failing.")
+    overwrite: bool = Field(False, description="Replace an existing output.")
 
 
 class PredictConfig(StrictModel):
-    probabilities: bool = False
-    batch_size: int = Field(16, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16"] = "fp32"
-    overwrite: bool = False
+    probabilities: bool = Field(False, description="Also write class probabilities (float16).")
+    batch_size: int = Field(16, ge=1, description="Sections (or patch centres) per forward pass.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where each task runs the model.")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 mixed precision.")
+    overwrite: bool = Field(False, description="Replace an existing output.")
 
 
 class EvaluateConfig(StrictModel):
-    truth: str | None = None
-    where: Literal["unlabelled", "labelled", "all"] = "all"
-    unlabelled: float | None = None
+    truth: str | None = Field(
+        None,
+        description="Label source to score against (default: the store's labels).",
+        json_schema_extra={"metavar": "SOURCE"},
+    )
+    where: Literal["unlabelled", "labelled", "all"] = Field(
+        "all", description="Which voxels to score, relative to the store's labels."
+    )
+    unlabelled: float | None = Field(
+        None, description="Truth value meaning 'not labelled'.", json_schema_extra={"metavar": "VALUE"}
+    )
 
 
 class PlotConfig(StrictModel):
-    inline: int | None = None
-    crossline: int | None = None
-    time: float | None = None
-    overwrite: bool = False
+    inline: int | None = Field(None, description="Inline number of the section.")
+    crossline: int | None = Field(None, description="Crossline number of the section.")
+    time: float | None = Field(None, description="Time (or depth) of a horizontal slice.")
+    overwrite: bool = Field(False, description="Replace an existing output.")
 
 
 class _Step(StrictModel):

@@ -5,15 +5,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.exceptions import ConfigError
-from workflows.run import run_workflow
+from seisfacies.pipeline.exceptions import ConfigError
+from seisfacies.workflows.run import run_workflow
+from seisfacies.workflows.synth import FIRST_CROSSLINE, FIRST_INLINE
 
 DEMO = Path(__file__).with_name("demo.yaml")
-FIRST_INLINE = 100  # as written by `seisfacies synth`
 
 
 def demo_overrides(shape: tuple[int, int, int] | None, epochs: int | None) -> dict[str, dict]:
     """Options that shrink the demo (CI runs it small): five evenly spaced labelled inlines.
+
+    Parameters
+    ----------
+    shape : tuple[int, int, int] | None
+        The array's shape.
+    epochs : int | None
+        Number of epochs.
+
+    Returns
+    -------
+    dict[str, dict]
 
     >>> demo_overrides((40, 32, 64), 3)["labels"]
     {'inlines': [104, 112, 120, 128, 136]}
@@ -27,7 +38,7 @@ def demo_overrides(shape: tuple[int, int, int] | None, epochs: int | None) -> di
         overrides["labels"] = {"inlines": [FIRST_INLINE + int(step * (n + 0.5)) for n in range(5)]}
         size = min(64, 1 << (min(shape[1], shape[2]) * 2 // 3).bit_length() - 1)
         overrides["patches"] = {"size": size, "stride": max(2, size // 16)}
-        overrides["plot"] = {"inline": FIRST_INLINE + shape[0] // 2}
+        overrides["plot"] = {"crossline": FIRST_CROSSLINE + shape[1] // 2}
     if epochs is not None:
         overrides["train"] = {"epochs": epochs}
     return overrides
@@ -41,7 +52,27 @@ def run_demo(
     force: bool = False,
     echo: Callable[[str], None] = print,
 ) -> dict:
-    """Run the demo workflow in ``out``; return the run record with the paths to look at."""
+    """Run the demo workflow in ``out``; return the run record with the paths to look at.
+
+    Parameters
+    ----------
+    out : str | Path
+        The output path.
+    client
+        The Dask client; None runs in this process.
+    shape
+        The array's shape.
+    epochs : int | None
+        Number of epochs.
+    force : bool
+        Run even when outputs are up to date.
+    echo : Callable[[str], None]
+        Where progress lines go.
+
+    Returns
+    -------
+    dict
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record = run_workflow(

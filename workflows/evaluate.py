@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.blocks import Region, regions
-from pipeline.cluster import run_tasks
-from pipeline.exceptions import ConfigError
-from pipeline.labels import LabelSource, open_label_source, read_labels, to_classes
-from pipeline.metrics import UNCLASSIFIED, confusion_matrix, scores
-from pipeline.store import open_store, read_region, store_chunks
-from workflows.config import EvaluateConfig
+from seisfacies.pipeline import location
+from seisfacies.pipeline.blocks import Region, regions
+from seisfacies.pipeline.cluster import run_tasks
+from seisfacies.pipeline.exceptions import ConfigError
+from seisfacies.pipeline.labels import LabelSource, open_label_source, read_labels, to_classes
+from seisfacies.pipeline.metrics import UNCLASSIFIED, confusion_matrix, scores
+from seisfacies.pipeline.store import open_store, read_region, store_chunks
+from seisfacies.workflows.config import EvaluateConfig
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,17 @@ class ConfusionTask:
 
 
 def region_confusion(task: ConfusionTask) -> np.ndarray:
+    """Region confusion.
+
+    Parameters
+    ----------
+    task : ConfusionTask
+        What the task does: paths, region and options (picklable).
+
+    Returns
+    -------
+    np.ndarray
+    """
     predicted = read_region(task.store, "facies", task.region)
     if task.truth is None:
         truth = read_region(task.store, "labels", task.region).astype(np.int64)
@@ -40,8 +52,22 @@ def region_confusion(task: ConfusionTask) -> np.ndarray:
 
 
 def evaluate_store(store: str | Path, config: EvaluateConfig, client=None) -> dict:
-    """Pixel accuracy, mean class accuracy, (frequency-weighted) IoU and the confusion matrix."""
-    store = Path(store).absolute()  # tasks run on workers, whose working folder may differ
+    """Pixel accuracy, mean class accuracy, (frequency-weighted) IoU and the confusion matrix.
+
+    Parameters
+    ----------
+    store : str | Path
+        The Zarr store.
+    config : EvaluateConfig
+        The step's options.
+    client
+        The Dask client; None runs in this process.
+
+    Returns
+    -------
+    dict
+    """
+    store = location.resolve(store)  # tasks run on workers, whose working folder may differ
     needs_labels = config.truth is None or config.where != "all"
     dataset = open_store(store, require=("facies", "labels") if needs_labels else ("facies",))
     names = dataset.facies.attrs["flag_meanings"].split()
@@ -57,7 +83,14 @@ def evaluate_store(store: str | Path, config: EvaluateConfig, client=None) -> di
     tasks = [ConfusionTask(str(store), region, len(names), truth, config.where) for region in plan]
     confusion = np.sum(run_tasks(region_confusion, tasks, client, "evaluate"), axis=0)
     result = scores(confusion)
+    warning = {}
+    if config.truth is None:  # the store's labels are what the model was trained on
+        warning["warning"] = (
+            "scored against the store's own labels, the ones the model was trained on: this measures fit, "
+            "not generalisation; pass --truth SOURCE --where unlabelled for held-out scores"
+        )
     return {
+        **warning,
         "store": str(store),
         "truth": config.truth or "store labels",
         "where": config.where,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import segy_format as fmt
-from pipeline.blocks import Region, regions
-from pipeline.cluster import run_tasks
-from pipeline.exceptions import SegyFormatError, StoreError
-from pipeline.segy_write import SegyWriteSpec, create_file, write_block
-from pipeline.store import (
+from seisfacies.pipeline import location
+from seisfacies.pipeline import segy_format as fmt
+from seisfacies.pipeline.blocks import Region, regions
+from seisfacies.pipeline.cluster import run_tasks
+from seisfacies.pipeline.exceptions import SegyFormatError, StoreError
+from seisfacies.pipeline.segy_write import SegyWriteSpec, create_file, write_block
+from seisfacies.pipeline.store import (
     check_output,
     open_store,
     read_region,
@@ -19,7 +21,7 @@ from pipeline.store import (
     temporary_path,
     vertical_dim,
 )
-from workflows.config import ExportConfig
+from seisfacies.workflows.config import ExportConfig
 
 
 @dataclass(frozen=True)
@@ -29,24 +31,57 @@ class ExportTask:
     region: Region
     vertical: str
     spec: SegyWriteSpec
+    class_index: int | None = None  # one class of `probability`
 
 
 def write_export_region(task: ExportTask) -> int:
-    """Read one region of headers and values from the store and write its traces."""
+    """Read one region of headers and values from the store and write its traces.
+
+    Parameters
+    ----------
+    task : ExportTask
+        What the task does: paths, region and options (picklable).
+
+    Returns
+    -------
+    int
+    """
     trace_index = read_region(task.store, "trace_index", task.region)
     headers = read_region(task.store, "trace_headers", {**task.region, "header_byte": slice(None)})
-    values = read_region(task.store, task.variable, {**task.region, task.vertical: slice(None)})
+    region = {**task.region, task.vertical: slice(None)}
+    if task.class_index is None:
+        values = read_region(task.store, task.variable, region)
+    else:
+        one_class = slice(task.class_index, task.class_index + 1)
+        values = read_region(task.store, task.variable, {"class": one_class, **region})[0]
     return write_block(task.spec, trace_index, headers, values)
 
 
 def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, client=None) -> dict:
-    """Write ``config.variable`` of a store as SEG-Y with the original headers."""
+    """Write ``config.variable`` of a store as SEG-Y with the original headers.
+
+    Parameters
+    ----------
+    store : str | Path
+        The Zarr store.
+    out : str | Path
+        The output path.
+    config : ExportConfig
+        The step's options.
+    client
+        The Dask client; None runs in this process.
+
+    Returns
+    -------
+    dict
+    """
     # absolute: tasks run on workers, whose working folder may differ
-    store, out = Path(store).absolute(), Path(out).absolute()
+    store, out = location.resolve(store), location.resolve(out)
     dataset = open_store(store, require=(config.variable, "trace_headers", "trace_index"))
     vertical = vertical_dim(dataset)
     dims = ("inline", "crossline", vertical)
-    if dataset[config.variable].dims != dims:
+    class_index = _class_index(store, dataset, config)
+    if dataset[config.variable].dims[1 if class_index is not None else 0 :] != dims:
         raise StoreError(
             f"{store}: variable {config.variable!r} has dims {dataset[config.variable].dims}; "
             f"export needs {dims} (one value per sample), e.g. --variable amplitude or facies"
@@ -59,7 +94,13 @@ def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, clien
         + fmt.from_base64(attrs["binary_header_bytes"])
         + textual[fmt.TEXT_HEADER_SIZE :]
     )
-    partial = temporary_path(out)
+    # SEG-Y is written in place by offset: to object storage it goes from a local file, in one upload
+    remote = location.is_url(out)
+    partial = (
+        str(Path(tempfile.mkdtemp(prefix="seisfacies-export-")) / "out.sgy")
+        if remote
+        else temporary_path(out)
+    )
     spec = SegyWriteSpec(
         path=str(partial),
         data_offset=len(head),
@@ -69,23 +110,59 @@ def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, clien
     )
     chunks = dict(zip(dims, dataset["amplitude"].encoding["chunks"]))
     plan = regions({"inline": dataset.sizes["inline"], "crossline": dataset.sizes["crossline"]}, chunks)
-    tasks = [ExportTask(str(Path(store)), config.variable, region, vertical, spec) for region in plan]
+    tasks = [ExportTask(store, config.variable, region, vertical, spec, class_index) for region in plan]
     try:
         create_file(spec, head, attrs["trace_count"])
-        written = sum(run_tasks(write_export_region, tasks, client, "export"))
-        replace_path(partial, out)
+        written = sum(run_tasks(write_export_region, tasks, None if remote else client, "export"))
+        if remote:
+            _upload(partial, out)
+        else:
+            replace_path(partial, out)
     except SegyFormatError as error:
-        remove_path(partial)
+        _discard(partial, remote)
         raise StoreError(
             f"{out}: {config.variable!r} cannot be written in the source's format: {error}; "
             "export it from a store ingested from a float SEG-Y file"
         ) from None
     except BaseException:
-        remove_path(partial)
+        _discard(partial, remote)
         raise
+    if remote:
+        _discard(partial, remote)
     return {
         "file": str(out),
         "variable": config.variable,
+        **({"class": config.class_name} if class_index is not None else {}),
         "traces": written,
         "sample_format": spec.sample_format,
     }
+
+
+def _class_index(store: Path, dataset, config: ExportConfig) -> int | None:
+    """Which class of ``probability`` ``--class`` picks; refuse it elsewhere or unknown."""
+    has_classes = "class" in dataset[config.variable].dims
+    if config.class_name is None:
+        if has_classes:
+            names = " ".join(map(str, dataset["class"].values)) if "class" in dataset.coords else "NAME"
+            raise StoreError(
+                f"{store}: {config.variable!r} holds one volume per class; pick one with --class ({names})"
+            )
+        return None
+    if not has_classes:
+        raise StoreError(f"option --class: {config.variable!r} has no classes; use --variable probability")
+    names = [str(name) for name in dataset["class"].values] if "class" in dataset.coords else []
+    if not names:  # a store from before the class coordinate: the names are in the attributes
+        names = dataset[config.variable].attrs.get("flag_meanings", "").split()
+    if config.class_name not in names:
+        raise StoreError(f"option --class {config.class_name!r}: the classes are {', '.join(names)}")
+    return names.index(config.class_name)
+
+
+def _upload(local: str, url: str) -> None:
+    fs, inner = location.filesystem(url)
+    fs.put_file(local, inner)
+
+
+def _discard(partial: str, remote: bool) -> None:
+    """Remove the temporary output (and, for an upload, its temporary folder)."""
+    remove_path(str(Path(partial).parent) if remote else partial)

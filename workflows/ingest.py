@@ -10,12 +10,12 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
-from pipeline import segy_format as fmt
-from pipeline.blocks import Region, slab_regions
-from pipeline.cluster import client_mapper, run_tasks
-from pipeline.exceptions import SegyFormatError
-from pipeline.segy import SegyLayout, SegySurvey, read_block, scan_survey, survey_dataset
-from pipeline.store import (
+from seisfacies.pipeline import segy_format as fmt
+from seisfacies.pipeline.blocks import Region, slab_regions
+from seisfacies.pipeline.cluster import client_mapper, run_tasks
+from seisfacies.pipeline.exceptions import SegyFormatError
+from seisfacies.pipeline.segy import SegyLayout, SegySurvey, read_block, scan_survey, survey_dataset
+from seisfacies.pipeline.store import (
     check_output,
     mark_complete,
     parse_chunks,
@@ -25,7 +25,7 @@ from pipeline.store import (
     write_region,
     write_template,
 )
-from workflows.config import IngestConfig
+from seisfacies.workflows.config import IngestConfig
 
 #: Bytes of samples one ingest task holds; bounds worker memory whatever the survey size.
 TASK_BUDGET_BYTES = 64 * 2**20
@@ -43,7 +43,17 @@ class RegionTask:
 
 
 def fill_region(task: RegionTask) -> int:
-    """Read a region's traces from the SEG-Y file and write them; returns non-finite count."""
+    """Read a region's traces from the SEG-Y file and write them; returns non-finite count.
+
+    Parameters
+    ----------
+    task : RegionTask
+        What the task does: paths, region and options (picklable).
+
+    Returns
+    -------
+    int
+    """
     headers, samples = read_block(task.layout, task.trace_index)
     column = {**task.region, task.vertical: slice(None)}
     write_region(task.store, "amplitude", column, samples)
@@ -52,7 +62,15 @@ def fill_region(task: RegionTask) -> int:
 
 
 def ingest_template(survey: SegySurvey, chunks: dict[str, int]):
-    """The store layout with lazy (unwritten) amplitude and trace headers."""
+    """The store layout with lazy (unwritten) amplitude and trace headers.
+
+    Parameters
+    ----------
+    survey : SegySurvey
+        The survey's geometry.
+    chunks : dict[str, int]
+        Chunk size per dim name.
+    """
     n_il, n_xl = survey.geometry.shape
     column_chunks = (chunks["inline"], chunks["crossline"])
     amplitude = da.zeros(
@@ -75,7 +93,19 @@ def ingest_template(survey: SegySurvey, chunks: dict[str, int]):
 
 
 def ingest_plan(survey: SegySurvey, chunks: dict[str, int]) -> list[Region]:
-    """Tasks: chunk-aligned slabs along the file's fast direction, within a memory budget."""
+    """Tasks: chunk-aligned slabs along the file's fast direction, within a memory budget.
+
+    Parameters
+    ----------
+    survey : SegySurvey
+        The survey's geometry.
+    chunks : dict[str, int]
+        Chunk size per dim name.
+
+    Returns
+    -------
+    list[Region]
+    """
     sizes = dict(zip(("inline", "crossline"), survey.geometry.shape))
     along = "inline" if survey.geometry.sorting == "crossline" else "crossline"
     bytes_per_trace = survey.layout.n_samples * 4 + fmt.TRACE_HEADER_SIZE
@@ -83,9 +113,25 @@ def ingest_plan(survey: SegySurvey, chunks: dict[str, int]) -> list[Region]:
 
 
 def segy_to_zarr(segy: str | Path, store: str | Path, config: IngestConfig, client=None) -> dict:
-    """Ingest a SEG-Y file into a new Zarr v3 store; returns a small summary."""
+    """Ingest a SEG-Y file into a new Zarr v3 store; returns a small summary.
+
+    Parameters
+    ----------
+    segy : str | Path
+        The SEG-Y file.
+    store : str | Path
+        The Zarr store.
+    config : IngestConfig
+        The step's options.
+    client
+        The Dask client; None runs in this process.
+
+    Returns
+    -------
+    dict
+    """
     # absolute: tasks run on workers, whose working folder may differ
-    store = check_output(Path(store).absolute(), config.overwrite)
+    store = check_output(store, config.overwrite)
     started = time.perf_counter()
     survey = scan_survey(
         segy,

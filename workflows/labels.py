@@ -8,22 +8,31 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
-from pipeline.blocks import Region, regions
-from pipeline.cluster import run_tasks
-from pipeline.exceptions import LabelError, StoreError
-from pipeline.labels import LabelSource, open_label_source, parse_class_names, read_labels, to_classes
-from pipeline.store import (
+from seisfacies.pipeline import location
+from seisfacies.pipeline.blocks import Region, regions
+from seisfacies.pipeline.cluster import run_tasks
+from seisfacies.pipeline.exceptions import LabelError, StoreError
+from seisfacies.pipeline.labels import (
+    LabelSource,
+    class_attrs,
+    open_label_source,
+    parse_class_names,
+    read_labels,
+    to_classes,
+)
+from seisfacies.pipeline.store import (
     add_variables_template,
     check_store_writable,
     delete_variables,
     finished_variables,
     mark_complete,
     open_store,
+    pending_name,
     store_chunks,
     vertical_dim,
     write_region,
 )
-from workflows.config import LabelsConfig
+from seisfacies.workflows.config import LabelsConfig
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,17 @@ class LabelTask:
 
 
 def region_classes(task: LabelTask) -> np.ndarray:
-    """Validated classes of one region, -1 outside the kept inlines."""
+    """Validated classes of one region, -1 outside the kept inlines.
+
+    Parameters
+    ----------
+    task : LabelTask
+        What the task does: paths, region and options (picklable).
+
+    Returns
+    -------
+    np.ndarray
+    """
     classes = to_classes(read_labels(task.source, task.region), task.source.unlabelled, task.n_classes)
     if task.keep_rows is not None:
         rows = np.arange(task.region["inline"].start, task.region["inline"].stop)
@@ -45,33 +64,57 @@ def region_classes(task: LabelTask) -> np.ndarray:
 
 
 def region_class_counts(task: LabelTask) -> np.ndarray:
-    """Validate one region; return its count of voxels per class."""
+    """Validate one region; return its count of voxels per class.
+
+    Parameters
+    ----------
+    task : LabelTask
+        What the task does: paths, region and options (picklable).
+
+    Returns
+    -------
+    np.ndarray
+    """
     classes = region_classes(task)
     return np.bincount(classes[classes >= 0], minlength=task.n_classes or 0)
 
 
 def write_label_region(task: LabelTask) -> None:
-    write_region(task.store, "labels", task.region, region_classes(task))
+    """Write label region.
 
-
-def class_attrs(names: tuple[str, ...]) -> dict:
-    """CF flag attributes for a class variable."""
-    return {
-        "flag_values": list(range(len(names))),
-        "flag_meanings": " ".join(names),
-        "unlabelled_value": -1,
-    }
+    Parameters
+    ----------
+    task : LabelTask
+        What the task does: paths, region and options (picklable).
+    """
+    write_region(task.store, pending_name("labels"), task.region, region_classes(task))
 
 
 def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, client=None) -> dict:
-    """Add ``labels`` (int16, -1 unlabelled) to a store from any label source."""
+    """Add ``labels`` (int16, -1 unlabelled) to a store from any label source.
+
+    Parameters
+    ----------
+    store : str | Path
+        The Zarr store.
+    source : str | Path
+        The input: a file, store or label source.
+    config : LabelsConfig
+        The step's options.
+    client
+        The Dask client; None runs in this process.
+
+    Returns
+    -------
+    dict
+    """
     # absolute: tasks run on workers, whose working folder may differ
-    store, source = Path(store).absolute(), Path(source).absolute()
+    store, source = location.resolve(store), location.resolve(source)
     dataset = open_store(store)
     if finished_variables(dataset, ("labels",)) and not config.overwrite:
         raise StoreError(f"{store}: the store already has labels; pass --overwrite to replace them")
-    check_store_writable(Path(store))
-    if Path(source).resolve() == Path(store).resolve():
+    check_store_writable(store)
+    if source == store:
         raise LabelError(f"{source}: the label source is the store itself; give another file or store")
     names = parse_class_names(config.classes)
     label_source = open_label_source(source, dataset, config.unlabelled, names)
@@ -95,7 +138,7 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
         raise LabelError(f"{source}: no labelled voxels; check --unlabelled")
     names = names or tuple(f"class_{n}" for n in range(len(total)))
     if "labels" in dataset.variables:
-        delete_variables(Path(store), ["labels"])
+        delete_variables(store, ["labels"])
     template = dataset[[]].assign(
         labels=(
             dataset.amplitude.dims,
@@ -103,10 +146,10 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
             {"long_name": "Facies labels (interpretation)", **class_attrs(names)},
         )
     )
-    add_variables_template(template, Path(store), chunks)
+    add_variables_template(template, store, chunks)
     tasks = [LabelTask(label_source, r, len(names), keep, str(store)) for r in plan]
     run_tasks(write_label_region, tasks, client, "write labels")
-    mark_complete(Path(store), ["labels"], {"class_names": list(names)})
+    mark_complete(store, ["labels"], {"class_names": list(names)})
     counts_by_name = {name: int(total[n]) if n < len(total) else 0 for n, name in enumerate(names)}
     return {
         "store": str(store),

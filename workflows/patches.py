@@ -15,10 +15,11 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from pipeline.blocks import Region, regions
-from pipeline.cluster import run_tasks
-from pipeline.exceptions import LabelError
-from pipeline.patches import (
+from seisfacies.pipeline import location
+from seisfacies.pipeline.blocks import Region, regions
+from seisfacies.pipeline.cluster import run_tasks
+from seisfacies.pipeline.exceptions import ConfigError, LabelError
+from seisfacies.pipeline.patches import (
     DEFAULT_SIZE,
     DEFAULT_STRIDE,
     ORIENTATIONS,
@@ -30,7 +31,7 @@ from pipeline.patches import (
     squeeze_window,
     window_start,
 )
-from pipeline.store import (
+from seisfacies.pipeline.store import (
     check_output,
     mark_complete,
     open_store,
@@ -42,7 +43,7 @@ from pipeline.store import (
     write_region,
     write_template,
 )
-from workflows.config import PatchesConfig
+from seisfacies.workflows.config import PatchesConfig
 
 #: Patches per Zarr chunk of the patch store; cut tasks own whole chunks.
 PATCH_CHUNK = 256
@@ -65,7 +66,17 @@ def _region_candidates(task: PassTask) -> dict[str, np.ndarray]:
 
 
 def count_region(task: PassTask) -> np.ndarray:
-    """Candidates per (block_i, block_j, class) in one region, as rows of 4 ints."""
+    """Candidates per (block_i, block_j, class) in one region, as rows of 4 ints.
+
+    Parameters
+    ----------
+    task : PassTask
+        What the task does: paths, region and options (picklable).
+
+    Returns
+    -------
+    np.ndarray
+    """
     found = _region_candidates(task)
     keys = np.stack([found["block_i"], found["block_j"], found["label"]], axis=1).astype(np.int64)
     if not len(keys):
@@ -75,7 +86,17 @@ def count_region(task: PassTask) -> np.ndarray:
 
 
 def select_region(task: PassTask) -> dict[str, np.ndarray]:
-    """Candidates kept by the hash draw, with their split and draw value."""
+    """Candidates kept by the hash draw, with their split and draw value.
+
+    Parameters
+    ----------
+    task : PassTask
+        What the task does: paths, region and options (picklable).
+
+    Returns
+    -------
+    dict[str, np.ndarray]
+    """
     found = _region_candidates(task)
     blocks = zip(found["block_i"].tolist(), found["block_j"].tolist())
     split = np.array([block in task.validation_blocks for block in blocks], np.int8)
@@ -99,7 +120,17 @@ class CutTask:
 
 
 def cut_rows(task: CutTask) -> np.ndarray:
-    """Cut and write rows ``start..``; return [sum, sum of squares, count] of train x."""
+    """Cut and write rows ``start..``; return [sum, sum of squares, count] of train x.
+
+    Parameters
+    ----------
+    task : CutTask
+        What the task does: paths, region and options (picklable).
+
+    Returns
+    -------
+    np.ndarray
+    """
     plan, rows = task.plan, task.rows
     n = len(rows["i"])
     x = np.empty((n, *_x_shape(plan)), np.float32)
@@ -162,6 +193,19 @@ def _y_shape(plan: PatchPlan) -> tuple[int, ...]:
 
 
 def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
+    """Make plan.
+
+    Parameters
+    ----------
+    dataset : xr.Dataset
+        The store, opened as an xarray Dataset.
+    config : PatchesConfig
+        The step's options.
+
+    Returns
+    -------
+    PatchPlan
+    """
     dims = tuple(dataset.amplitude.dims)
     kind = config.kind
     size = config.size or DEFAULT_SIZE[kind]
@@ -187,9 +231,25 @@ def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
 
 
 def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, client=None) -> dict:
-    """Cut a class-balanced, blocked-split patch store from a labelled volume store."""
+    """Cut a class-balanced, blocked-split patch store from a labelled volume store.
+
+    Parameters
+    ----------
+    store : str | Path
+        The Zarr store.
+    out : str | Path
+        The output path.
+    config : PatchesConfig
+        The step's options.
+    client
+        The Dask client; None runs in this process.
+
+    Returns
+    -------
+    dict
+    """
     # absolute: tasks run on workers, whose working folder may differ
-    store, out = Path(store).absolute(), Path(out).absolute()
+    store, out = location.resolve(store), location.resolve(out)
     dataset = open_store(store, require=("amplitude", "labels"))
     out = check_output(out, config.overwrite, "patch store")
     plan = make_plan(dataset, config)
@@ -356,7 +416,7 @@ def _patch_template(rows: dict, plan: PatchPlan, names, dataset, store, config) 
         "val_fraction": config.val_fraction,
         "split_block": config.split_block,
         "augment": list(config.augment),
-        "source_store": str(Path(store).resolve()),
+        "source_store": store if location.is_url(store) else str(Path(store).resolve()),
         "split_meanings": "0 train, 1 validation",
         "orientation_meanings": "0 inline section, 1 crossline section",
     }
@@ -379,3 +439,66 @@ def _summary(out, plan, rows, names, mean, std) -> dict:
         "mean": round(float(mean), 4),
         "std": round(float(std), 4),
     }
+
+
+def default_patches(model: str) -> PatchesConfig:
+    """Patch defaults for each model family, chosen on the synthetic survey.
+
+    Parameters
+    ----------
+    model : str
+        A registered model name; its first patch kind is cut.
+
+    Returns
+    -------
+    PatchesConfig
+        The patches ``train`` cuts from a labelled volume store.
+    """
+    from seisfacies.models import model_entry
+
+    kind = model_entry(model).patch_kinds[0]
+    if kind == "section":
+        return PatchesConfig(kind="section", size=64, stride=4, per_class=400, augment=("flip",))
+    if kind == "cube":
+        return PatchesConfig(kind="cube", size=24, stride=4, per_class=300, dense=True)
+    return PatchesConfig(kind="trace", size=64, stride=2, per_class=2000)
+
+
+#: Patch sizes are multiples of this, so every default network's down-sampling grid fits.
+PATCH_SIZE_STEP = 8
+
+
+def fitting_patches(model: str, sizes: tuple[int, int, int]) -> tuple[PatchesConfig, str]:
+    """The default patches, shrunk to fit a small volume, and a note saying so.
+
+    Parameters
+    ----------
+    model : str
+        A registered model name.
+    sizes : tuple of int
+        The volume's (inline, crossline, vertical) sizes.
+
+    Returns
+    -------
+    tuple
+        The patch config, and a one-line note ("" when the default fits).
+
+    >>> config, note = fitting_patches("cnn2d", (48, 48, 64))
+    >>> config.size, note
+    (48, '--size 64 does not fit the 48 x 48 x 64 volume; section patches of 48 instead')
+    """
+    config = default_patches(model)
+    reach = {"section": min(sizes[1:]), "cube": min(sizes), "trace": sizes[2]}[config.kind]
+    if config.size <= reach:
+        return config, ""
+    size = reach // PATCH_SIZE_STEP * PATCH_SIZE_STEP
+    if size < PATCH_SIZE_STEP:
+        raise ConfigError(
+            f"the {' x '.join(map(str, sizes))} volume is too small for {config.kind} patches; "
+            f"cut patches yourself with `seisfacies patches --size N` and train on them"
+        )
+    note = (
+        f"--size {config.size} does not fit the {' x '.join(map(str, sizes))} volume; "
+        f"{config.kind} patches of {size} instead"
+    )
+    return config.model_copy(update={"size": size}), note

@@ -12,9 +12,10 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from pipeline.exceptions import ConfigError  # noqa: E402
-from pipeline.store import check_output, open_store, vertical_dim  # noqa: E402
-from workflows.config import PlotConfig  # noqa: E402
+from seisfacies.pipeline import location  # noqa: E402
+from seisfacies.pipeline.exceptions import ConfigError  # noqa: E402
+from seisfacies.pipeline.store import check_output, open_store, vertical_dim  # noqa: E402
+from seisfacies.workflows.config import PlotConfig  # noqa: E402
 
 
 def _section(dataset, config: PlotConfig):
@@ -40,15 +41,30 @@ def _section(dataset, config: PlotConfig):
 
 
 def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict:
-    """Write a PNG: amplitude in grey, facies in colour with a legend, truth beside."""
+    """Write a PNG: amplitude in grey, facies in colour with a legend, truth beside.
+
+    Parameters
+    ----------
+    store : str | Path
+        The Zarr store.
+    out : str | Path
+        The output path.
+    config : PlotConfig
+        The step's options.
+
+    Returns
+    -------
+    dict
+    """
     dataset = open_store(store, require=("facies",))
     out = check_output(out, config.overwrite, "picture")
     name, section = _section(dataset, config)
     names = dataset.facies.attrs["flag_meanings"].split()
     colours = ListedColormap(plt.get_cmap("tab10").colors[: len(names)])
-    panels = [("predicted facies", section.facies)] + (
-        [("labels", section.labels)] if "labels" in section else []
-    )
+    panels = [("predicted facies", section.facies)]
+    if "labels" in section:
+        labelled = bool((section.labels >= 0).any())
+        panels.append(("labels" if labelled else "labels (none on this section)", section.labels))
     figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False)
     amplitude = section.amplitude.values
     clip = float(np.percentile(np.abs(amplitude), 99)) or 1.0
@@ -78,7 +94,8 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
     handles = [Patch(color=colours(n), label=label) for n, label in enumerate(names)]
     figure.legend(handles=handles, loc="lower center", ncol=len(names), frameon=False)
     figure.tight_layout(rect=(0, 0.06, 1, 1))
-    figure.savefig(out, dpi=100)
+    with location.open_file(out, "wb") as handle:
+        figure.savefig(handle, dpi=100, format="png")
     plt.close(figure)
     return {
         "picture": str(out),

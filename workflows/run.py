@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -25,9 +26,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pipeline.exceptions import ConfigError
-from pipeline.store import incomplete_variables
-from workflows import config as cfg
+from seisfacies.pipeline import location
+from seisfacies.pipeline.exceptions import ConfigError
+from seisfacies.pipeline.store import incomplete_variables
+from seisfacies.workflows import config as cfg
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Step:
     name: str
     model: type  # the step's options: the command's config plus its paths
     config: type  # what the library function takes
-    function: str  # "module:function", imported when the step runs
+    function: str  # "module:function" in seisfacies.workflows, imported when the step runs
     arguments: tuple[str, ...]  # path options passed before the config
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
@@ -56,7 +58,7 @@ class Step:
     def run(self, options, client) -> dict:
         """Call the library function with the step's paths, config and client."""
         module, name = self.function.split(":")
-        function = getattr(importlib.import_module(module), name)
+        function = getattr(importlib.import_module(f"seisfacies.workflows.{module}"), name)
         arguments = [getattr(options, argument) for argument in self.arguments]
         config = self.config(**options.options())
         return function(*arguments, config, client) if self.client else function(*arguments, config)
@@ -65,24 +67,24 @@ class Step:
 STEPS: dict[str, Step] = {
     step.name: step
     for step in (
-        Step("synth", cfg.SynthStep, cfg.SynthConfig, "workflows.synth:write_synthetic_survey", ("out",),
+        Step("synth", cfg.SynthStep, cfg.SynthConfig, "synth:write_synthetic_survey", ("out",),
              (), ("{out}/seismic.sgy", "{out}/labels.sgy"), client=False),
-        Step("ingest", cfg.IngestStep, cfg.IngestConfig, "workflows.ingest:segy_to_zarr", ("segy", "store"),
+        Step("ingest", cfg.IngestStep, cfg.IngestConfig, "ingest:segy_to_zarr", ("segy", "store"),
              ("{segy}",), ("{store}/amplitude",)),
-        Step("labels", cfg.LabelsStep, cfg.LabelsConfig, "workflows.labels:attach_labels",
+        Step("labels", cfg.LabelsStep, cfg.LabelsConfig, "labels:attach_labels",
              ("store", "source"), ("{source}", "{store}/amplitude"), ("{store}/labels",)),
-        Step("patches", cfg.PatchesStep, cfg.PatchesConfig, "workflows.patches:extract_patches",
+        Step("patches", cfg.PatchesStep, cfg.PatchesConfig, "patches:extract_patches",
              ("store", "patches"), ("{store}/amplitude", "{store}/labels"), ("{patches}",)),
-        Step("train", cfg.TrainStep, cfg.TrainConfig, "workflows.train:train_model",
+        Step("train", cfg.TrainStep, cfg.TrainConfig, "train:train_model",
              ("source", "model_path"), ("{source}/x", "{source}/y", "{source}/amplitude", "{source}/labels"),
              ("{model_path}",)),
-        Step("predict", cfg.PredictStep, cfg.PredictConfig, "workflows.predict:predict_volume",
+        Step("predict", cfg.PredictStep, cfg.PredictConfig, "predict:predict_volume",
              ("store", "model_path"), ("{model_path}", "{store}/amplitude"), ("{store}/facies",)),
-        Step("evaluate", cfg.EvaluateStep, cfg.EvaluateConfig, "workflows.evaluate:evaluate_store",
+        Step("evaluate", cfg.EvaluateStep, cfg.EvaluateConfig, "evaluate:evaluate_store",
              ("store",), ("{store}/facies", "{store}/labels", "{truth}"), (), option_paths=("truth",)),
-        Step("plot", cfg.PlotStep, cfg.PlotConfig, "workflows.plot:plot_section", ("store", "out"),
+        Step("plot", cfg.PlotStep, cfg.PlotConfig, "plot:plot_section", ("store", "out"),
              ("{store}/amplitude", "{store}/labels", "{store}/facies"), ("{out}",), client=False),
-        Step("export", cfg.ExportStep, cfg.ExportConfig, "workflows.export:zarr_to_segy", ("store", "out"),
+        Step("export", cfg.ExportStep, cfg.ExportConfig, "export:zarr_to_segy", ("store", "out"),
              ("{store}/{variable}",), ("{out}",)),
     )
 }  # fmt: skip
@@ -91,7 +93,19 @@ STEPS: dict[str, Step] = {
 def load_workflow(
     path: str | Path, base: str | Path | None = None, overrides: dict[str, dict] | None = None
 ) -> tuple[str, list[tuple[Step, Any]]]:
-    """Parse and validate a workflow file; return its name and validated steps."""
+    """Parse and validate a workflow file; return its name and validated steps.
+
+    Parameters
+    ----------
+    path : str | Path
+        The file or store.
+    base : str | Path | None
+    overrides : dict[str, dict] | None
+
+    Returns
+    -------
+    tuple[str, list[tuple[Step, Any]]]
+    """
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text())
@@ -101,9 +115,17 @@ def load_workflow(
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     if not isinstance(document, dict) or not isinstance(document.get("steps"), list) or not document["steps"]:
         raise ConfigError(f"{path}: a workflow needs a list of 'steps'")
-    unknown = sorted(set(document) - {"name", "description", "steps"})
+    unknown = sorted(set(document) - {"name", "description", "steps", "storage_options"})
     if unknown:
-        raise ConfigError(f"{path}: unknown key {unknown[0]!r}; expected name, description, steps")
+        raise ConfigError(
+            f"{path}: unknown key {unknown[0]!r}; expected name, description, storage_options, steps"
+        )
+    storage = document.get("storage_options") or {}
+    if not isinstance(storage, dict) or not all(isinstance(value, dict) for value in storage.values()):
+        raise ConfigError(
+            f"{path}: storage_options must map a protocol to its options, e.g. "
+            "{s3: {endpoint_url: 'http://127.0.0.1:9000'}}"
+        )
     base = Path(base) if base else path.resolve().parent
     steps, known = [], STEPS
     for number, item in enumerate(document["steps"], start=1):
@@ -129,7 +151,9 @@ def _validated(step: Step, options: dict, path: Path, number: int, base: Path):
     resolved = {
         name: str(base / getattr(parsed, name))
         for name in step.paths
-        if getattr(parsed, name) is not None and not Path(getattr(parsed, name)).is_absolute()
+        if getattr(parsed, name) is not None
+        and not location.is_url(getattr(parsed, name))
+        and not Path(getattr(parsed, name)).is_absolute()
     }
     return parsed.model_copy(update=resolved)
 
@@ -139,28 +163,45 @@ def fingerprint(path: Path) -> str | None:
 
     A Zarr array or store is identified by its ``zarr.json`` (rewritten
     whenever the variable is re-created), a file by its size and time.
+
+    Parameters
+    ----------
+    path : Path
+        The file or store.
+
+    Returns
+    -------
+    str | None
     """
-    target = path / "zarr.json" if path.is_dir() else path
+    path = str(path)
+    metadata = location.join(path, "zarr.json")
+    target = metadata if location.exists(metadata) else path
     try:
-        stat = target.stat()
+        if location.is_url(target):
+            size, version = location.size_and_version(target)
+            return f"{size}:{version}"
+        stat = os.stat(target)
     except FileNotFoundError:
         return None
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def _complete(path: Path) -> bool:
+def _complete(path: str) -> bool:
     """False for a store variable still listed as incomplete in its store's root."""
-    if not (path / "zarr.json").exists() or not (path.parent / "zarr.json").exists():
+    store = location.parent(path)
+    if not location.exists(location.join(path, "zarr.json")) or not location.exists(
+        location.join(store, "zarr.json")
+    ):
         return True  # a file, or a whole store (written under a temporary name, complete once there)
-    return path.name not in incomplete_variables(path.parent)
+    return location.name(path) not in incomplete_variables(store)
 
 
-def _paths(templates: tuple[str, ...], options) -> list[Path]:
+def _paths(templates: tuple[str, ...], options) -> list[str]:
     """Fill path templates from the options; a template naming an unset option is left out."""
     values = options.model_dump()
     unset = [key for key, value in values.items() if value is None]
     kept = [template for template in templates if not any(f"{{{key}}}" in template for key in unset)]
-    return [Path(template.format(**values)) for template in kept]
+    return [template.format(**values) for template in kept]
 
 
 def _fingerprints(templates: tuple[str, ...], options) -> dict[str, str | None]:
@@ -168,13 +209,34 @@ def _fingerprints(templates: tuple[str, ...], options) -> dict[str, str | None]:
 
 
 def settings_digest(options) -> str:
-    """A digest of every option that changes a step's result (``overwrite`` does not)."""
+    """A digest of every option that changes a step's result (``overwrite`` does not).
+
+    Parameters
+    ----------
+    options
+        Options by name.
+
+    Returns
+    -------
+    str
+    """
     text = options.model_dump_json(exclude={"overwrite"} & set(type(options).model_fields))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def step_state(step: Step, options) -> dict:
-    """The settings and input versions a step would run with now."""
+    """The settings and input versions a step would run with now.
+
+    Parameters
+    ----------
+    step : Step
+    options
+        Options by name.
+
+    Returns
+    -------
+    dict
+    """
     return {
         "settings": settings_digest(options),
         "inputs": _fingerprints(step.inputs, options),
@@ -201,9 +263,47 @@ def up_to_date(step: Step, options, recorded: dict | None) -> bool:
     if not recorded or {k: recorded.get(k) for k in ("settings", "inputs")} != step_state(step, options):
         return False
     outputs = _fingerprints(step.outputs, options)
-    if not all(version is not None and _complete(Path(path)) for path, version in outputs.items()):
+    if not all(version is not None and _complete(path) for path, version in outputs.items()):
         return False
     return recorded.get("outputs") == outputs
+
+
+def required_workers(steps: list) -> int:
+    """The most workers any step asks for (a training step's ``workers``), at least 1.
+
+    Parameters
+    ----------
+    steps : list
+        ``(step, options)`` pairs from :func:`load_workflow`.
+
+    Returns
+    -------
+    int
+    """
+    return max([1, *(getattr(options, "workers", 1) for _, options in steps)])
+
+
+def check_workers(path: str | Path, steps: list, client) -> None:
+    """Refuse a workflow that asks for more workers than the cluster has, before any step runs.
+
+    Parameters
+    ----------
+    path : str or Path
+        The workflow file, for the message.
+    steps : list
+        ``(step, options)`` pairs from :func:`load_workflow`.
+    client : distributed.Client or None
+        The cluster; None runs in this process (one rank).
+    """
+    needed = required_workers(steps)
+    have = len(client.scheduler_info(n_workers=-1)["workers"]) if client is not None else 1
+    if needed > have:
+        step = next(step.name for step, options in steps if getattr(options, "workers", 1) == needed)
+        raise ConfigError(
+            f"{path}: step {step!r} asks for workers: {needed} but the cluster has {have}; "
+            f"set workers: {have} in the file, or start more workers (seisfacies run --workers {needed} "
+            "for a local cluster)"
+        )
 
 
 def run_workflow(
@@ -215,8 +315,33 @@ def run_workflow(
     echo: Callable[[str], None] = print,
     overrides: dict[str, dict] | None = None,
 ) -> dict:
-    """Run every step in order on one client; write a run record beside the outputs."""
+    """Run every step in order on one client; write a run record beside the outputs.
+
+    Parameters
+    ----------
+    path : str | Path
+        The file or store.
+    client
+        The Dask client; None runs in this process.
+    force : bool
+        Run even when outputs are up to date.
+    base : str | Path | None
+    record : str | Path | None
+    echo : Callable[[str], None]
+        Where progress lines go.
+    overrides : dict[str, dict] | None
+
+    Returns
+    -------
+    dict
+    """
     name, steps = load_workflow(path, base, overrides)
+    check_workers(path, steps, client)
+    storage = (yaml.safe_load(Path(path).read_text()) or {}).get("storage_options") or {}
+    if storage:  # object-store settings for this process and every worker
+        location.configure(storage)
+        if client is not None:
+            client.run(location.configure, storage)
     folder = Path(base or Path(path).resolve().parent)
     state_path = folder / f".{name}.steps.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
@@ -283,6 +408,13 @@ def _metrics(results: list[dict]) -> dict:
 
 
 def versions() -> dict:
+    """Python's and the main packages' versions, for the run record.
+
+    Returns
+    -------
+    dict
+        Package name -> version (None when it is not installed).
+    """
     found = {"python": platform.python_version()}
     for package in ("seisfacies", "dask", "distributed", "xarray", "zarr", "numpy", "torch", "segyio"):
         try:

@@ -6,17 +6,28 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.segy_write import write_cube
-from pipeline.store import check_output, remove_path, replace_path, temporary_path
-from pipeline.synth import make_synthetic_survey
-from workflows.config import SynthConfig
+from seisfacies.pipeline.segy_write import write_cube
+from seisfacies.pipeline.store import check_output, remove_path, replace_path, temporary_path
+from seisfacies.pipeline.synth import make_synthetic_survey
+from seisfacies.workflows.config import SynthConfig
 
 FIRST_INLINE = 100
 FIRST_CROSSLINE = 300
 
 
 def write_synthetic_survey(out_dir: str | Path, config: SynthConfig) -> dict:
-    """Write ``seismic.sgy`` (IBM float) and ``labels.sgy`` (2-byte integer classes)."""
+    """Write ``seismic.sgy`` (IBM float) and ``labels.sgy`` (2-byte integer classes).
+
+    Parameters
+    ----------
+    out_dir : str | Path
+    config : SynthConfig
+        The step's options.
+
+    Returns
+    -------
+    dict
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     seismic, labels = out_dir / "seismic.sgy", out_dir / "labels.sgy"

@@ -47,7 +47,13 @@ def _libc():
 
 
 def prepare_torch_process(threads: int) -> None:
-    """Threads for this process's share of the cores, and fast tensor allocation."""
+    """Threads for this process's share of the cores, and fast tensor allocation.
+
+    Parameters
+    ----------
+    threads : int
+        Threads for this process.
+    """
     torch.set_num_threads(max(1, threads))
     _relax_malloc()
 

@@ -1,0 +1,252 @@
+"""Inference on an in-memory block: what a model needs around it, and its classes.
+
+No Dask, xarray or Zarr: :mod:`seisfacies.workflows.predict` reads each block
+with the halo :func:`input_geometry` asks for, pads it, and hands it here.
+Sections, trace windows and patch centres are cut from the block as views and
+classified a batch at a time, so memory stays near one batch.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from seisfacies.models.registry import model_entry
+
+#: Pixels of one batch of sections: convolution buffers scale with it (a batch
+#: of eight 88 x 4800 sections took 640 MB with the smallest cnn2d).
+MAX_BATCH_PIXELS = 2**19
+#: Trace windows per forward pass at least: they are small, large batches keep an MLP busy.
+MIN_TRACE_BATCH = 4096
+
+
+def normalise_finite(values: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """Normalise float32 ``values`` in place; NaN/inf become 0 (the mean). Returns where they were.
+
+    Non-finite samples would spread through every convolution; training and
+    prediction both see them as the mean, and prediction leaves them unclassified.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        float32 samples, changed in place.
+    mean, std : float
+        The training split's statistics (computed without non-finite samples).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask of the samples that were not finite.
+
+    >>> block = np.array([3.0, np.nan, 5.0], np.float32)
+    >>> normalise_finite(block, 4.0, 1.0).tolist(), block.tolist()
+    ([False, True, False], [-1.0, 0.0, 1.0])
+    """
+    invalid = ~np.isfinite(values)
+    values -= np.float32(mean)
+    values /= np.float32(std)
+    values[invalid] = 0
+    return invalid
+
+
+def input_geometry(payload: dict) -> tuple[dict[str, int], int]:
+    """Halo per dim name, and the down-sampling multiple, a checkpoint's model needs.
+
+    Every dim the model looks along gets a halo, the vertical one included, so
+    a block needs only its own chunks plus the halo, never whole traces.
+
+    Parameters
+    ----------
+    payload : dict
+        A loaded checkpoint (its ``patch``, ``model_name`` and ``model_config``).
+
+    Returns
+    -------
+    tuple
+        ``{dim: halo}`` and the grid a block's start must sit on (1 for none).
+
+    >>> patch = {"kind": "section", "size": 32, "orientations": ["inline"],
+    ...          "volume_dims": ["inline", "crossline", "time"]}
+    >>> input_geometry({"patch": patch, "model_name": "cnn2d", "model_config": {"depth": 2}})
+    ({'crossline': 27, 'time': 27}, 4)
+    """
+    patch, dims = payload["patch"], payload["patch"]["volume_dims"]
+    entry = model_entry(payload["model_name"])
+    radius, multiple = entry.input_grid(payload["model_config"])
+    half = max(patch["size"] // 2, radius)
+    if patch["kind"] == "section":
+        across = dims[1] if patch["orientations"][0] == "inline" else dims[0]
+        return {across: half, dims[2]: half}, multiple
+    if patch["kind"] == "cube":
+        return {dims[0]: half, dims[1]: half, dims[2]: half}, multiple
+    return {dims[2]: half}, 1
+
+
+@dataclass(frozen=True)
+class InferenceOptions:
+    """How to run a model on a block.
+
+    Parameters
+    ----------
+    batch_size : int
+        Sections (or patch centres) per forward pass.
+    device : str
+        ``cpu`` or ``cuda``.
+    precision : {"fp32", "bf16"}
+        bf16 runs under autocast.
+    probabilities : bool
+        Also return the softmax probabilities (float16).
+    """
+
+    batch_size: int = 16
+    device: str = "cpu"
+    precision: str = "fp32"
+    probabilities: bool = False
+
+
+class BlockOutput:
+    """The kept region's classes (and probabilities), filled batch by batch.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        The kept region's shape (inline, crossline, vertical).
+    n_classes : int
+        Number of classes.
+    probabilities : bool
+        Whether to keep ``(C, ...)`` float16 probabilities too.
+    dtype : numpy dtype
+        The classes' integer type.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], n_classes: int, probabilities: bool, dtype=np.int16):
+        self.facies = np.zeros(shape, dtype)
+        self.probability = np.zeros((n_classes, *shape), np.float16) if probabilities else None
+
+    def put(self, where: tuple, logits: torch.Tensor, class_axis: int = 1) -> None:
+        """Store logits ``(..., C, ...)`` whose other axes match ``self.facies[where]``.
+
+        Parameters
+        ----------
+        where : tuple
+            Index into the kept region.
+        logits : torch.Tensor
+            The model's output for those voxels.
+        class_axis : int
+            Which axis of ``logits`` holds the classes.
+        """
+        self.facies[where] = logits.argmax(class_axis).cpu().numpy()
+        if self.probability is not None:
+            probability = torch.softmax(logits, dim=class_axis).cpu().numpy()
+            self.probability[(slice(None), *where)] = np.moveaxis(probability, class_axis, 0)
+
+
+@torch.no_grad()
+def classify_block(
+    model: nn.Module,
+    payload: dict,
+    block: np.ndarray,
+    keep: tuple[slice, slice, slice],
+    options: InferenceOptions,
+    dtype=np.int16,
+) -> BlockOutput:
+    """Classify the ``keep`` part of a normalised, padded block.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model, in eval mode on ``options.device``.
+    payload : dict
+        Its checkpoint (patch kind, size, orientation, classes).
+    block : numpy.ndarray
+        ``(inline, crossline, vertical)`` float32, normalised, with the halo of
+        :func:`input_geometry` around the kept part.
+    keep : tuple of slice
+        The part of ``block`` to classify, per axis.
+    options : InferenceOptions
+        Batch size, device, precision and whether to keep probabilities.
+    dtype : numpy dtype
+        The classes' integer type.
+
+    Returns
+    -------
+    BlockOutput
+        ``facies`` (and ``probability``) of the kept part.
+    """
+    kind, size = payload["patch"]["kind"], payload["patch"]["size"]
+    shape = tuple(part.stop - part.start for part in keep)
+    output = BlockOutput(shape, len(payload["class_names"]), options.probabilities, dtype)
+    forward = functools.partial(_forward, model, device=options.device, bf16=options.precision == "bf16")
+    if kind == "cube":
+        logits = forward(block[None, None])[0][(slice(None), *keep)]  # (C, I, X, T)
+        output.put((slice(None),) * 3, logits, class_axis=0)
+    elif kind == "trace":
+        _trace_windows(forward, block, keep, size, output, options.batch_size)
+    else:
+        inline = payload["patch"]["orientations"][0] == "inline"
+        dense = model_entry(payload["model_name"]).dense
+        _sections(forward, block, keep, size, output, options.batch_size, inline, dense)
+    return output
+
+
+def _forward(model, inputs: np.ndarray, device: str, bf16: bool) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        return model(tensor).float()
+
+
+def _sections(forward, block, keep, size, output: BlockOutput, batch: int, inline: bool, dense: bool) -> None:
+    """Inline (or crossline) sections of the block, a batch of sections at a time."""
+    sections = block if inline else np.swapaxes(block, 0, 1)  # either way: (section, across, vertical)
+    along, across = (keep[0], keep[1]) if inline else (keep[1], keep[0])
+    if dense:  # long traces make big sections: bound the pixels per batch, not just the count
+        batch = max(1, min(batch, MAX_BATCH_PIXELS // (sections.shape[1] * sections.shape[2])))
+    for first in range(along.start, along.stop, batch):
+        last = min(first + batch, along.stop)
+        rows = slice(first - along.start, last - along.start)
+        if dense:
+            logits = forward(sections[first:last, None])[:, :, across, keep[2]]  # (section, C, across, T)
+        else:
+            logits = torch.stack(
+                [
+                    _patch_centres(forward, section, size, across, keep[2], batch)
+                    for section in sections[first:last]
+                ]
+            )
+        if inline:
+            output.put((rows, slice(None), slice(None)), logits)
+        else:  # swap section and across back: (crossline, C, inline, T) -> (inline, C, crossline, T)
+            output.put((slice(None), rows, slice(None)), logits.transpose(0, 2))
+
+
+def _patch_centres(
+    forward, section: np.ndarray, size: int, across: slice, vertical: slice, batch: int
+) -> torch.Tensor:
+    """Slow path (MalenoV style): one forward pass per voxel on its centred patch -> (C, across, T)."""
+    before, after = size // 2, size - 1 - size // 2
+    padded = np.pad(section, [(before, after), (before, after)], mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size))  # a view: no copy
+    xs, ts = np.meshgrid(
+        np.arange(across.start, across.stop), np.arange(vertical.start, vertical.stop), indexing="ij"
+    )
+    xs, ts = xs.ravel(), ts.ravel()
+    parts = [
+        forward(windows[xs[s : s + batch], ts[s : s + batch]][:, None]) for s in range(0, len(xs), batch)
+    ]
+    return torch.cat(parts).T.reshape(-1, across.stop - across.start, vertical.stop - vertical.start)
+
+
+def _trace_windows(forward, block, keep, size, output: BlockOutput, batch: int) -> None:
+    """A vertical window per voxel, an inline of the block at a time."""
+    padded = np.pad(block, [(0, 0), (0, 0), (size // 2, size - 1 - size // 2)], mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, size, axis=2)  # (I, X, T, S), a view
+    step = max(batch, MIN_TRACE_BATCH)
+    for row, i in enumerate(range(keep[0].start, keep[0].stop)):
+        plane = windows[i, keep[1], keep[2]]  # (X, T, S)
+        flat = plane.reshape(-1, size)  # one inline's windows (copied)
+        logits = torch.cat([forward(flat[s : s + step]) for s in range(0, len(flat), step)])  # (N, C)
+        output.put((row,), logits.T.reshape(-1, *plane.shape[:2]), class_axis=0)

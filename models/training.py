@@ -1,0 +1,433 @@
+"""Training on tensors: the epoch loop, the loss, evaluation and class weights.
+
+No Dask, xarray or Zarr: :mod:`seisfacies.workflows.train` reads the patch
+store, starts the ranks and hands each one its shards as tensors. With a
+process group initialised, the loop is data-parallel: every step takes the
+same number of patches from each shard and the loss is normalised by the
+global batch's weight, so N ranks train exactly as one process holding all
+N shards would.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from seisfacies.models.optim import create_optimizer, learning_rate_factor
+from seisfacies.models.registry import model_entry
+
+#: Patches per forward pass when evaluating (no gradients are kept).
+EVAL_BATCH = 64
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The loss became NaN or infinite on some rank; every rank stops at the same step."""
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """The training options the loop itself uses (a subset of the train config).
+
+    Parameters
+    ----------
+    optimizer, lr, weight_decay, beta, schedule
+        The optimiser and its learning-rate schedule (:mod:`seisfacies.models.optim`).
+    epochs, batch_size, seed
+        Epochs, global mini-batch size and the shuffling seed.
+    precision : {"fp32", "bf16"}
+        bf16 runs the forward pass under autocast.
+    time_budget : float, optional
+        Stop after the epoch that passes this many seconds.
+    """
+
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    beta: float = 0.9
+    schedule: str = "cosine"
+    epochs: int = 12
+    batch_size: int = 32
+    seed: int = 0
+    precision: str = "fp32"
+    time_budget: float | None = None
+
+    @classmethod
+    def from_options(cls, options: dict) -> FitOptions:
+        """The loop's options out of a larger mapping (a train config's fields).
+
+        Parameters
+        ----------
+        options : dict
+            Any mapping with (at least) these field names.
+
+        Returns
+        -------
+        FitOptions
+
+        >>> FitOptions.from_options({"lr": 0.1, "workers": 4}).lr
+        0.1
+        """
+        return cls(**{field.name: options[field.name] for field in fields(cls) if field.name in options})
+
+
+Shard = tuple[torch.Tensor, torch.Tensor]
+
+
+def to_tensors(
+    x: np.ndarray, y: np.ndarray, model_name: str, mean: float, std: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Patch arrays -> the model's input (normalised, channel axis) and targets (-1 ignored).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Raw patches ``(N, ...)``; not changed.
+    y : numpy.ndarray
+        Their labels: one per patch, or one per pixel.
+    model_name : str
+        A registered model; its entry says what input and targets it takes.
+    mean, std : float
+        The training split's statistics.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        Inputs (float32) and int64 targets shaped as the model's output.
+
+    >>> x, y = to_tensors(np.ones((2, 4, 4)), np.array([1, 2]), "cnn2d_patch", 1.0, 1.0)
+    >>> tuple(x.shape), y.tolist()
+    ((2, 1, 4, 4), [1, 2])
+    """
+    from seisfacies.models.inference import normalise_finite
+
+    x = x.astype(np.float32)  # a copy: the caller's patches stay raw
+    normalise_finite(x, mean, std)
+    entry = model_entry(model_name)
+    inputs = torch.from_numpy(x[:, None] if entry.channel_axis else x)
+    y = y.astype(np.int64)
+    if not entry.dense and y.ndim > 1:
+        y = y[(slice(None),) + tuple(size // 2 for size in y.shape[1:])]  # the centre's class
+    elif entry.dense and y.ndim == 1:  # centre labels for a dense model: only the centre counts
+        dense = np.full(x.shape, -1, np.int64)
+        dense[(slice(None),) + tuple(size // 2 for size in x.shape[1:])] = y
+        y = dense
+    return inputs, torch.from_numpy(y)
+
+
+def class_weights(label_batches: Iterable[np.ndarray], n_classes: int, mode: str) -> torch.Tensor:
+    """Inverse-frequency class weights (mean 1 over the classes present), or ones.
+
+    Parameters
+    ----------
+    label_batches : iterable of numpy.ndarray
+        The training labels, in any number of pieces (-1 = unlabelled).
+    n_classes : int
+        Number of classes.
+    mode : {"balanced", "none"}
+        ``none`` gives ones without reading the labels.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 weights; 0 for a class with no training labels.
+
+    >>> class_weights([np.array([0, 0, 0, 1])], 3, "balanced").tolist()
+    [0.5, 1.5, 0.0]
+    """
+    if mode == "none":
+        return torch.ones(n_classes)
+    counts = np.zeros(n_classes)
+    for y in label_batches:
+        counts += np.bincount(y[y >= 0].ravel(), minlength=n_classes)[:n_classes]
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0)
+    return torch.tensor(weights / max(weights[weights > 0].mean(), 1e-12), dtype=torch.float32)
+
+
+def loss_terms(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor):
+    """Weighted cross-entropy summed over labelled pixels, and the weight total.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        ``(N, C, ...)`` model output.
+    targets : torch.Tensor
+        ``(N, ...)`` classes, -1 ignored.
+    weights : torch.Tensor
+        ``(C,)`` class weights.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        The summed loss and the summed weight of the labelled pixels; their
+        ratio is the mean loss, and summing both over ranks first gives the
+        global batch's mean.
+    """
+    total = F.cross_entropy(logits.float(), targets, weight=weights, ignore_index=-1, reduction="sum")
+    valid = targets >= 0
+    return total, weights[targets[valid]].sum()
+
+
+def local_batch(optimizer: str, batch_size: int, n_train: int, shards: int) -> tuple[int, int]:
+    """Patches per shard in a step, and steps per epoch: the same for every shard.
+
+    Parameters
+    ----------
+    optimizer : str
+        ``gd`` takes the whole training set in every step.
+    batch_size : int
+        Global mini-batch size.
+    n_train, shards : int
+        Training patches, and the shards they are cut into.
+
+    Returns
+    -------
+    tuple of int
+
+    >>> local_batch("adam", 32, 100, 2), local_batch("gd", 32, 100, 2)
+    ((16, 3), (50, 1))
+    """
+    if optimizer == "gd":
+        return -(-n_train // shards), 1  # full batch: the whole training set in every step
+    smallest = n_train // shards
+    batch = max(1, min(batch_size // shards, smallest))
+    return batch, max(1, smallest // batch)
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _counts(logits, targets, total) -> torch.Tensor:
+    valid = targets >= 0
+    correct = (logits.argmax(1) == targets)[valid].sum()
+    return torch.tensor([float(total), float(correct), float(valid.sum())], dtype=torch.float64)
+
+
+def _reduced(sums: torch.Tensor, prefix: str) -> dict:
+    if _world() > 1:
+        dist.all_reduce(sums)
+    count = max(float(sums[2]), 1.0)
+    return {
+        f"{prefix}_loss": round(float(sums[0]) / count, 4),
+        f"{prefix}_accuracy": round(float(sums[1]) / count, 4),
+    }
+
+
+def train_epoch(
+    network: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    shards: dict[int, Shard],
+    weights: torch.Tensor,
+    plan: tuple[int, int],
+    epoch: int,
+    options: FitOptions,
+    device: torch.device,
+) -> dict:
+    """One epoch; each step's batch takes ``plan[0]`` patches from every shard.
+
+    Every shard is shuffled by (seed, epoch, shard), so one process holding two
+    shards sees exactly the union of what two ranks with one shard each see.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        The model (wrapped in DistributedDataParallel on several ranks).
+    optimizer : torch.optim.Optimizer
+        Its optimiser.
+    shards : dict
+        This rank's shards: shard number -> (inputs, targets).
+    weights : torch.Tensor
+        Class weights on ``device``.
+    plan : tuple of int
+        Patches per shard per step, and steps (:func:`local_batch`).
+    epoch : int
+        Epoch number from 0 (seeds the shuffle).
+    options : FitOptions
+        The loop's options.
+    device : torch.device
+        Where the network is.
+
+    Returns
+    -------
+    dict
+        ``train_loss`` and ``train_accuracy`` over all ranks. A non-finite loss
+        on any rank raises :class:`NonFiniteLoss` on every rank.
+    """
+    shard_batch, steps = plan
+    world = _world()
+    network.train()
+    orders = {
+        shard: torch.randperm(
+            len(data[0]),
+            generator=torch.Generator().manual_seed(options.seed * 1000003 + epoch * 101 + shard),
+        )
+        for shard, data in shards.items()
+    }
+    sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, counted
+    for step in range(steps):
+        picks = [
+            (shards[s], orders[s][step * shard_batch : (step + 1) * shard_batch]) for s in sorted(shards)
+        ]
+        inputs = torch.cat([data[0][index] for data, index in picks]).to(device)
+        targets = torch.cat([data[1][index] for data, index in picks]).to(device)
+        with _autocast(device, options.precision):
+            logits = network(inputs)
+        total, weight = loss_terms(logits, targets, weights)
+        # the global batch's weight (so ranks == one big batch) and whether any rank's loss blew up
+        shared = torch.stack([weight.detach(), (~torch.isfinite(total.detach())).float()])
+        if world > 1:
+            dist.all_reduce(shared)
+        if shared[1] > 0:
+            raise NonFiniteLoss(
+                f"training stopped: the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1} "
+                f"of {steps}; lower --lr (now {options.lr:g}) or use another --optimizer"
+            )
+        loss = total / shared[0].clamp_min(1e-12) * world
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sums += _counts(logits.detach(), targets, total.detach())
+    return _reduced(sums, "train")
+
+
+@torch.no_grad()
+def evaluate(
+    network: nn.Module, data: Shard, n_classes: int, options: FitOptions, device: torch.device
+) -> dict:
+    """Unweighted loss and accuracy on held-out patches, summed over all ranks.
+
+    Parameters
+    ----------
+    network : torch.nn.Module
+        The model.
+    data : tuple of torch.Tensor
+        This rank's validation inputs and targets.
+    n_classes : int
+        Number of classes.
+    options : FitOptions
+        For the precision.
+    device : torch.device
+        Where the network is.
+
+    Returns
+    -------
+    dict
+        ``val_loss`` and ``val_accuracy``.
+    """
+    network.eval()
+    x, y = data
+    ones = torch.ones(n_classes, device=device)
+    sums = torch.zeros(3, dtype=torch.float64)
+    for start in range(0, len(x), EVAL_BATCH):
+        inputs, targets = x[start : start + EVAL_BATCH].to(device), y[start : start + EVAL_BATCH].to(device)
+        with _autocast(device, options.precision):
+            logits = network(inputs)
+        total, _ = loss_terms(logits, targets, ones)
+        sums += _counts(logits, targets, total)
+    return _reduced(sums, "val")
+
+
+def over_budget(options: FitOptions, started: float) -> bool:
+    """Whether the time budget is spent; every rank gets the same answer.
+
+    Parameters
+    ----------
+    options : FitOptions
+        ``time_budget`` in seconds, or None.
+    started : float
+        ``time.perf_counter()`` at the start of training.
+
+    Returns
+    -------
+    bool
+    """
+    if options.time_budget is None:
+        return False
+    flag = torch.tensor([float(time.perf_counter() - started > options.time_budget)])
+    if _world() > 1:
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # every rank stops at the same epoch
+    return bool(flag.item())
+
+
+def fit(
+    model: nn.Module,
+    train: dict[int, Shard],
+    valid: Shard | None,
+    weights: torch.Tensor,
+    plan: tuple[int, int],
+    options: FitOptions,
+    device: torch.device,
+    state: dict | None = None,
+    on_epoch: Callable[[list, nn.Module, torch.optim.Optimizer], None] | None = None,
+) -> list[dict]:
+    """Train ``model`` for the remaining epochs; returns the history.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model on ``device``; with a process group it is wrapped in
+        DistributedDataParallel here (use :func:`seisfacies.models.parallel.global_batch_norm`
+        first, so BatchNorm sees the global batch).
+    train : dict
+        This rank's training shards: shard number -> (inputs, targets).
+    valid : tuple of torch.Tensor, optional
+        This rank's validation patches.
+    weights : torch.Tensor
+        Class weights.
+    plan : tuple of int
+        Patches per shard per step, and steps per epoch (:func:`local_batch`).
+    options : FitOptions
+        Optimiser, schedule, epochs, seed, precision, time budget.
+    device : torch.device
+        Where the model is.
+    state : dict, optional
+        A checkpoint's ``state_dict``-free part to continue from: ``epoch``,
+        ``history`` and ``optimizer_state``.
+    on_epoch : callable, optional
+        Called after each epoch with (history so far, model, optimizer): checkpoints, progress.
+
+    Returns
+    -------
+    list of dict
+        One record per epoch: losses, accuracies and seconds since the start.
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    optimizer = create_optimizer(
+        options.optimizer, model.parameters(), options.lr, options.weight_decay, options.beta
+    )
+    state = state or {}
+    if "optimizer_state" in state:
+        optimizer.load_state_dict(state["optimizer_state"])
+    history = list(state.get("history", []))
+    network = DistributedDataParallel(model) if _world() > 1 else model
+    weights = weights.to(device)
+    started = time.perf_counter()
+    for epoch in range(state.get("epoch", 0), options.epochs):
+        for group in optimizer.param_groups:
+            group["lr"] = options.lr * learning_rate_factor(options.schedule, epoch, options.epochs)
+        train_metrics = train_epoch(network, optimizer, train, weights, plan, epoch, options, device)
+        valid_metrics = evaluate(network, valid, len(weights), options, device) if valid is not None else {}
+        record = {
+            "epoch": epoch + 1,
+            **train_metrics,
+            **valid_metrics,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(history, model, optimizer)
+        if over_budget(options, started):
+            break
+    return history

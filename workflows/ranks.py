@@ -1,0 +1,433 @@
+"""Training ranks on a Dask cluster: one PyTorch process-group rank per worker.
+
+The client finds a rendezvous address on the first worker and submits one
+task per rank, pinned to its worker. Each rank reads its own shards of the
+patch store and calls :func:`seisfacies.models.training.fit`; the first rank
+writes a checkpoint every epoch and reports progress through a
+``distributed.Queue``. A lost rank fails the run (or restarts it, see
+:mod:`seisfacies.workflows.train`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import zarr
+
+from seisfacies.models.checkpoint import load_checkpoint, save_checkpoint
+from seisfacies.models.parallel import global_batch_norm
+from seisfacies.models.registry import create_model_for_patches
+from seisfacies.models.training import FitOptions, NonFiniteLoss, class_weights, fit, local_batch, to_tensors
+from seisfacies.pipeline import location
+from seisfacies.pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
+from seisfacies.workflows.config import TrainConfig
+from seisfacies.workflows.torch_worker import prepare_torch_process
+
+#: Patch-store rows read at a time when counting labels.
+LABEL_READ_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class RankJob:
+    """Everything one rank needs; picklable (paths and config, no model)."""
+
+    patches: str
+    out: str
+    config: TrainConfig
+    rank: int
+    world: int
+    init_method: str | None
+    queue: str | None
+    run_id: str = ""  # a restart resumes only from a checkpoint of the same run
+    survey: dict | None = None  # the training survey's geometry and statistics, for predict's check
+
+
+def patch_attrs(patches: str) -> dict:
+    """The attributes of a patch store: kind, size, classes, mean and std, ...
+
+    Parameters
+    ----------
+    patches : str
+        The patch store.
+
+    Returns
+    -------
+    dict
+    """
+    return dict(zarr.open_group(store=patches, mode="r").attrs)
+
+
+def model_for(config: TrainConfig, attrs: dict) -> torch.nn.Module:
+    """The model ``config`` asks for, sized for these patches; bad options are one line.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        ``model``, ``activation`` and ``model_options``.
+    attrs : dict
+        The patch store's attributes.
+
+    Returns
+    -------
+    torch.nn.Module
+    """
+    try:
+        return create_model_for_patches(
+            config.model,
+            len(attrs["class_names"]),
+            attrs["size"],
+            config.activation,
+            **config.model_options,
+        )
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"option --model-options: {error}") from None
+
+
+def shard_rows(rows: np.ndarray, shard: int, shards: int) -> np.ndarray:
+    """Contiguous shards of the rows, sizes differing by at most one; every row is in one.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray
+        Row numbers of one split.
+    shard, shards : int
+        Which shard, of how many.
+
+    Returns
+    -------
+    numpy.ndarray
+        The shard's rows.
+
+    >>> [shard_rows(np.arange(7), s, 3).tolist() for s in range(3)]
+    [[0, 1, 2], [3, 4], [5, 6]]
+    """
+    return np.array_split(rows, shards)[shard]
+
+
+def plan_shards(n_train: int, workers: int, shards: int | None) -> int:
+    """How many shards to cut the training split into: a multiple of the ranks, none empty.
+
+    Parameters
+    ----------
+    n_train : int
+        Training patches.
+    workers : int
+        Data-parallel ranks.
+    shards : int, optional
+        Asked for (default: one per rank).
+
+    Returns
+    -------
+    int
+        The shard count; a bad request is a one-line ConfigError.
+
+    >>> plan_shards(100, 2, None), plan_shards(100, 2, 4)
+    (2, 4)
+    """
+    shards = shards or workers
+    if shards % workers:
+        raise ConfigError(
+            f"option --shards {shards}: must be a multiple of --workers {workers} so every rank "
+            "holds the same number of shards"
+        )
+    if n_train < shards:
+        raise ConfigError(
+            f"{n_train} training patches cannot fill {shards} shards; use fewer --workers or cut more patches"
+        )
+    return shards
+
+
+def training_count(patches: str) -> int:
+    """Patches in the training split of a patch store.
+
+    Parameters
+    ----------
+    patches : str
+        The patch store.
+
+    Returns
+    -------
+    int
+    """
+    return int((zarr.open_group(store=patches, mode="r")["split"][:] == 0).sum())
+
+
+def load_shard(patches: str, split: int, shard: int, shards: int, config: TrainConfig, attrs: dict):
+    """One shard of one split, read straight from the patch store, as the model's tensors.
+
+    Parameters
+    ----------
+    patches : str
+        The patch store.
+    split : int
+        0 training, 1 validation.
+    shard, shards : int
+        Which shard, of how many.
+    config : TrainConfig
+        For the model name.
+    attrs : dict
+        The store's attributes (mean and std).
+
+    Returns
+    -------
+    tuple of torch.Tensor or None
+        Inputs and targets; None for an empty shard.
+    """
+    group = zarr.open_group(store=patches, mode="r")
+    rows = shard_rows(np.flatnonzero(group["split"][:] == split), shard, shards)
+    if not len(rows):
+        return None
+    span = slice(int(rows[0]), int(rows[-1]) + 1)  # one contiguous read, bounded by the shard
+    pick = rows - rows[0]
+    return to_tensors(
+        group["x"][span][pick], group["y"][span][pick], config.model, attrs["mean"], attrs["std"]
+    )
+
+
+def _training_labels(patches: str):
+    group = zarr.open_group(store=patches, mode="r")
+    train = group["split"][:] == 0
+    for start in range(0, len(train), LABEL_READ_ROWS):
+        yield group["y"][start : start + LABEL_READ_ROWS][train[start : start + LABEL_READ_ROWS]]
+
+
+def _device(config: TrainConfig, rank: int) -> torch.device:
+    if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"option --device cuda: no CUDA device on the worker of rank {rank}; use --device cpu"
+        )
+    return torch.device("cuda", rank % torch.cuda.device_count())
+
+
+def train_rank(job: RankJob) -> dict:
+    """Train as one rank; returns the history (rank 0) or an empty dict.
+
+    Parameters
+    ----------
+    job : RankJob
+        The rank's paths, config and place in the process group.
+
+    Returns
+    -------
+    dict
+        ``{"history": [...]}`` on rank 0.
+    """
+    torch.manual_seed(job.config.seed)
+    prepare_torch_process((os.cpu_count() or 1) // job.world)
+    device = _device(job.config, job.rank)
+    if job.world > 1:
+        dist.init_process_group(
+            "nccl" if device.type == "cuda" else "gloo",
+            init_method=job.init_method,
+            rank=job.rank,
+            world_size=job.world,
+            timeout=timedelta(seconds=job.config.timeout),
+        )
+    try:
+        return _train(job, patch_attrs(job.patches), device)
+    except NonFiniteLoss as error:
+        raise ModelError(str(error)) from None
+    finally:
+        if job.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(job: RankJob, attrs: dict, device: torch.device) -> dict:
+    config = job.config
+    n_train = training_count(job.patches)
+    shards = plan_shards(n_train, job.world, config.shards)
+    own = [job.rank * (shards // job.world) + s for s in range(shards // job.world)]
+    train = {s: load_shard(job.patches, 0, s, shards, config, attrs) for s in own}
+    valid = [part for s in own if (part := load_shard(job.patches, 1, s, shards, config, attrs))]
+    valid = (torch.cat([p[0] for p in valid]), torch.cat([p[1] for p in valid])) if valid else None
+    model = model_for(config, attrs).to(device)
+    if job.world > 1:  # statistics over the global batch, so ranks train as one process would
+        model = global_batch_norm(model)
+    state = {}
+    if config.resume and location.exists(job.out):
+        state = load_checkpoint(job.out)
+        model.load_state_dict(state["state_dict"])
+    weights = class_weights(_training_labels(job.patches), len(attrs["class_names"]), config.class_weights)
+    plan = local_batch(config.optimizer, config.batch_size, n_train, shards)
+    options = FitOptions.from_options(dict(config))
+    queue = _queue(job.queue) if job.rank == 0 else None
+
+    def on_epoch(history, model, optimizer):
+        if job.rank == 0:
+            _save(job, model, optimizer, attrs, history[-1]["epoch"], history)
+            if queue is not None:
+                queue.put(history[-1])
+
+    history = fit(model, train, valid, weights, plan, options, device, state, on_epoch)
+    return {"history": history} if job.rank == 0 else {}
+
+
+def _save(job: RankJob, model, optimizer, attrs: dict, epoch: int, history: list) -> None:
+    save_checkpoint(
+        job.out,
+        model,
+        job.config.model,
+        class_names=list(attrs["class_names"]),
+        normalisation={"mean": float(attrs["mean"]), "std": float(attrs["std"])},
+        patch={key: attrs[key] for key in ("kind", "size", "orientations", "dense", "volume_dims")},
+        optimizer_name=job.config.optimizer,
+        run_id=job.run_id,
+        patch_store=job.patches,
+        source_store=attrs.get("source_store"),
+        optimizer_state=optimizer.state_dict(),
+        epoch=epoch,
+        history=history,
+        train_config=json.loads(job.config.model_dump_json()),
+        training_survey=job.survey or {},
+    )
+
+
+def _queue(name: str | None):
+    if name is None:
+        return None
+    from distributed import Queue
+
+    return Queue(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return probe.getsockname()[1]
+
+
+def _rendezvous(client, workers: list[str]) -> str:
+    """A TCP rendezvous on the first rank's host, on a port free there."""
+    host = workers[0].split("://")[-1].rsplit(":", 1)[0]
+    port = client.run(_free_port, workers=[workers[0]])[workers[0]]
+    return f"tcp://{host}:{port}"
+
+
+def _pick_workers(client, count: int) -> list[str]:
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    if len(workers) < count:
+        raise ConfigError(
+            f"option --workers: {count} ranks asked for but the cluster has {len(workers)} workers"
+        )
+    return workers[:count]
+
+
+def run_ranks(
+    patches: str, out: str, config: TrainConfig, client, progress, run_id: str, survey: dict | None = None
+) -> dict:
+    """One attempt: submit the ranks, follow their progress, fail fast if one fails.
+
+    A rank's own error (bad option, bad data) is raised as it is; a lost worker
+    or an unexpected failure is a ClusterError naming the rank and the cause.
+
+    Parameters
+    ----------
+    patches, out : str
+        The patch store and the checkpoint file (absolute paths).
+    config : TrainConfig
+        The training options.
+    client : distributed.Client or None
+        None trains in this process.
+    progress : callable
+        Called with each epoch's record.
+    run_id : str
+        The run's id, recorded in the checkpoint.
+    survey : dict, optional
+        The training survey's record (:func:`seisfacies.workflows.predict.survey_record`).
+
+    Returns
+    -------
+    dict
+        Rank 0's result.
+    """
+    if client is None:
+        return train_rank(RankJob(patches, out, config, 0, 1, None, None, run_id, survey))
+    from distributed import Queue, wait
+
+    workers = _pick_workers(client, config.workers)
+    init_method = _rendezvous(client, workers) if config.workers > 1 else None
+    queue_name = f"seisfacies-train-{os.getpid()}-{time.time_ns()}"
+    queue = Queue(queue_name, client=client)
+    futures = [
+        client.submit(
+            train_rank,
+            RankJob(patches, out, config, rank, config.workers, init_method, queue_name, run_id, survey),
+            workers=[address],
+            allow_other_workers=False,
+            pure=False,
+            retries=0,
+            key=f"train-rank-{rank}-{queue_name}",
+        )
+        for rank, address in enumerate(workers)
+    ]
+    while True:
+        with contextlib.suppress(TimeoutError):
+            wait(futures, timeout=0.5, return_when="FIRST_COMPLETED")
+        while queue.qsize():
+            progress(queue.get())
+        failed = [f for f in futures if f.status == "error"]
+        # a rank pinned to a worker that died waits for that worker for ever: count it as lost
+        alive = set(client.scheduler_info(n_workers=-1)["workers"])
+        lost = [
+            f
+            for f, address in zip(futures, workers)
+            if f.status in ("lost", "cancelled") or (f.status == "pending" and address not in alive)
+        ]
+        if failed or lost:
+            # read the rank's exception before cancelling: a cancelled future has none
+            error = failed[0].exception() if failed else None
+            client.cancel(futures)
+            rank = futures.index((failed or lost)[0])
+            if isinstance(error, SeisFaciesError):  # the rank's own one-line error: no restart helps
+                raise type(error)(f"training rank {rank}: {error}") from None
+            reason = describe(error) if failed else "its worker was lost"
+            raise ClusterError(f"training rank {rank} failed: {reason}")
+        if all(f.status == "finished" for f in futures):
+            return futures[0].result()
+
+
+def one_line(reason) -> str:
+    """The first line of an error's text (at most 300 characters).
+
+    Parameters
+    ----------
+    reason : object
+        An exception or message.
+
+    Returns
+    -------
+    str
+    """
+    text = str(reason).strip().splitlines()
+    return (text[0] if text else type(reason).__name__)[:300]
+
+
+def describe(error: BaseException | None) -> str:
+    """``Type: first line`` of a rank's exception.
+
+    Parameters
+    ----------
+    error : BaseException or None
+        The rank's exception.
+
+    Returns
+    -------
+    str
+
+    >>> describe(RuntimeError("CUDA error: no kernel image"))
+    'RuntimeError: CUDA error: no kernel image'
+    """
+    if error is None:
+        return "no exception was reported"
+    return f"{type(error).__name__}: {one_line(error)}"
