@@ -112,8 +112,8 @@ def train_model(
     history_path = location.with_name(out, location.name(out) + ".history.json")
     with location.open_file(history_path, "w") as handle:
         handle.write(json.dumps(history, indent=2))
-    summary = _summary(out, patches, config, history, attrs, time.perf_counter() - started, restarts)
-    summary["history"] = str(history_path)
+    seconds = time.perf_counter() - started
+    summary = _summary(out, patches, config, history, attrs, seconds, restarts, history_path)
     return {**summary, "patches_note": note} if note else summary
 
 
@@ -204,7 +204,7 @@ def _patch_store(source: str, out: str, config: TrainConfig, client, patches_con
     return target, note
 
 
-def _summary(out, patches, config, history, attrs, seconds, restarts) -> dict:
+def _summary(out, patches, config, history, attrs, seconds, restarts, history_path) -> dict:
     last = history[-1] if history else {}
     n_train = training_count(str(patches))
     return {
@@ -219,7 +219,7 @@ def _summary(out, patches, config, history, attrs, seconds, restarts) -> dict:
         "seconds": round(seconds, 1),
         "samples_per_second": round(n_train * len(history) / max(seconds, 1e-9), 1),
         "restarts": restarts,
-        "history": "",
+        "history": str(history_path),
         "seisfacies_version": package_version(),
     }
 
