@@ -106,6 +106,22 @@ def load_workflow(
     -------
     tuple[str, list[tuple[Step, Any]]]
     """
+    return workflow_steps(read_workflow(path), path, base, overrides)
+
+
+def read_workflow(path: str | Path) -> dict:
+    """Read a workflow file and check its top level (keys, steps list, storage_options).
+
+    Parameters
+    ----------
+    path : str or Path
+        The workflow file.
+
+    Returns
+    -------
+    dict
+        The parsed document.
+    """
     path = Path(path)
     try:
         document = yaml.safe_load(path.read_text())
@@ -126,6 +142,31 @@ def load_workflow(
             f"{path}: storage_options must map a protocol to its options, e.g. "
             "{s3: {endpoint_url: 'http://127.0.0.1:9000'}}"
         )
+    return document
+
+
+def workflow_steps(
+    document: dict, path: str | Path, base: str | Path | None = None, overrides: dict[str, dict] | None = None
+) -> tuple[str, list[tuple[Step, Any]]]:
+    """Validate a read workflow's steps, paths resolved against ``base`` (default: the file's folder).
+
+    Parameters
+    ----------
+    document : dict
+        What :func:`read_workflow` returned.
+    path : str or Path
+        The workflow file, for messages and the default base.
+    base : str or Path, optional
+        The folder relative paths are resolved against.
+    overrides : dict, optional
+        Step name -> options that replace the file's.
+
+    Returns
+    -------
+    tuple
+        The workflow's name and its (step, validated options) pairs.
+    """
+    path = Path(path)
     base = Path(base) if base else path.resolve().parent
     steps, known = [], STEPS
     for number, item in enumerate(document["steps"], start=1):
@@ -335,9 +376,10 @@ def run_workflow(
     -------
     dict
     """
-    name, steps = load_workflow(path, base, overrides)
+    document = read_workflow(path)
+    name, steps = workflow_steps(document, path, base, overrides)
     check_workers(path, steps, client)
-    storage = (yaml.safe_load(Path(path).read_text()) or {}).get("storage_options") or {}
+    storage = document.get("storage_options") or {}
     if storage:  # object-store settings for this process and every worker
         location.configure(storage)
         if client is not None:

@@ -103,7 +103,8 @@ def train_model(
     attrs = patch_attrs(str(patches))
     check_compatible(config, attrs)
     model_for(config, attrs)  # options checked on the client, before any worker starts
-    plan_shards(training_count(str(patches)), config.workers, config.shards)
+    n_train = training_count(str(patches))
+    plan_shards(n_train, config.workers, config.shards)
     run_id = _resumed_run(out, patches, attrs) if config.resume else uuid.uuid4().hex
     started = time.perf_counter()
     survey = _training_survey(attrs)
@@ -113,7 +114,7 @@ def train_model(
     with location.open_file(history_path, "w") as handle:
         handle.write(json.dumps(history, indent=2))
     seconds = time.perf_counter() - started
-    summary = _summary(out, patches, config, history, attrs, seconds, restarts, history_path)
+    summary = _summary(out, patches, config, history, attrs, seconds, restarts, history_path, n_train)
     return {**summary, "patches_note": note} if note else summary
 
 
@@ -204,9 +205,8 @@ def _patch_store(source: str, out: str, config: TrainConfig, client, patches_con
     return target, note
 
 
-def _summary(out, patches, config, history, attrs, seconds, restarts, history_path) -> dict:
+def _summary(out, patches, config, history, attrs, seconds, restarts, history_path, n_train) -> dict:
     last = history[-1] if history else {}
-    n_train = training_count(str(patches))
     return {
         "model": str(out),
         "architecture": config.model,
