@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import resource
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,6 +73,51 @@ def fresh_cluster(
             client.run(importlib.import_module, module)
         client.startup_seconds = time.perf_counter() - started
         yield client
+
+
+def check_device(device: str) -> None:
+    """Stop with one line when ``--device cuda`` is asked for on a machine without CUDA."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"{sys.argv[0]}: --device cuda: this machine has no CUDA device; run it on a GPU machine")
+
+
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so a timer stops when the work is done."""
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+@contextlib.contextmanager
+def gpu_utilisation(device: str, interval: float = 0.1):
+    """Mean utilisation (%) of GPU 0 while the block runs, sampled through NVML.
+
+    ``result["percent"]`` is None on CPU, or where NVML (nvidia-ml-py) is missing.
+    """
+    import torch
+
+    result = {"percent": None}
+    samples: list[int] = []
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(interval):
+            with contextlib.suppress(Exception):  # NVML missing or not initialised: no figure
+                samples.append(torch.cuda.utilization(0))
+
+    thread = threading.Thread(target=sample, daemon=True)
+    if device == "cuda":
+        thread.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        if device == "cuda":
+            thread.join()
+        result["percent"] = round(sum(samples) / len(samples)) if samples else None
 
 
 class Timer:

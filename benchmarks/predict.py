@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-from _common import Timer, fresh_cluster, sampled_memory
+from _common import Timer, check_device, fresh_cluster, sampled_memory, synchronize
 from patches import make_store
 
 from seisfacies.pipeline.metrics import confusion_matrix, scores
@@ -82,6 +82,7 @@ def plain_loop(store: Path, model_path: Path, device: str) -> float:
             for i in range(0, len(x), 16)
         ]
         np.concatenate(out)
+        synchronize(device)
     return volume.size / timer.seconds
 
 
@@ -98,8 +99,9 @@ def main() -> None:
     parser.add_argument("--shape", nargs=3, type=int, default=(96, 96, 128))
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--crop", type=int, default=2, help="Inlines the patch-centre path classifies.")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
+    check_device(args.device)
     work = Path(tempfile.mkdtemp(prefix="seisfacies-predict-"))
     try:
         store, truth = setup(work, tuple(args.shape), args.epochs, args.device)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 import zarr
-from _common import Timer, fresh_cluster
+from _common import Timer, check_device, fresh_cluster, gpu_utilisation, synchronize
 from patches import make_store  # noqa: I001  (benchmarks/patches.py)
 
 from seisfacies.models.optim import create_optimizer
@@ -54,22 +54,28 @@ def plain_loop(patches: Path, config: TrainConfig) -> float:
                 optimizer.zero_grad()
                 (total / weight).backward()
                 optimizer.step()
+        synchronize(config.device)
     return len(x) * config.epochs / timer.seconds
 
 
-def ours(patches: Path, out: Path, config: TrainConfig) -> float:
-    with fresh_cluster(n_workers=config.workers) as client:
+def ours(patches: Path, out: Path, config: TrainConfig) -> tuple[float, int | None]:
+    """Samples/s of `seisfacies train` on a fresh cluster, and the GPU's mean utilisation."""
+    with fresh_cluster(n_workers=config.workers) as client, gpu_utilisation(config.device) as busy:
         summary = train_model(patches, out, config, client)
-    return summary["samples_per_second"]
+    return summary["samples_per_second"], busy["percent"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--shape", nargs=3, type=int, default=(96, 96, 128))
+    parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
+    check_device(args.device)
+    # one rank per GPU: a second rank needs a second GPU
+    two_ranks = args.device == "cpu" or torch.cuda.device_count() >= 2
     work = Path(tempfile.mkdtemp(prefix="seisfacies-train-"))
     try:
         store = make_store(work, tuple(args.shape))
@@ -86,14 +92,18 @@ def main() -> None:
                 precision=args.precision,
                 overwrite=True,
                 model_options=options,
+                batch_size=args.batch_size,
             )
             plain = plain_loop(patches, config)
-            one = ours(patches, work / "m1.pt", config)
-            two = ours(patches, work / "m2.pt", config.model_copy(update={"workers": 2}))
+            one, busy = ours(patches, work / "m1.pt", config)
+            two = None
+            if two_ranks:
+                two = ours(patches, work / "m2.pt", config.model_copy(update={"workers": 2}))[0]
+            line = f"| 2 workers {two:8.1f} ({two / plain:.2f}x)" if two else "| 2 workers: needs 2 GPUs"
             print(
-                f"{name:6s} plain loop {plain:8.1f} samples/s | "
-                f"seisfacies 1 worker {one:8.1f} ({one / plain:.2f}x) "
-                f"| 2 workers {two:8.1f} ({two / plain:.2f}x)  [{args.device}, {args.precision}]"
+                f"{name:6s} plain loop {plain:8.1f} samples/s | seisfacies 1 worker {one:8.1f} "
+                f"({one / plain:.2f}x{f', GPU {busy}% busy' if busy is not None else ''}) "
+                f"{line}  [{args.device}, {args.precision}, batch {args.batch_size}]"
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -20,6 +20,8 @@ from seisfacies.models.registry import model_entry
 #: Pixels of one batch of sections: convolution buffers scale with it (a batch
 #: of eight 88 x 4800 sections took 640 MB with the smallest cnn2d).
 MAX_BATCH_PIXELS = 2**19
+#: Pixels of one batch of sections on a GPU: a whole block usually goes in one pass.
+GPU_BATCH_PIXELS = 2**23
 #: Trace windows per forward pass at least: they are small, large batches keep an MLP busy.
 MIN_TRACE_BATCH = 4096
 
@@ -93,19 +95,30 @@ class InferenceOptions:
     Parameters
     ----------
     batch_size : int
-        Sections (or patch centres) per forward pass.
+        Sections (or patch centres) per forward pass; with ``block_on_device``
+        at least that many, as many as fit in :data:`GPU_BATCH_PIXELS`.
     device : str
-        ``cpu`` or ``cuda``.
+        ``cpu``, ``cuda`` or ``cuda:N``.
     precision : {"fp32", "bf16"}
         bf16 runs under autocast.
     probabilities : bool
         Also return the softmax probabilities (float16).
+    block_on_device : bool, optional
+        Copy the whole block to the device once (pinned memory, asynchronous
+        copy) and cut the sections of fully convolutional models there.
+        Default: on a GPU.
     """
 
     batch_size: int = 16
     device: str = "cpu"
     precision: str = "fp32"
     probabilities: bool = False
+    block_on_device: bool | None = None
+
+    @property
+    def whole_blocks(self) -> bool:
+        """Whether sections are cut from a copy of the block on the device."""
+        return self.device != "cpu" if self.block_on_device is None else self.block_on_device
 
 
 class BlockOutput:
@@ -181,30 +194,58 @@ def classify_block(
     shape = tuple(part.stop - part.start for part in keep)
     output = BlockOutput(shape, len(payload["class_names"]), options.probabilities, dtype)
     forward = functools.partial(_forward, model, device=options.device, bf16=options.precision == "bf16")
+    dense = model_entry(payload["model_name"]).dense
     if kind == "cube":
-        logits = forward(block[None, None])[0][(slice(None), *keep)]  # (C, I, X, T)
+        logits = forward(_source(block, options)[None, None])[0][(slice(None), *keep)]  # (C, I, X, T)
         output.put((slice(None),) * 3, logits, class_axis=0)
     elif kind == "trace":
         _trace_windows(forward, block, keep, size, output, options.batch_size)
     else:
         inline = payload["patch"]["orientations"][0] == "inline"
-        dense = model_entry(payload["model_name"]).dense
-        _sections(forward, block, keep, size, output, options.batch_size, inline, dense)
+        source = _source(block, options) if dense else block  # patch centres are cut on the host
+        batch = _section_batch(block, options, inline, dense)
+        _sections(forward, source, keep, size, output, batch, inline, dense)
     return output
 
 
-def _forward(model, inputs: np.ndarray, device: str, bf16: bool) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+def _source(block: np.ndarray, options: InferenceOptions):
+    """The block itself, or one copy of it on the device (from pinned memory, asynchronously)."""
+    if not options.whole_blocks:
+        return block
+    tensor = torch.from_numpy(block)
+    if torch.device(options.device).type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(options.device, non_blocking=True)
+
+
+def _section_batch(block: np.ndarray, options: InferenceOptions, inline: bool, dense: bool) -> int:
+    """Sections per pass: long traces make big sections, so bound the pixels, not just the count."""
+    if not dense:
+        return options.batch_size
+    pixels = block.shape[2] * (block.shape[1] if inline else block.shape[0])
+    if options.whole_blocks:
+        return max(options.batch_size, GPU_BATCH_PIXELS // pixels)
+    return max(1, min(options.batch_size, MAX_BATCH_PIXELS // pixels))
+
+
+def _forward(model, inputs, device: str, bf16: bool) -> torch.Tensor:
+    if isinstance(inputs, torch.Tensor):  # already on the device: a section batch of the block
+        tensor = inputs.contiguous()
+    else:
+        tensor = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).to(device)
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
         return model(tensor).float()
+
+
+def _swap_inline_crossline(block):
+    """(inline, crossline, vertical) -> (crossline, inline, vertical), a view, for arrays and tensors."""
+    return block.transpose(0, 1) if isinstance(block, torch.Tensor) else np.swapaxes(block, 0, 1)
 
 
 def _sections(forward, block, keep, size, output: BlockOutput, batch: int, inline: bool, dense: bool) -> None:
     """Inline (or crossline) sections of the block, a batch of sections at a time."""
-    sections = block if inline else np.swapaxes(block, 0, 1)  # either way: (section, across, vertical)
+    sections = block if inline else _swap_inline_crossline(block)  # (section, across, vertical)
     along, across = (keep[0], keep[1]) if inline else (keep[1], keep[0])
-    if dense:  # long traces make big sections: bound the pixels per batch, not just the count
-        batch = max(1, min(batch, MAX_BATCH_PIXELS // (sections.shape[1] * sections.shape[2])))
     for first in range(along.start, along.stop, batch):
         last = min(first + batch, along.stop)
         rows = slice(first - along.start, last - along.start)

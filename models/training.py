@@ -45,6 +45,11 @@ class FitOptions:
         bf16 runs the forward pass under autocast.
     time_budget : float, optional
         Stop after the epoch that passes this many seconds.
+    check_each_step : bool, optional
+        Look for a non-finite loss after every step (one host synchronisation
+        per step) instead of once per epoch. Default: on CPUs only, where it
+        costs nothing; on a GPU the first bad step is recorded on the device
+        and reported at the end of its epoch.
     """
 
     optimizer: str = "adam"
@@ -57,6 +62,7 @@ class FitOptions:
     seed: int = 0
     precision: str = "fp32"
     time_budget: float | None = None
+    check_each_step: bool | None = None
 
     @classmethod
     def from_options(cls, options: dict) -> FitOptions:
@@ -209,19 +215,43 @@ def _autocast(device: torch.device, precision: str):
 
 
 def _counts(logits, targets, total) -> torch.Tensor:
+    """Loss, correct and labelled pixels, as a float64 tensor on the logits' device (no host sync)."""
     valid = targets >= 0
-    correct = (logits.argmax(1) == targets)[valid].sum()
-    return torch.tensor([float(total), float(correct), float(valid.sum())], dtype=torch.float64)
+    correct = ((logits.argmax(1) == targets) & valid).sum()
+    return torch.stack([total.detach().double(), correct.double(), valid.sum().double()])
 
 
 def _reduced(sums: torch.Tensor, prefix: str) -> dict:
     if _world() > 1:
         dist.all_reduce(sums)
-    count = max(float(sums[2]), 1.0)
-    return {
-        f"{prefix}_loss": round(float(sums[0]) / count, 4),
-        f"{prefix}_accuracy": round(float(sums[1]) / count, 4),
-    }
+    loss, correct, count = sums.tolist()  # the epoch's one read back to the host
+    count = max(count, 1.0)
+    return {f"{prefix}_loss": round(loss / count, 4), f"{prefix}_accuracy": round(correct / count, 4)}
+
+
+def _non_finite(epoch: int, step, steps: int, options: FitOptions) -> NonFiniteLoss:
+    return NonFiniteLoss(
+        f"training stopped: the loss became NaN or infinite at epoch {epoch + 1}, step {int(step) + 1} "
+        f"of {steps}; lower --lr (now {options.lr:g}) or use another --optimizer"
+    )
+
+
+def on_device(data: Shard, device: torch.device) -> Shard:
+    """A shard moved to ``device`` once, so steps index it there without host copies.
+
+    Parameters
+    ----------
+    data : tuple of torch.Tensor
+        Inputs and targets.
+    device : torch.device
+        Where the model is.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        The same tensors on CPU; copies on a GPU (patches are small).
+    """
+    return data[0].to(device), data[1].to(device)
 
 
 def train_epoch(
@@ -266,21 +296,23 @@ def train_epoch(
     """
     shard_batch, steps = plan
     world = _world()
+    each_step = device.type == "cpu" if options.check_each_step is None else options.check_each_step
     network.train()
     orders = {
         shard: torch.randperm(
             len(data[0]),
             generator=torch.Generator().manual_seed(options.seed * 1000003 + epoch * 101 + shard),
-        )
+        ).to(device)
         for shard, data in shards.items()
     }
-    sums = torch.zeros(3, dtype=torch.float64)  # loss, correct, counted
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, counted
+    first_bad = torch.full((), -1, dtype=torch.int64, device=device)  # the first step with a bad loss
     for step in range(steps):
         picks = [
             (shards[s], orders[s][step * shard_batch : (step + 1) * shard_batch]) for s in sorted(shards)
         ]
-        inputs = torch.cat([data[0][index] for data, index in picks]).to(device)
-        targets = torch.cat([data[1][index] for data, index in picks]).to(device)
+        inputs = torch.cat([data[0][index] for data, index in picks]).to(device, non_blocking=True)
+        targets = torch.cat([data[1][index] for data, index in picks]).to(device, non_blocking=True)
         with _autocast(device, options.precision):
             logits = network(inputs)
         total, weight = loss_terms(logits, targets, weights)
@@ -288,16 +320,16 @@ def train_epoch(
         shared = torch.stack([weight.detach(), (~torch.isfinite(total.detach())).float()])
         if world > 1:
             dist.all_reduce(shared)
-        if shared[1] > 0:
-            raise NonFiniteLoss(
-                f"training stopped: the loss became NaN or infinite at epoch {epoch + 1}, step {step + 1} "
-                f"of {steps}; lower --lr (now {options.lr:g}) or use another --optimizer"
-            )
+        first_bad = torch.where((shared[1] > 0) & (first_bad < 0), step, first_bad)
+        if each_step and first_bad >= 0:
+            raise _non_finite(epoch, step, steps, options)
         loss = total / shared[0].clamp_min(1e-12) * world
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        sums += _counts(logits.detach(), targets, total.detach())
+        sums += _counts(logits.detach(), targets, total)
+    if first_bad >= 0:  # every rank holds the same step: the flags were summed over ranks
+        raise _non_finite(epoch, first_bad, steps, options)
     return _reduced(sums, "train")
 
 
@@ -328,7 +360,7 @@ def evaluate(
     network.eval()
     x, y = data
     ones = torch.ones(n_classes, device=device)
-    sums = torch.zeros(3, dtype=torch.float64)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
     for start in range(0, len(x), EVAL_BATCH):
         inputs, targets = x[start : start + EVAL_BATCH].to(device), y[start : start + EVAL_BATCH].to(device)
         with _autocast(device, options.precision):
@@ -338,7 +370,7 @@ def evaluate(
     return _reduced(sums, "val")
 
 
-def over_budget(options: FitOptions, started: float) -> bool:
+def over_budget(options: FitOptions, started: float, device: torch.device | None = None) -> bool:
     """Whether the time budget is spent; every rank gets the same answer.
 
     Parameters
@@ -347,6 +379,8 @@ def over_budget(options: FitOptions, started: float) -> bool:
         ``time_budget`` in seconds, or None.
     started : float
         ``time.perf_counter()`` at the start of training.
+    device : torch.device, optional
+        Where the process group's tensors live (a GPU for NCCL); default the CPU.
 
     Returns
     -------
@@ -354,7 +388,7 @@ def over_budget(options: FitOptions, started: float) -> bool:
     """
     if options.time_budget is None:
         return False
-    flag = torch.tensor([float(time.perf_counter() - started > options.time_budget)])
+    flag = torch.tensor([float(time.perf_counter() - started > options.time_budget)], device=device)
     if _world() > 1:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # every rank stops at the same epoch
     return bool(flag.item())
@@ -413,6 +447,8 @@ def fit(
     history = list(state.get("history", []))
     network = DistributedDataParallel(model) if _world() > 1 else model
     weights = weights.to(device)
+    train = {shard: on_device(data, device) for shard, data in train.items()}
+    valid = on_device(valid, device) if valid is not None else None
     started = time.perf_counter()
     for epoch in range(state.get("epoch", 0), options.epochs):
         for group in optimizer.param_groups:
@@ -428,6 +464,6 @@ def fit(
         history.append(record)
         if on_epoch is not None:
             on_epoch(history, model, optimizer)
-        if over_budget(options, started):
+        if over_budget(options, started, device):
             break
     return history

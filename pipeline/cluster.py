@@ -159,7 +159,12 @@ class _TqdmCallback(Callback):
 
 
 def run_tasks(
-    function: Callable, items: Sequence, client=None, description: str = "", progress: bool = True
+    function: Callable,
+    items: Sequence,
+    client=None,
+    description: str = "",
+    progress: bool = True,
+    resources: dict | None = None,
 ) -> list:
     """Run ``function(item)`` for every item on ``client`` (or local threads).
 
@@ -179,6 +184,9 @@ def run_tasks(
         Label of the progress bar.
     progress : bool
         Show a progress bar (where the output is a terminal).
+    resources : dict, optional
+        Worker resources each task holds while it runs (``{"GPU": 0.5}``);
+        only workers that declare them run the tasks.
 
     Returns
     -------
@@ -193,7 +201,7 @@ def run_tasks(
                 return list(dask.compute(*tasks, scheduler="threads"))
         from distributed import as_completed
 
-        futures = client.map(function, items, pure=False)
+        futures = client.map(function, items, pure=False, resources=resources)
         for future in as_completed(futures):
             if future.status == "error":
                 error = future.exception()  # before cancelling: a cancelled future forgets it

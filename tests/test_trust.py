@@ -464,7 +464,8 @@ def test_a_failed_rank_reports_its_real_error(section_patches, tmp_path, cli_run
     result = cli_run(
         "train", str(section_patches), str(tmp_path / "m.pt"), "--device", "cuda", "--epochs", "1"
     )
-    assert_one_line_error(result, "training rank 0", "no CUDA device", "--device cpu")
+    # refused on the client, before any rank starts (earlier: the rank's own error, "training rank 0: ...")
+    assert_one_line_error(result, "--device cuda", "no CUDA device on the worker of rank 0", "--device cpu")
 
 
 def test_resume_refuses_a_checkpoint_from_another_store(labelled_store, synthetic_survey, tmp_path):

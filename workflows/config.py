@@ -153,7 +153,12 @@ class TrainConfig(StrictModel):
 
 class PredictConfig(StrictModel):
     probabilities: bool = Field(False, description="Also write class probabilities (float16).")
-    batch_size: int = Field(16, ge=1, description="Sections (or patch centres) per forward pass.")
+    batch_size: int = Field(
+        16,
+        ge=1,
+        description="Sections (or patch centres) per forward pass; on a GPU at least this many "
+        "(a whole block in one pass where it fits).",
+    )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where each task runs the model.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 mixed precision.")
     overwrite: bool = Field(False, description="Replace an existing output.")

@@ -9,8 +9,10 @@ trims the halo and writes ``facies`` (and ``probability``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +45,14 @@ from seisfacies.pipeline.store import (
     write_region,
 )
 from seisfacies.workflows.config import PredictConfig
+from seisfacies.workflows.devices import (
+    PREDICT_TASKS_PER_GPU,
+    cluster_gpus,
+    gpu_resources,
+    placements,
+    plan_devices,
+    worker_device,
+)
 from seisfacies.workflows.torch_worker import prepare_torch_process, release_freed_memory
 from seisfacies.workflows.train import load_model
 
@@ -56,6 +66,11 @@ class PredictTask:
     sizes: dict
     config: PredictConfig
     torch_threads: int
+    devices: dict | None = None  # worker address -> "cuda:N", so a host's workers spread over its GPUs
+
+
+#: One model run at a time per worker process on its GPU; the tasks' reads and writes overlap it.
+_GPU_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
@@ -66,11 +81,11 @@ def _worker_model(path: str, mtime: int, device: str) -> tuple[torch.nn.Module, 
     return model.to(device).eval(), payload
 
 
-def _device(config: PredictConfig) -> str:
+def _device(config: PredictConfig, devices: dict | None) -> str:
     if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise ModelError("option --device cuda: no CUDA device on this worker; use --device cpu")
-        return "cuda"
+        return worker_device(devices, "cuda:0")
     return "cpu"
 
 
@@ -88,7 +103,7 @@ def predict_block(task: PredictTask) -> int:
         Voxels whose amplitude was not finite (``facies`` -1 there).
     """
     prepare_torch_process(task.torch_threads)
-    device = _device(task.config)
+    device = _device(task.config, task.devices)
     model, payload = _worker_model(task.model_path, task.model_mtime, device)
     halo, multiple = input_geometry(payload)
     dense = model_entry(payload["model_name"]).dense  # fully convolutional: pads at the block's edges itself
@@ -101,7 +116,8 @@ def predict_block(task: PredictTask) -> int:
         task.config.batch_size, device, task.config.precision, task.config.probabilities
     )
     dtype = class_dtype(len(payload["class_names"]))
-    output = classify_block(model, payload, block, tuple(keep.values()), options, dtype)
+    with _GPU_LOCK if device != "cpu" else contextlib.nullcontext():
+        output = classify_block(model, payload, block, tuple(keep.values()), options, dtype)
     del block
     invalid = invalid[tuple(keep.values())]
     output.facies[invalid] = -1
@@ -222,6 +238,7 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     sizes = dict(dataset.amplitude.sizes)
     n_workers = len(client.scheduler_info(n_workers=-1)["workers"]) if client is not None else 1
     threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
+    devices, resources = _gpu_plan(client, config)
     tasks = [
         PredictTask(
             str(store),
@@ -231,11 +248,12 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
             sizes,
             config,
             threads,
+            devices,
         )
         for region in prediction_plan(dataset, payload, chunks)
     ]
     warnings = _survey_warnings(store, dataset, payload, model_path)
-    unclassified = sum(run_tasks(predict_block, tasks, client, "predict"))
+    unclassified = sum(run_tasks(predict_block, tasks, client, "predict", resources=resources))
     provenance = {
         "model_file": model_path,
         "model_sha256": file_sha256(model_path),
@@ -255,6 +273,20 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
         "unclassified_nonfinite_voxels": unclassified,
         **provenance,
     }
+
+
+def _gpu_plan(client, config: PredictConfig) -> tuple[dict | None, dict | None]:
+    """Which GPU each GPU worker uses, and the tasks' GPU resources (where workers declare them)."""
+    if client is None or config.device == "cpu":
+        return None, None
+    gpu_workers = [place for place in placements(cluster_gpus(client)) if place.gpus]
+    if not gpu_workers:
+        if config.device == "cuda":
+            raise ModelError("option --device cuda: no worker has a CUDA device; use --device cpu")
+        return None, None
+    devices = plan_devices("cuda", gpu_workers, share=True)
+    addresses = [place.address for place in gpu_workers]
+    return dict(zip(addresses, devices)), gpu_resources(client, addresses, PREDICT_TASKS_PER_GPU)
 
 
 def _version(path: str) -> int:

@@ -30,10 +30,22 @@ from seisfacies.models.training import FitOptions, NonFiniteLoss, class_weights,
 from seisfacies.pipeline import location
 from seisfacies.pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
 from seisfacies.workflows.config import TrainConfig
+from seisfacies.workflows.devices import (
+    cluster_gpus,
+    gpu_resources,
+    host_of,
+    local_device,
+    pick_workers,
+    plan_devices,
+)
 from seisfacies.workflows.torch_worker import prepare_torch_process
 
 #: Patch-store rows read at a time when counting labels.
 LABEL_READ_ROWS = 4096
+#: Seconds to wait, once a rank failed, for the others' errors: the real cause may come second.
+PEER_ERROR_GRACE_S = 3.0
+#: Text of errors a rank raises because another rank failed, not for a cause of its own.
+PEER_FAILURE_MARKS = ("Connection closed by peer", "Connection reset by peer", "gloo", "NCCL", "ProcessGroup")
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class RankJob:
     queue: str | None
     run_id: str = ""  # a restart resumes only from a checkpoint of the same run
     survey: dict | None = None  # the training survey's geometry and statistics, for predict's check
+    device: str | None = None  # planned on the client ("cpu", "cuda:1"); None: chosen in this process
 
 
 def patch_attrs(patches: str) -> dict:
@@ -200,16 +213,6 @@ def _training_labels(patches: str):
         yield group["y"][start : start + LABEL_READ_ROWS][train[start : start + LABEL_READ_ROWS]]
 
 
-def _device(config: TrainConfig, rank: int) -> torch.device:
-    if config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError(
-            f"option --device cuda: no CUDA device on the worker of rank {rank}; use --device cpu"
-        )
-    return torch.device("cuda", rank % torch.cuda.device_count())
-
-
 def train_rank(job: RankJob) -> dict:
     """Train as one rank; returns the history (rank 0) or an empty dict.
 
@@ -225,7 +228,9 @@ def train_rank(job: RankJob) -> dict:
     """
     torch.manual_seed(job.config.seed)
     prepare_torch_process((os.cpu_count() or 1) // job.world)
-    device = _device(job.config, job.rank)
+    device = torch.device(job.device or local_device(job.config.device))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and the allocator use the current device
     if job.world > 1:
         dist.init_process_group(
             "nccl" if device.type == "cuda" else "gloo",
@@ -309,18 +314,9 @@ def _free_port() -> int:
 
 def _rendezvous(client, workers: list[str]) -> str:
     """A TCP rendezvous on the first rank's host, on a port free there."""
-    host = workers[0].split("://")[-1].rsplit(":", 1)[0]
+    host = host_of(workers[0])
     port = client.run(_free_port, workers=[workers[0]])[workers[0]]
     return f"tcp://{host}:{port}"
-
-
-def _pick_workers(client, count: int) -> list[str]:
-    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
-    if len(workers) < count:
-        raise ConfigError(
-            f"option --workers: {count} ranks asked for but the cluster has {len(workers)} workers"
-        )
-    return workers[:count]
 
 
 def run_ranks(
@@ -355,16 +351,33 @@ def run_ranks(
         return train_rank(RankJob(patches, out, config, 0, 1, None, None, run_id, survey))
     from distributed import Queue, wait
 
-    workers = _pick_workers(client, config.workers)
+    seen = cluster_gpus(client) if config.device != "cpu" else {}
+    names = client.scheduler_info(n_workers=-1)["workers"]
+    chosen = pick_workers(config.device, config.workers, {a: seen.get(a, ()) for a in names})
+    devices = plan_devices(config.device, chosen)  # before any rank starts: one line if impossible
+    workers = [place.address for place in chosen]
     init_method = _rendezvous(client, workers) if config.workers > 1 else None
     queue_name = f"seisfacies-train-{os.getpid()}-{time.time_ns()}"
     queue = Queue(queue_name, client=client)
+    resources = gpu_resources(client, workers) if devices[0] != "cpu" else None
     futures = [
         client.submit(
             train_rank,
-            RankJob(patches, out, config, rank, config.workers, init_method, queue_name, run_id, survey),
+            RankJob(
+                patches,
+                out,
+                config,
+                rank,
+                config.workers,
+                init_method,
+                queue_name,
+                run_id,
+                survey,
+                device=devices[rank],
+            ),
             workers=[address],
             allow_other_workers=False,
+            resources=resources,
             pure=False,
             retries=0,
             key=f"train-rank-{rank}-{queue_name}",
@@ -385,16 +398,56 @@ def run_ranks(
             if f.status in ("lost", "cancelled") or (f.status == "pending" and address not in alive)
         ]
         if failed or lost:
-            # read the rank's exception before cancelling: a cancelled future has none
-            error = failed[0].exception() if failed else None
+            rank, error = _first_cause(futures, failed) if failed else (futures.index(lost[0]), None)
             client.cancel(futures)
-            rank = futures.index((failed or lost)[0])
             if isinstance(error, SeisFaciesError):  # the rank's own one-line error: no restart helps
                 raise type(error)(f"training rank {rank}: {error}") from None
             reason = describe(error) if failed else "its worker was lost"
             raise ClusterError(f"training rank {rank} failed: {reason}")
         if all(f.status == "finished" for f in futures):
             return futures[0].result()
+
+
+def _first_cause(futures: list, failed: list) -> tuple[int, BaseException]:
+    """The failed rank whose own error caused the others': not a peer's broken connection.
+
+    One rank's real error makes the others fail in their next collective with
+    a communication error; those are given a moment to arrive, and then the
+    first error that is not one of them is the one reported.
+    """
+    from distributed import wait
+
+    with contextlib.suppress(TimeoutError):  # the peers' errors follow within the timeout
+        wait(futures, timeout=PEER_ERROR_GRACE_S, return_when="ALL_COMPLETED")
+    # read the exceptions before cancelling: a cancelled future has none
+    errors = [(futures.index(f), f.exception()) for f in futures if f.status == "error"] or [
+        (futures.index(failed[0]), failed[0].exception())
+    ]
+    own = [(rank, error) for rank, error in errors if not is_peer_failure(error)]
+    return (own or errors)[0]
+
+
+def is_peer_failure(error: BaseException | None) -> bool:
+    """Whether a rank's error only says that another rank went away (a broken collective).
+
+    Parameters
+    ----------
+    error : BaseException or None
+        A rank's exception.
+
+    Returns
+    -------
+    bool
+
+    >>> is_peer_failure(RuntimeError("[gloo/transport/tcp/pair.cc:534] Connection closed by peer"))
+    True
+    >>> is_peer_failure(KeyError("x"))
+    False
+    """
+    if isinstance(error, dist.DistError):
+        return True
+    text = str(error)
+    return isinstance(error, RuntimeError) and any(mark in text for mark in PEER_FAILURE_MARKS)
 
 
 def one_line(reason) -> str:
