@@ -120,6 +120,16 @@ def gpu_utilisation(device: str, interval: float = 0.1):
         result["percent"] = round(sum(samples) / len(samples)) if samples else None
 
 
+def tuned(function, *args):
+    """``function(*args)`` after the allocator and thread settings seisfacies gives its workers."""
+    import os
+
+    from seisfacies.workflows.torch_worker import prepare_torch_process
+
+    prepare_torch_process(os.cpu_count() or 1)
+    return function(*args)
+
+
 class Timer:
     def __enter__(self):
         self.start = time.perf_counter()

@@ -31,14 +31,15 @@ def write_big_segy(path: Path, shape: tuple[int, int, int], seed: int = 0) -> No
     write_large_segy(path, shape, seed, values=seismic_like_block)
 
 
-def run_seisfacies(segy: Path, out: Path, chunks: str | None = None) -> dict:
+def run_seisfacies(segy: Path, out: Path, chunks: str | None = None, workers: int = 2) -> dict:
     from seisfacies.workflows.config import IngestConfig
     from seisfacies.workflows.ingest import segy_to_zarr
 
-    with fresh_cluster() as client:
+    with fresh_cluster(n_workers=workers) as client:
         with sampled_memory(client) as memory, Timer() as timer:
-            segy_to_zarr(segy, out, IngestConfig(chunks=chunks, overwrite=True), client)
-        return {"seconds": timer.seconds, "startup": client.startup_seconds, **memory}
+            summary = segy_to_zarr(segy, out, IngestConfig(chunks=chunks, overwrite=True), client)
+        startup = client.startup_seconds
+        return {"seconds": timer.seconds, "startup": startup, "tasks": summary["tasks"], **memory}
 
 
 def run_segyio(segy: Path) -> dict:
@@ -56,7 +57,7 @@ def _read_inlines(path: str, first: int, count: int, n_xl: int):
         return handle.trace.raw[first * n_xl : (first + count) * n_xl].reshape(count, n_xl, -1)
 
 
-def run_plain_dask(segy: Path, out: Path, shape) -> dict:
+def run_plain_dask(segy: Path, out: Path, shape, workers: int = 2) -> dict:
     import dask
     import dask.array as da
 
@@ -70,7 +71,7 @@ def run_plain_dask(segy: Path, out: Path, shape) -> dict:
         )
         for i in range(0, n_il, step)
     ]
-    with fresh_cluster() as client:
+    with fresh_cluster(n_workers=workers) as client:
         with sampled_memory(client) as memory, Timer() as timer:
             da.concatenate(blocks).to_zarr(str(out), overwrite=True)
         return {"seconds": timer.seconds, "startup": client.startup_seconds, **memory}

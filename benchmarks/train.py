@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--shape", nargs=3, type=int, default=(96, 96, 128))
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--models", default="cnn2d,mlp", help="Comma-separated: cnn2d, mlp.")
     args = parser.parse_args()
     check_device(args.device)
     # one rank per GPU: a second rank needs a second GPU
@@ -81,7 +82,8 @@ def main() -> None:
         store = make_store(work, tuple(args.shape))
         from seisfacies.workflows.patches import extract_patches
 
-        for name, (patch_config, options) in CASES.items():
+        for name in args.models.split(","):
+            patch_config, options = CASES[name]
             patches = work / f"{name}.zarr"
             extract_patches(store, patches, patch_config)
             epochs = args.epochs * (8 if name == "mlp" else 1)  # mlp epochs take well under a second

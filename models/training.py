@@ -46,10 +46,11 @@ class FitOptions:
     time_budget : float, optional
         Stop after the epoch that passes this many seconds.
     check_each_step : bool, optional
-        Look for a non-finite loss after every step (one host synchronisation
-        per step) instead of once per epoch. Default: on CPUs only, where it
-        costs nothing; on a GPU the first bad step is recorded on the device
-        and reported at the end of its epoch.
+        Look for a non-finite loss after every step (a host synchronisation,
+        and with several ranks an all-reduce, per step) instead of once per
+        epoch. Default: only in one CPU process, where it costs nothing;
+        otherwise the first bad step is recorded on the device and reported,
+        the same on every rank, at the end of its epoch.
     """
 
     optimizer: str = "adam"
@@ -296,7 +297,7 @@ def train_epoch(
     """
     shard_batch, steps = plan
     world = _world()
-    each_step = device.type == "cpu" if options.check_each_step is None else options.check_each_step
+    each_step = _check_each_step(options, device, world)
     network.train()
     orders = {
         shard: torch.randperm(
@@ -305,32 +306,58 @@ def train_epoch(
         ).to(device)
         for shard, data in shards.items()
     }
+    batches = [
+        [(shards[s], orders[s][step * shard_batch : (step + 1) * shard_batch]) for s in sorted(shards)]
+        for step in range(steps)
+    ]
+    # each step's global batch weight (so ranks == one big batch) is known before the epoch:
+    # one all-reduce for all steps instead of one per step beside the gradients'
+    step_weights = torch.stack([_batch_weight(picks, weights) for picks in batches]) if steps else weights[:0]
+    if world > 1:
+        dist.all_reduce(step_weights)
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, counted
-    first_bad = torch.full((), -1, dtype=torch.int64, device=device)  # the first step with a bad loss
-    for step in range(steps):
-        picks = [
-            (shards[s], orders[s][step * shard_batch : (step + 1) * shard_batch]) for s in sorted(shards)
-        ]
+    first_bad = torch.full((), steps, dtype=torch.int64, device=device)  # steps: no bad loss yet
+    for step, picks in enumerate(batches):
         inputs = torch.cat([data[0][index] for data, index in picks]).to(device, non_blocking=True)
         targets = torch.cat([data[1][index] for data, index in picks]).to(device, non_blocking=True)
         with _autocast(device, options.precision):
             logits = network(inputs)
-        total, weight = loss_terms(logits, targets, weights)
-        # the global batch's weight (so ranks == one big batch) and whether any rank's loss blew up
-        shared = torch.stack([weight.detach(), (~torch.isfinite(total.detach())).float()])
-        if world > 1:
-            dist.all_reduce(shared)
-        first_bad = torch.where((shared[1] > 0) & (first_bad < 0), step, first_bad)
-        if each_step and first_bad >= 0:
-            raise _non_finite(epoch, step, steps, options)
-        loss = total / shared[0].clamp_min(1e-12) * world
+        total, _ = loss_terms(logits, targets, weights)
+        bad = ~torch.isfinite(total.detach())
+        if each_step:
+            _stop_if_any_rank_is_bad(bad, world, epoch, step, steps, options)
+        first_bad = torch.where(bad & (first_bad == steps), step, first_bad)
+        loss = total / step_weights[step].clamp_min(1e-12) * world
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         sums += _counts(logits.detach(), targets, total)
-    if first_bad >= 0:  # every rank holds the same step: the flags were summed over ranks
+    if world > 1:  # a bad loss on one rank spreads to all through the gradients: agree on the first
+        dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
+    if first_bad < steps:
         raise _non_finite(epoch, first_bad, steps, options)
     return _reduced(sums, "train")
+
+
+def _check_each_step(options: FitOptions, device: torch.device, world: int) -> bool:
+    """Check the loss after every step only where it costs nothing: one CPU process."""
+    if options.check_each_step is not None:
+        return options.check_each_step
+    return device.type == "cpu" and world == 1
+
+
+def _batch_weight(picks: list, weights: torch.Tensor) -> torch.Tensor:
+    """The summed class weight of a step's labelled targets on this rank."""
+    targets = torch.cat([data[1][index] for data, index in picks])
+    return weights[targets[targets >= 0]].sum()
+
+
+def _stop_if_any_rank_is_bad(bad, world: int, epoch: int, step: int, steps: int, options) -> None:
+    flag = bad.float()
+    if world > 1:
+        dist.all_reduce(flag)  # every rank stops at the same step
+    if flag > 0:
+        raise _non_finite(epoch, step, steps, options)
 
 
 @torch.no_grad()

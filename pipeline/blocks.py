@@ -49,12 +49,16 @@ def slab_regions(
     Parameters
     ----------
     sizes : dict[str, int]
-        Size per dim name.
+        Size per dim name: the dims the regions are cut along.
     chunks : dict[str, int]
-        Chunk size per dim name.
+        Chunk size per dim name; dims not in ``sizes`` (e.g. the vertical one,
+        whose samples ``bytes_per_cell`` already holds) do not count.
     along : str
+        The dim to stretch the regions along.
     bytes_per_cell : int
+        Bytes one cell of ``sizes``' grid holds (a whole trace, for ingest).
     budget_bytes : int
+        Bytes one region may hold.
 
     Returns
     -------
@@ -68,10 +72,16 @@ def slab_regions(
      {'inline': slice(2, 4, None), 'crossline': slice(0, 4, None)},
      {'inline': slice(2, 4, None), 'crossline': slice(4, 8, None)},
      {'inline': slice(2, 4, None), 'crossline': slice(8, 10, None)}]
+
+    A trace's bytes already hold every sample: the vertical chunk does not count again.
+
+    >>> len(slab_regions({"inline": 4, "crossline": 10}, {"inline": 2, "crossline": 2, "time": 50},
+    ...                  "crossline", 100, 800))
+    6
     """
     cells_per_chunk_row = 1
     for dim, chunk in chunks.items():
-        if dim != along:
+        if dim != along and dim in sizes:
             cells_per_chunk_row *= chunk
     chunk_bytes = cells_per_chunk_row * chunks[along] * bytes_per_cell
     chunks_per_task = max(1, budget_bytes // max(chunk_bytes, 1))

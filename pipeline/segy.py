@@ -28,6 +28,8 @@ from seisfacies.pipeline.geometry import Geometry, infer_geometry
 
 VERTICAL_UNITS = {"time": "ms", "depth": "m"}
 VERTICAL_NAMES = {"time": "Two-way travel time", "depth": "Depth"}
+#: Bytes of traces read and decoded at a time: small enough to stay in the CPU's cache.
+READ_PIECE_BYTES = 4 * 2**20
 #: Traces per header-scan task: big enough to amortise a task, small enough to spread.
 SCAN_BATCH_TRACES = 65536
 #: Bytes one header-scan read holds (whole traces are read, headers kept), so
@@ -349,12 +351,15 @@ def read_traces(layout: SegyLayout, indices: np.ndarray) -> tuple[np.ndarray, np
     -------
     tuple[np.ndarray, np.ndarray]
     """
+    indices = np.asarray(indices)
     order = np.argsort(indices, kind="stable")
-    sorted_indices = np.asarray(indices)[order]
+    in_order = bool(np.all(order == np.arange(len(order))))  # a slab of a sorted file: the usual case
+    sorted_indices = indices[order]
     headers = np.empty((len(indices), fmt.TRACE_HEADER_SIZE), np.uint8)
     samples = np.empty((len(indices), layout.n_samples), np.float32)
     position = 0
-    runs = _contiguous_runs(sorted_indices)
+    # pieces of a few MiB: each is decoded while its bytes are still in the CPU's cache
+    runs = _split_runs(_contiguous_runs(sorted_indices), max(1, READ_PIECE_BYTES // layout.trace_size))
     ranges = [
         (layout.data_offset + first * layout.trace_size, (stop - first) * layout.trace_size)
         for first, stop in runs
@@ -362,13 +367,24 @@ def read_traces(layout: SegyLayout, indices: np.ndarray) -> tuple[np.ndarray, np
     for (first, stop), data in zip(runs, _read_ranges(layout, ranges)):
         count = stop - first
         traces = np.frombuffer(data, np.uint8).reshape(count, layout.trace_size)
-        rows = order[position : position + count]
+        rows = slice(position, position + count) if in_order else order[position : position + count]
         headers[rows] = traces[:, : fmt.TRACE_HEADER_SIZE]
-        samples[rows] = fmt.decode_samples(
-            traces[:, fmt.TRACE_HEADER_SIZE :], layout.sample_format, layout.endian
-        )
+        raw = traces[:, fmt.TRACE_HEADER_SIZE :]
+        if in_order:  # decoded straight into the output rows
+            fmt.decode_samples(raw, layout.sample_format, layout.endian, out=samples[rows])
+        else:
+            samples[rows] = fmt.decode_samples(raw, layout.sample_format, layout.endian)
         position += count
     return headers, samples
+
+
+def _split_runs(runs: list[tuple[int, int]], most: int) -> list[tuple[int, int]]:
+    """Runs of at most ``most`` traces, in order.
+
+    >>> _split_runs([(0, 5), (9, 11)], 2)
+    [(0, 2), (2, 4), (4, 5), (9, 11)]
+    """
+    return [(start, min(start + most, stop)) for first, stop in runs for start in range(first, stop, most)]
 
 
 def read_block(layout: SegyLayout, trace_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -388,6 +404,12 @@ def read_block(layout: SegyLayout, trace_index: np.ndarray) -> tuple[np.ndarray,
     tuple[np.ndarray, np.ndarray]
     """
     present = trace_index >= 0
+    if present.all():  # a full grid: the traces in grid order, without copying them again
+        headers, samples = read_traces(layout, trace_index.ravel())
+        return (
+            headers.reshape(*trace_index.shape, fmt.TRACE_HEADER_SIZE),
+            samples.reshape(*trace_index.shape, layout.n_samples),
+        )
     headers = np.zeros((*trace_index.shape, fmt.TRACE_HEADER_SIZE), np.uint8)
     samples = np.zeros((*trace_index.shape, layout.n_samples), np.float32)
     headers[present], samples[present] = read_traces(layout, trace_index[present])

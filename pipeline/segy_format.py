@@ -253,7 +253,9 @@ def sample_dtype(sample_format: int, endian: str) -> np.dtype:
     return np.dtype(f"{BYTE_ORDER_PREFIX[endian]}{kind}")
 
 
-def decode_samples(raw: np.ndarray, sample_format: int, endian: str) -> np.ndarray:
+def decode_samples(
+    raw: np.ndarray, sample_format: int, endian: str, out: np.ndarray | None = None
+) -> np.ndarray:
     """Turn raw sample bytes shaped ``(n_traces, n_bytes)`` into float32 values.
 
     Parameters
@@ -264,16 +266,30 @@ def decode_samples(raw: np.ndarray, sample_format: int, endian: str) -> np.ndarr
         SEG-Y sample format code (binary header bytes 3225-3226).
     endian : str
         "big" or "little".
+    out : np.ndarray, optional
+        A C-contiguous float32 array ``(n_traces, n_samples)`` to decode into
+        (IBM floats are converted there in place: no temporary copy).
 
     Returns
     -------
     np.ndarray
+        ``out`` when given.
+
+    >>> raw = np.array([[0x41, 0x10, 0, 0, 0xC2, 0x76, 0xA0, 0]], np.uint8)
+    >>> decode_samples(raw, 1, "big").tolist()
+    [[1.0, -118.625]]
     """
     words = raw.view(sample_dtype(sample_format, endian))
+    if out is None:
+        out = np.empty(words.shape, np.float32)
     if sample_format != 1:
-        return words.astype(np.float32)
-    big_endian_words = words.astype(">u4")  # segyio's converter reads big-endian words
-    return segyio.tools.native(big_endian_words.view(np.float32), format=1, copy=False)
+        out[...] = words
+        return out
+    out.view(">u4")[...] = words  # the IBM words as big-endian bytes, as segyio's converter reads them
+    native = segyio.tools.native(out, format=1, copy=False)
+    if native is not out:  # converted elsewhere (an older segyio): keep the promise of ``out``
+        out[...] = native
+    return out
 
 
 def float32_to_ibm(values: np.ndarray) -> np.ndarray:

@@ -325,3 +325,18 @@ def test_benchmarks_refuse_cuda_without_a_gpu_in_one_line():
     assert result.stderr.strip().splitlines() == [
         "train.py: --device cuda: this machine has no CUDA device; run it on a GPU machine"
     ]
+
+
+def test_two_ranks_without_a_per_step_check_stop_on_a_blown_up_loss_in_one_line(
+    patch_store, tmp_path, cluster_client
+):
+    from seisfacies.pipeline.exceptions import ModelError
+    from seisfacies.workflows.train import train_model
+
+    config = TrainConfig(
+        model="mlp", optimizer="sgd", lr=1e30, epochs=3, schedule="constant", workers=2, timeout=30
+    )
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match=r"training rank \d: .*NaN or infinite at epoch 1, step \d+ of \d+"):
+        train_model(patch_store, tmp_path / "m.pt", config, cluster_client)
+    assert time.perf_counter() - started < 25, "both ranks stopped; neither waited for the other's timeout"

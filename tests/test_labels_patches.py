@@ -247,3 +247,23 @@ def test_flip_augmentation_mirrors_the_section(labelled_store, tmp_path):
 def test_patches_need_labels(volume_store, tmp_path):
     with pytest.raises(StoreError, match="seisfacies labels"):
         extract_patches(volume_store, tmp_path / "p.zarr", PatchesConfig(kind="trace"))
+
+
+def test_cut_tasks_own_whole_chunks_of_one_volume_column_and_every_row_once():
+    from seisfacies.pipeline.patches import PatchPlan
+    from seisfacies.workflows.patches import PATCH_CHUNK, cut_spans
+
+    rng = np.random.default_rng(0)
+    i, j = np.sort(rng.integers(0, 192, 5000)), rng.integers(0, 192, 5000)
+    column = i // 64 * 3 + j // 64
+    order = np.lexsort((j, i, column))  # volume order, chunk column by chunk column
+    rows = {"i": i[order], "j": j[order]}
+    dims = ("inline", "crossline", "time")
+    plan = PatchPlan("section", dims, (192, 192, 256), 64, 4, ("inline",), 8, 0, True)
+    spans = cut_spans(rows, plan, {"inline": 64, "crossline": 64, "time": 256})
+    assert spans[0][0] == 0 and spans[-1][1] == 5000
+    assert all(stop == start for (_, stop), (start, _) in zip(spans, spans[1:]))  # every row once
+    assert all(start % PATCH_CHUNK == 0 for start, _ in spans)  # no two tasks write one chunk
+    columns_of_chunk_starts = [column[order][start] for start, _ in spans]
+    assert len(spans) >= len(set(columns_of_chunk_starts)) >= 8  # about one task per column, not per 256 rows
+    assert len(spans) < 5000 // PATCH_CHUNK

@@ -418,7 +418,7 @@ def test_disk_full_while_ingesting_is_a_one_line_error_and_leaves_nothing(tmp_pa
         text=True,
         timeout=300,
     )
-    lines = result.stderr.strip().splitlines()  # the first line names the local cluster's dashboard
+    lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert [line for line in lines if "No space left" in line] == lines[-1:] and "free disk space" in lines[
         -1

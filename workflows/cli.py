@@ -172,7 +172,7 @@ def json_option(function: Callable) -> Callable:
 
 
 @contextlib.contextmanager
-def cluster_client(scheduler: str | None, workers: int | None = None):
+def cluster_client(scheduler: str | None, workers: int | None = None, local_threads: bool = False):
     """Connect to ``scheduler`` or start a LocalCluster; print the dashboard link.
 
     Parameters
@@ -181,9 +181,17 @@ def cluster_client(scheduler: str | None, workers: int | None = None):
         The scheduler address.
     workers : int | None
         Worker count.
+    local_threads : bool
+        Without a scheduler, run the tasks on threads of this process (yields
+        None) instead of starting a LocalCluster: for steps whose work releases
+        the GIL (reading, decoding, compressing), where starting worker
+        processes would cost more than the step itself.
     """
     from seisfacies.pipeline.cluster import ClusterSpec, connect
 
+    if local_threads and not scheduler:
+        yield None
+        return
     with connect(ClusterSpec(address=scheduler, n_workers=workers)) as client:
         click.echo(f"dask: {client.scheduler.address} dashboard {client.dashboard_link}", err=True)
         yield client
@@ -216,7 +224,7 @@ def ingest(segy: str, store: str, scheduler: str | None, as_json: bool, **option
     from seisfacies.workflows.ingest import segy_to_zarr
 
     config = build_config(IngestConfig, **options)
-    with cluster_client(scheduler) as client:
+    with cluster_client(scheduler, local_threads=True) as client:
         emit(segy_to_zarr(segy, store, config, client), as_json)
 
 
