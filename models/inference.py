@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seisfacies.models.calibration import normalised_entropy
 from seisfacies.models.registry import model_entry
 
 #: Pixels of one batch of sections: convolution buffers scale with it (a batch
@@ -103,6 +104,8 @@ class InferenceOptions:
         bf16 runs under autocast.
     probabilities : bool
         Also return the softmax probabilities (float16).
+    uncertainty : bool
+        Also return the normalised entropy of the probabilities (float16).
     block_on_device : bool, optional
         Copy the whole block to the device once (pinned memory, asynchronous
         copy) and cut the sections of fully convolutional models there.
@@ -114,6 +117,7 @@ class InferenceOptions:
     precision: str = "fp32"
     probabilities: bool = False
     block_on_device: bool | None = None
+    uncertainty: bool = False
 
     @property
     def whole_blocks(self) -> bool:
@@ -134,11 +138,25 @@ class BlockOutput:
         Whether to keep ``(C, ...)`` float16 probabilities too.
     dtype : numpy dtype
         The classes' integer type.
+    uncertainty : bool
+        Whether to keep the normalised entropy (float16) too.
+    temperature : float
+        The checkpoint's calibration: probabilities are ``softmax(logits / temperature)``.
     """
 
-    def __init__(self, shape: tuple[int, int, int], n_classes: int, probabilities: bool, dtype=np.int16):
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        n_classes: int,
+        probabilities: bool,
+        dtype=np.int16,
+        uncertainty: bool = False,
+        temperature: float = 1.0,
+    ):
         self.facies = np.zeros(shape, dtype)
         self.probability = np.zeros((n_classes, *shape), np.float16) if probabilities else None
+        self.uncertainty = np.zeros(shape, np.float16) if uncertainty else None
+        self.temperature = temperature
 
     def put(self, where: tuple, logits: torch.Tensor, class_axis: int = 1) -> None:
         """Store logits ``(..., C, ...)`` whose other axes match ``self.facies[where]``.
@@ -153,9 +171,13 @@ class BlockOutput:
             Which axis of ``logits`` holds the classes.
         """
         self.facies[where] = logits.argmax(class_axis).cpu().numpy()
+        if self.probability is None and self.uncertainty is None:
+            return
+        probability = torch.softmax(logits / self.temperature, dim=class_axis)
+        if self.uncertainty is not None:
+            self.uncertainty[where] = normalised_entropy(probability, class_axis).cpu().numpy()
         if self.probability is not None:
-            probability = torch.softmax(logits, dim=class_axis).cpu().numpy()
-            self.probability[(slice(None), *where)] = np.moveaxis(probability, class_axis, 0)
+            self.probability[(slice(None), *where)] = np.moveaxis(probability.cpu().numpy(), class_axis, 0)
 
 
 @torch.no_grad()
@@ -192,7 +214,10 @@ def classify_block(
     """
     kind, size = payload["patch"]["kind"], payload["patch"]["size"]
     shape = tuple(part.stop - part.start for part in keep)
-    output = BlockOutput(shape, len(payload["class_names"]), options.probabilities, dtype)
+    temperature = float(payload.get("temperature", 1.0))  # older checkpoints: not calibrated
+    output = BlockOutput(
+        shape, len(payload["class_names"]), options.probabilities, dtype, options.uncertainty, temperature
+    )
     forward = functools.partial(_forward, model, device=options.device, bf16=options.precision == "bf16")
     dense = model_entry(payload["model_name"]).dense
     if kind == "cube":

@@ -383,8 +383,20 @@ def to_classes(values: np.ndarray, unlabelled: float | None, n_classes: int | No
     return classes
 
 
-def prediction_template(dataset, names: list[str], chunks: dict[str, int], probabilities: bool):
-    """The lazy ``facies`` (and ``probability``) variables ``predict`` fills in.
+#: What ``uncertainty`` is, for readers of the store (CF attributes).
+UNCERTAINTY_ATTRS = {
+    "long_name": "Predictive uncertainty: entropy of the calibrated class probabilities over log(classes)",
+    "units": "1",
+    "valid_min": 0.0,
+    "valid_max": 1.0,
+    "comment": "0: one class is certain; 1: every class equally likely; NaN where the input was not finite",
+}
+
+
+def prediction_template(
+    dataset, names: list[str], chunks: dict[str, int], probabilities: bool, uncertainty: bool = False
+):
+    """The lazy ``facies`` (and ``probability``, ``uncertainty``) variables ``predict`` fills in.
 
     Parameters
     ----------
@@ -396,6 +408,8 @@ def prediction_template(dataset, names: list[str], chunks: dict[str, int], proba
         Chunk size per dim name.
     probabilities : bool
         Add ``probability`` (float16, dims ``class`` + the volume's).
+    uncertainty : bool
+        Add ``uncertainty`` (float16, the volume's dims; 0 certain, 1 unsure).
 
     Returns
     -------
@@ -418,6 +432,12 @@ def prediction_template(dataset, names: list[str], chunks: dict[str, int], proba
             ("class", *dims),
             da.zeros((len(names), *dataset.amplitude.shape), dtype=np.float16, chunks=(len(names), *block)),
             {"long_name": "Class probability (softmax)", "flag_meanings": " ".join(names)},
+        )
+    if uncertainty:
+        variables["uncertainty"] = (
+            dims,
+            da.zeros(dataset.amplitude.shape, dtype=np.float16, chunks=block),
+            UNCERTAINTY_ATTRS,
         )
     template = dataset[[]].assign(variables)
     if probabilities:  # `probability.sel({"class": "channel"})`; object dtype: Zarr v3 strings

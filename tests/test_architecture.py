@@ -102,6 +102,7 @@ COMMANDS = {
     "predict": cfg.PredictConfig,
     "evaluate": cfg.EvaluateConfig,
     "plot": cfg.PlotConfig,
+    "suggest": cfg.SuggestConfig,
     "export": cfg.ExportConfig,
 }
 #: Options that are about the run, not the step: where the cluster is, how to print.

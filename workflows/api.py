@@ -173,7 +173,7 @@ def predict(store: str | Path, model_path: str | Path, *, client=None, **options
     client : distributed.Client, optional
         Default: the current client, else this process.
     **options
-        ``probabilities``, ``batch_size``, ``device``, ``precision``, ``overwrite``.
+        ``probabilities``, ``uncertainty``, ``batch_size``, ``device``, ``precision``, ``overwrite``.
 
     Returns
     -------
@@ -205,6 +205,26 @@ def evaluate(store: str | Path, *, client=None, **options) -> dict:
     from seisfacies.workflows.evaluate import evaluate_store
 
     return evaluate_store(store, _config(cfg.EvaluateConfig, options), current_client(client))
+
+
+def suggest(store: str | Path, **options) -> dict:
+    """The inlines to label next, from the store's ``uncertainty`` (``predict(..., uncertainty=True)``).
+
+    Parameters
+    ----------
+    store : str or Path
+        A store with ``uncertainty``.
+    **options
+        ``count``.
+
+    Returns
+    -------
+    dict
+        ``inlines`` (numbers, best first) and ``scores``.
+    """
+    from seisfacies.workflows.suggest import suggest_inlines
+
+    return suggest_inlines(store, _config(cfg.SuggestConfig, options))
 
 
 def export(store: str | Path, out: str | Path, *, client=None, **options) -> dict:

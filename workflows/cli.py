@@ -25,6 +25,7 @@ from seisfacies.workflows.config import (
     PatchesConfig,
     PlotConfig,
     PredictConfig,
+    SuggestConfig,
     SynthConfig,
     TrainConfig,
 )
@@ -315,6 +316,17 @@ def evaluate(store: str, scheduler: str | None, as_json: bool, **options) -> Non
     config = build_config(EvaluateConfig, **options)
     with cluster_client(scheduler) as client:
         emit(evaluate_store(store, config, client), as_json)
+
+
+@cli.command()
+@click.argument("store", type=PATH)
+@with_config_options(SuggestConfig)
+@json_option
+def suggest(store: str, as_json: bool, **options) -> None:
+    """Name the inlines to label next: uncertain ones, away from labelled inlines and each other."""
+    from seisfacies.workflows.suggest import suggest_inlines
+
+    emit(suggest_inlines(store, build_config(SuggestConfig, **options)), as_json)
 
 
 @cli.command()

@@ -152,7 +152,12 @@ class TrainConfig(StrictModel):
 
 
 class PredictConfig(StrictModel):
-    probabilities: bool = Field(False, description="Also write class probabilities (float16).")
+    probabilities: bool = Field(
+        False, description="Also write class probabilities (float16), calibrated by the model's temperature."
+    )
+    uncertainty: bool = Field(
+        False, description="Also write `uncertainty`: 0 certain .. 1 every class equally likely."
+    )
     batch_size: int = Field(
         16,
         ge=1,
@@ -176,6 +181,10 @@ class EvaluateConfig(StrictModel):
     unlabelled: float | None = Field(
         None, description="Truth value meaning 'not labelled'.", json_schema_extra={"metavar": "VALUE"}
     )
+
+
+class SuggestConfig(StrictModel):
+    count: int = Field(3, ge=1, description="How many inlines to suggest.")
 
 
 class PlotConfig(StrictModel):

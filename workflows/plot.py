@@ -1,4 +1,4 @@
-"""``seisfacies plot``: a section of the seismic with the facies over it (and the truth beside)."""
+"""``seisfacies plot``: a section of the seismic with the facies over it (truth and uncertainty beside)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _section(dataset, config: PlotConfig):
 
 
 def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict:
-    """Write a PNG: amplitude in grey, facies in colour with a legend, truth beside.
+    """Write a PNG: amplitude in grey, facies in colour with a legend, truth and uncertainty beside.
 
     Parameters
     ----------
@@ -65,6 +65,8 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
     if "labels" in section:
         labelled = bool((section.labels >= 0).any())
         panels.append(("labels" if labelled else "labels (none on this section)", section.labels))
+    if "uncertainty" in section:  # written by `predict --uncertainty`
+        panels.append(("uncertainty (0 sure, 1 unsure)", section.uncertainty))
     figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 5.5), squeeze=False)
     amplitude = section.amplitude.values
     clip = float(np.percentile(np.abs(amplitude), 99)) or 1.0
@@ -77,17 +79,23 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
     ]
     for axis, (title, classes) in zip(axes[0], panels):
         axis.imshow(amplitude.T, cmap="gray", vmin=-clip, vmax=clip, aspect="auto", extent=extent)
-        values = np.ma.masked_less(classes.values.astype(float), 0)
-        axis.imshow(
-            values.T,
-            cmap=colours,
-            vmin=-0.5,
-            vmax=len(names) - 0.5,
-            alpha=0.45,
-            aspect="auto",
-            extent=extent,
-            interpolation="nearest",
-        )
+        if classes.name == "uncertainty":
+            shown = axis.imshow(
+                classes.values.astype(float).T, cmap="magma", vmin=0, vmax=1, aspect="auto", extent=extent
+            )
+            figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.02)
+        else:
+            values = np.ma.masked_less(classes.values.astype(float), 0)
+            axis.imshow(
+                values.T,
+                cmap=colours,
+                vmin=-0.5,
+                vmax=len(names) - 0.5,
+                alpha=0.45,
+                aspect="auto",
+                extent=extent,
+                interpolation="nearest",
+            )
         axis.set_title(f"{title}, {name} {float(section[name]):g}")
         axis.set_xlabel(x_dim)
         axis.set_ylabel(f"{y_dim} ({dataset[y_dim].attrs.get('units', '')})" if y_dim in dataset else y_dim)

@@ -4,7 +4,8 @@ Each task reads its chunks plus the halo the model needs in every dim (half the
 training patch, aligned to the network's down-sampling grid), pads it by
 reflection at the volume's edges (for a fully convolutional model only up to
 that grid), runs the model loaded once per worker from the checkpoint path,
-trims the halo and writes ``facies`` (and ``probability``).
+trims the halo and writes ``facies`` (and ``probability``, ``uncertainty``:
+both from the probabilities calibrated by the checkpoint's temperature).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class PredictTask:
     devices: dict | None = None  # worker address -> "cuda:N", so a host's workers spread over its GPUs
 
 
+#: The variables ``predict`` writes (an earlier run's are replaced together).
+PREDICTED = ("facies", "probability", "uncertainty")
 #: One model run at a time per worker process on its GPU; the tasks' reads and writes overlap it.
 _GPU_LOCK = threading.Lock()
 
@@ -113,7 +116,11 @@ def predict_block(task: PredictTask) -> int:
     # non-finite voxels are left unclassified (-1) below instead of getting a made-up class
     invalid = normalise_finite(block, payload["normalisation"]["mean"], payload["normalisation"]["std"])
     options = InferenceOptions(
-        task.config.batch_size, device, task.config.precision, task.config.probabilities
+        task.config.batch_size,
+        device,
+        task.config.precision,
+        task.config.probabilities,
+        uncertainty=task.config.uncertainty,
     )
     dtype = class_dtype(len(payload["class_names"]))
     with _GPU_LOCK if device != "cpu" else contextlib.nullcontext():
@@ -126,6 +133,9 @@ def predict_block(task: PredictTask) -> int:
         output.probability[:, invalid] = np.nan
         region = {"class": slice(None), **task.region}
         write_region(task.store, pending_name("probability"), region, output.probability)
+    if output.uncertainty is not None:
+        output.uncertainty[invalid] = np.nan
+        write_region(task.store, pending_name("uncertainty"), task.region, output.uncertainty)
     release_freed_memory()
     return int(invalid.sum())
 
@@ -200,7 +210,7 @@ def prediction_plan(dataset, payload: dict, chunks: dict[str, int]) -> list[Regi
 
 
 def predict_volume(store: str | Path, model_path: str | Path, config: PredictConfig, client=None) -> dict:
-    """Write ``facies`` (and ``probability``) for the whole volume into the store.
+    """Write ``facies`` (and ``probability``, ``uncertainty``) for the whole volume into the store.
 
     Parameters
     ----------
@@ -220,20 +230,18 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     # absolute: tasks run on workers, whose working folder may differ
     store, model_path = location.resolve(store), location.resolve(model_path)
     dataset = open_store(store)
-    finished = finished_variables(dataset, ("facies", "probability"))
+    finished = finished_variables(dataset, PREDICTED)
     if finished and not config.overwrite:
         raise StoreError(f"{store}: the store already has {finished[0]!r}; pass --overwrite to replace it")
     check_store_writable(store)
-    existing = [
-        name for name in ("facies", "probability", "class") if name in dataset.variables
-    ]  # incl. interrupted runs
+    existing = [name for name in (*PREDICTED, "class") if name in dataset.variables]  # incl. interrupted runs
     _, payload = load_model(model_path)
     check_model_fits(payload, dataset, model_path)
     names = payload["class_names"]
     chunks = store_chunks(dataset)
     if existing:
         delete_variables(store, existing)
-    template = prediction_template(dataset, names, chunks, config.probabilities)
+    template = prediction_template(dataset, names, chunks, config.probabilities, config.uncertainty)
     add_variables_template(template, store, {**chunks, "class": len(names)})
     sizes = dict(dataset.amplitude.sizes)
     n_workers = len(client.scheduler_info(n_workers=-1)["workers"]) if client is not None else 1
@@ -260,7 +268,7 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
         "model_name": payload["model_name"],
         "seisfacies_version": payload["seisfacies_version"],
     }
-    written = ["facies", "probability"] if config.probabilities else ["facies"]
+    written = ["facies"] + ["probability"] * config.probabilities + ["uncertainty"] * config.uncertainty
     for name in written:
         set_variable_attrs(store, pending_name(name), provenance)
     mark_complete(store, written)

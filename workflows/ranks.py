@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 import zarr
 
+from seisfacies.models.calibration import fit_temperature, held_out_logits
 from seisfacies.models.checkpoint import load_checkpoint, save_checkpoint
 from seisfacies.models.parallel import global_batch_norm
 from seisfacies.models.registry import create_model_for_patches
@@ -268,17 +269,26 @@ def _train(job: RankJob, attrs: dict, device: torch.device) -> dict:
     options = FitOptions.from_options(dict(config))
     queue = _queue(job.queue) if job.rank == 0 else None
 
+    last = {}
+
     def on_epoch(history, model, optimizer):
+        last["optimizer"] = optimizer
         if job.rank == 0:
             _save(job, model, optimizer, attrs, history[-1]["epoch"], history)
             if queue is not None:
                 queue.put(history[-1])
 
     history = fit(model, train, valid, weights, plan, options, device, state, on_epoch)
+    if job.rank == 0 and "optimizer" in last:
+        # calibrate on the held-out patches (rank 0's shard of them): the final checkpoint holds T
+        temperature = fit_temperature(*held_out_logits(model, valid)) if valid is not None else 1.0
+        _save(job, model, last["optimizer"], attrs, history[-1]["epoch"], history, temperature)
     return {"history": history} if job.rank == 0 else {}
 
 
-def _save(job: RankJob, model, optimizer, attrs: dict, epoch: int, history: list) -> None:
+def _save(
+    job: RankJob, model, optimizer, attrs: dict, epoch: int, history: list, temperature: float = 1.0
+) -> None:
     save_checkpoint(
         job.out,
         model,
@@ -295,6 +305,7 @@ def _save(job: RankJob, model, optimizer, attrs: dict, epoch: int, history: list
         history=history,
         train_config=json.loads(job.config.model_dump_json()),
         training_survey=job.survey or {},
+        temperature=float(temperature),  # divides the logits before softmax (1.0: not calibrated yet)
     )
 
 

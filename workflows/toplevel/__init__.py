@@ -6,7 +6,7 @@
 
 The functions mirror the CLI (:mod:`seisfacies.workflows.api`):
 ``sf.ingest``, ``sf.attach_labels``, ``sf.extract_patches``, ``sf.train``,
-``sf.predict``, ``sf.evaluate``, ``sf.export``, ``sf.plot``, ``sf.synth``,
+``sf.predict``, ``sf.evaluate``, ``sf.suggest``, ``sf.export``, ``sf.plot``, ``sf.synth``,
 ``sf.run_workflow`` and ``sf.open_store``. They are imported on first use, so
 ``import seisfacies.pipeline`` (the xarray backend, every worker reading
 SEG-Y) never loads torch or the workflows. This file is installed as
@@ -30,6 +30,7 @@ _LAZY = {
             "evaluate",
             "export",
             "plot",
+            "suggest",
             "open_store",
             "run_workflow",
             "current_client",
