@@ -48,6 +48,18 @@ def synthetic_survey(tmp_path_factory):
     return {"folder": folder, **summary}
 
 
+def write_labelled_store(survey: dict, folder: Path) -> Path:
+    """``folder/s.zarr``: the synthetic survey ingested in 16 x 16 x 32 chunks, every voxel labelled."""
+    from seisfacies.workflows.config import IngestConfig, LabelsConfig
+    from seisfacies.workflows.ingest import segy_to_zarr
+    from seisfacies.workflows.labels import attach_labels
+
+    store = folder / "s.zarr"
+    segy_to_zarr(survey["seismic"], store, IngestConfig(chunks="16,16,32"))
+    attach_labels(store, survey["labels"], LabelsConfig())
+    return store
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -27,7 +27,7 @@ from seisfacies.models.training import FitOptions, NonFiniteLoss, fit
 from seisfacies.pipeline.cluster import run_tasks
 from seisfacies.pipeline.exceptions import ClusterError, ConfigError
 from seisfacies.workflows.cli import cli
-from seisfacies.workflows.config import IngestConfig, LabelsConfig, PatchesConfig, PredictConfig, TrainConfig
+from seisfacies.workflows.config import PatchesConfig, PredictConfig, TrainConfig
 from seisfacies.workflows.devices import (
     Placement,
     cluster_gpus,
@@ -36,11 +36,10 @@ from seisfacies.workflows.devices import (
     plan_devices,
     visible_gpus,
 )
-from seisfacies.workflows.ingest import segy_to_zarr
-from seisfacies.workflows.labels import attach_labels
 from seisfacies.workflows.patches import extract_patches
 from seisfacies.workflows.predict import _gpu_plan
 from seisfacies.workflows.ranks import run_ranks
+from tests.conftest import write_labelled_store
 from tests.test_cli import assert_one_line_error
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -78,9 +77,7 @@ def faked_gpus(client, count: int, visible: dict[str, str] | None = None):
 @pytest.fixture(scope="module")
 def patch_store(synthetic_survey, tmp_path_factory):
     folder = tmp_path_factory.mktemp("gpu")
-    store = folder / "s.zarr"
-    segy_to_zarr(synthetic_survey["seismic"], store, IngestConfig(chunks="16,16,32"))
-    attach_labels(store, synthetic_survey["labels"], LabelsConfig())
+    store = write_labelled_store(synthetic_survey, folder)
     patches = folder / "p.zarr"
     extract_patches(store, patches, PatchesConfig(kind="trace", size=16, per_class=40, split_block=8))
     return patches
@@ -340,3 +337,28 @@ def test_two_ranks_without_a_per_step_check_stop_on_a_blown_up_loss_in_one_line(
     with pytest.raises(ModelError, match=r"training rank \d: .*NaN or infinite at epoch 1, step \d+ of \d+"):
         train_model(patch_store, tmp_path / "m.pt", config, cluster_client)
     assert time.perf_counter() - started < 25, "both ranks stopped; neither waited for the other's timeout"
+
+
+def _peer_failure_now():
+    raise RuntimeError("[gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:4242")
+
+
+def _own_failure_later():
+    time.sleep(1.0)
+    raise KeyError("x/c/290/0: not a chunk")
+
+
+def test_the_rank_with_its_own_error_is_reported_even_when_a_peers_broken_connection_comes_first(
+    cluster_client,
+):
+    from distributed import wait
+
+    from seisfacies.workflows.ranks import _first_cause
+
+    futures = [
+        cluster_client.submit(_peer_failure_now, pure=False),
+        cluster_client.submit(_own_failure_later, pure=False),
+    ]
+    wait(futures[:1])
+    rank, error = _first_cause(futures, [futures[0]])  # what run_ranks sees: only rank 0 failed so far
+    assert (rank, type(error)) == (1, KeyError)

@@ -55,7 +55,7 @@ from seisfacies.workflows.predict import predict_volume
 from seisfacies.workflows.ranks import load_shard, patch_attrs
 from seisfacies.workflows.run import run_workflow
 from seisfacies.workflows.train import train_model
-from tests.conftest import BIN, process_cluster
+from tests.conftest import BIN, process_cluster, write_labelled_store
 from tests.test_cli import assert_one_line_error
 from tests.test_workflows import SMALL
 
@@ -156,10 +156,7 @@ def test_a_loss_that_blows_up_stops_training_naming_the_step(labelled_store, tmp
 @pytest.fixture(scope="module")
 def labelled_store(synthetic_survey, tmp_path_factory):
     """The small synthetic survey, every voxel labelled."""
-    store = tmp_path_factory.mktemp("labelled") / "s.zarr"
-    segy_to_zarr(synthetic_survey["seismic"], store, IngestConfig(chunks="16,16,32"))
-    attach_labels(store, synthetic_survey["labels"], LabelsConfig())
-    return store
+    return write_labelled_store(synthetic_survey, tmp_path_factory.mktemp("labelled"))
 
 
 def _extent(kind: str, size: int, orientation: int) -> tuple[int, int, int]:

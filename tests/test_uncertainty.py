@@ -17,6 +17,7 @@ from seisfacies.workflows.labels import attach_labels
 from seisfacies.workflows.patches import extract_patches
 from seisfacies.workflows.predict import predict_volume
 from seisfacies.workflows.train import train_model
+from tests.conftest import write_labelled_store
 
 
 def test_a_fitted_temperature_lowers_the_calibration_error_of_over_confident_logits():
@@ -39,9 +40,7 @@ def test_normalised_entropy_is_zero_when_sure_and_one_when_uniform():
 @pytest.fixture(scope="module")
 def trained(synthetic_survey, tmp_path_factory):
     folder = tmp_path_factory.mktemp("calibration")
-    store = folder / "s.zarr"
-    segy_to_zarr(synthetic_survey["seismic"], store, IngestConfig(chunks="16,16,32"))
-    attach_labels(store, synthetic_survey["labels"], LabelsConfig())
+    store = write_labelled_store(synthetic_survey, folder)
     extract_patches(
         store, folder / "p.zarr", PatchesConfig(kind="section", size=16, per_class=60, split_block=8)
     )

@@ -130,16 +130,24 @@ def plan_devices(device: str, places: list[Placement], share: bool = False) -> l
                 f"option --device cuda: no CUDA device on the worker of rank {rank} ({place.address}); "
                 "use --device cpu or workers with GPUs"
             )
-        used = taken.setdefault(place.host, set())
-        free = [index for index, gpu in enumerate(place.gpus) if gpu not in used]
-        if not free and share:  # every GPU of the host has a worker: start another round
-            used.clear()
-            free = list(range(len(place.gpus)))
-        if not free:
+        index = _take_free_gpu(place, taken)
+        if index is None and share:  # every GPU of the host has a worker: start another round
+            taken[place.host].clear()
+            index = _take_free_gpu(place, taken)
+        if index is None:
             raise ConfigError(too_many_ranks(places))
-        used.add(place.gpus[free[0]])
-        devices.append(f"cuda:{free[0]}")
+        devices.append(f"cuda:{index}")
     return devices
+
+
+def _take_free_gpu(place: Placement, taken: dict[str, set[str]]) -> int | None:
+    """The first GPU in ``place``'s own numbering that no earlier worker on its host took (and take it)."""
+    used = taken.setdefault(place.host, set())
+    for index, gpu in enumerate(place.gpus):
+        if gpu not in used:
+            used.add(gpu)
+            return index
+    return None
 
 
 def too_many_ranks(places: list[Placement]) -> str:
@@ -200,13 +208,7 @@ def pick_workers(device: str, count: int, workers: dict[str, tuple[str, ...]]) -
         )
     if device != "cpu":
         taken: dict[str, set[str]] = {}
-        own_gpu = []
-        for place in places:
-            used = taken.setdefault(place.host, set())
-            free = [gpu for gpu in place.gpus if gpu not in used]
-            if free and len(own_gpu) < count:
-                used.add(free[0])
-                own_gpu.append(place)
+        own_gpu = [place for place in places if _take_free_gpu(place, taken) is not None][:count]
         if len(own_gpu) == count:
             return own_gpu
     return places[:count]
