@@ -190,6 +190,10 @@ def training_rows(work: Path, shape, epochs: int) -> list[Row]:
     return rows
 
 
+#: Prediction options that do what the plain loops do: one forward pass per section.
+SINGLE_PASS = {"mirror": False, "smooth": 0}
+
+
 def prediction_row(work: Path, shape, epochs: int) -> Row:
     from predict import ours, plain_loop, setup
 
@@ -197,7 +201,8 @@ def prediction_row(work: Path, shape, epochs: int) -> Row:
 
     (work / "predict").mkdir()
     store, _ = setup(work / "predict", shape, epochs, "cpu")
-    mine = ours(store, work / "predict" / "cnn2d.pt", PredictConfig(overwrite=True))
+    # the plain loop's work: one pass per section (the quality defaults --mirror --smooth 2 do 2.2x that)
+    mine = ours(store, work / "predict" / "cnn2d.pt", PredictConfig(overwrite=True, **SINGLE_PASS))
     loop = fresh(plain_loop, store, work / "predict" / "cnn2d.pt", "cpu")
     voxels = int(np.prod(shape))
     return Row(
@@ -232,7 +237,16 @@ def prediction_process_row(work: Path, shape, model: Path) -> Row:
     folder.mkdir()
     store = make_store(folder, shape)
     plain = [sys.executable, "-c", PLAIN_PREDICT, str(store), str(model), str(folder / "classes.npy")]
-    ours = [BIN / "seisfacies", "predict", str(store), str(model), "--overwrite"]
+    ours = [
+        BIN / "seisfacies",
+        "predict",
+        str(store),
+        str(model),
+        "--overwrite",
+        "--no-mirror",
+        "--smooth",
+        "0",
+    ]
     theirs, mine = _process_seconds(plain, folder), _process_seconds(ours, folder)
     voxels = int(np.prod(shape))
     return Row(

@@ -56,7 +56,7 @@ def normalise_finite(values: np.ndarray, mean: float, std: float) -> np.ndarray:
     return invalid
 
 
-def input_geometry(payload: dict) -> tuple[dict[str, int], int]:
+def input_geometry(payload: dict, smooth: int = 0) -> tuple[dict[str, int], int]:
     """Halo per dim name, and the down-sampling multiple, a checkpoint's model needs.
 
     Every dim the model looks along gets a halo, the vertical one included, so
@@ -66,6 +66,9 @@ def input_geometry(payload: dict) -> tuple[dict[str, int], int]:
     ----------
     payload : dict
         A loaded checkpoint (its ``patch``, ``model_name`` and ``model_config``).
+    smooth : int
+        Sections on each side whose logits are averaged (fully convolutional
+        section models): their inputs, and so their neighbours, are read too.
 
     Returns
     -------
@@ -76,6 +79,11 @@ def input_geometry(payload: dict) -> tuple[dict[str, int], int]:
     ...          "volume_dims": ["inline", "crossline", "time"]}
     >>> input_geometry({"patch": patch, "model_name": "cnn2d", "model_config": {"depth": 2}})
     ({'crossline': 27, 'time': 27}, 4)
+    >>> patch["neighbours"] = 2  # and two inlines on each side, as input channels
+    >>> input_geometry({"patch": patch, "model_name": "cnn2d", "model_config": {"depth": 2}})[0]
+    {'crossline': 27, 'time': 27, 'inline': 2}
+    >>> input_geometry({"patch": patch, "model_name": "cnn2d", "model_config": {"depth": 2}}, smooth=2)[0]
+    {'crossline': 27, 'time': 27, 'inline': 4}
     """
     patch, dims = payload["patch"], payload["patch"]["volume_dims"]
     entry = model_entry(payload["model_name"])
@@ -83,10 +91,33 @@ def input_geometry(payload: dict) -> tuple[dict[str, int], int]:
     half = max(patch["size"] // 2, radius)
     if patch["kind"] == "section":
         across = dims[1] if patch["orientations"][0] == "inline" else dims[0]
-        return {across: half, dims[2]: half}, multiple
+        halo = {across: half, dims[2]: half}
+        reach = patch.get("neighbours", 0) + (smooth if entry.dense else 0)
+        if reach:
+            halo[section_normal(patch)] = reach
+        return halo, multiple
     if patch["kind"] == "cube":
         return {dims[0]: half, dims[1]: half, dims[2]: half}, multiple
     return {dims[2]: half}, 1
+
+
+def section_normal(patch: dict) -> str:
+    """The dim across a section patch's sections: inline for inline sections.
+
+    Parameters
+    ----------
+    patch : dict
+        A checkpoint's ``patch`` record.
+
+    Returns
+    -------
+    str
+
+    >>> section_normal({"orientations": ["crossline"], "volume_dims": ["inline", "crossline", "depth"]})
+    'crossline'
+    """
+    dims = patch["volume_dims"]
+    return dims[0] if patch["orientations"][0] == "inline" else dims[1]
 
 
 @dataclass(frozen=True)
@@ -106,6 +137,13 @@ class InferenceOptions:
         Also return the softmax probabilities (float16).
     uncertainty : bool
         Also return the normalised entropy of the probabilities (float16).
+    mirror : bool
+        Fully convolutional section models: average the logits with those of
+        the mirrored sections (test-time augmentation; twice the compute).
+    smooth : int
+        Fully convolutional section models: average each section's logits
+        with those of ``smooth`` sections on each side (the block must hold
+        them: :func:`input_geometry` with ``smooth``).
     block_on_device : bool, optional
         Copy the whole block to the device once (pinned memory, asynchronous
         copy) and cut the sections of fully convolutional models there.
@@ -118,6 +156,8 @@ class InferenceOptions:
     probabilities: bool = False
     block_on_device: bool | None = None
     uncertainty: bool = False
+    mirror: bool = False
+    smooth: int = 0
 
     @property
     def whole_blocks(self) -> bool:
@@ -229,7 +269,8 @@ def classify_block(
         inline = payload["patch"]["orientations"][0] == "inline"
         source = _source(block, options) if dense else block  # patch centres are cut on the host
         batch = _section_batch(block, options, inline, dense)
-        _sections(forward, source, keep, size, output, batch, inline, dense)
+        neighbours = payload["patch"].get("neighbours", 0)
+        _sections(forward, source, keep, output, batch, inline, dense, size, neighbours, options)
     return output
 
 
@@ -267,7 +308,18 @@ def _swap_inline_crossline(block):
     return block.transpose(0, 1) if isinstance(block, torch.Tensor) else np.swapaxes(block, 0, 1)
 
 
-def _sections(forward, block, keep, size, output: BlockOutput, batch: int, inline: bool, dense: bool) -> None:
+def _sections(
+    forward,
+    block,
+    keep,
+    output: BlockOutput,
+    batch: int,
+    inline: bool,
+    dense: bool,
+    size: int,
+    neighbours: int,
+    options: InferenceOptions,
+) -> None:
     """Inline (or crossline) sections of the block, a batch of sections at a time."""
     sections = block if inline else _swap_inline_crossline(block)  # (section, across, vertical)
     along, across = (keep[0], keep[1]) if inline else (keep[1], keep[0])
@@ -275,7 +327,8 @@ def _sections(forward, block, keep, size, output: BlockOutput, batch: int, inlin
         last = min(first + batch, along.stop)
         rows = slice(first - along.start, last - along.start)
         if dense:
-            logits = forward(sections[first:last, None])[:, :, across, keep[2]]  # (section, C, across, T)
+            logits = _dense_logits(forward, sections, first, last, neighbours, options)
+            logits = logits[:, :, across, keep[2]]  # (section, C, across, T)
         else:
             logits = torch.stack(
                 [
@@ -287,6 +340,53 @@ def _sections(forward, block, keep, size, output: BlockOutput, batch: int, inlin
             output.put((rows, slice(None), slice(None)), logits)
         else:  # swap section and across back: (crossline, C, inline, T) -> (inline, C, crossline, T)
             output.put((slice(None), rows, slice(None)), logits.transpose(0, 2))
+
+
+def _dense_logits(forward, sections, first: int, last: int, neighbours: int, options: InferenceOptions):
+    """Logits of sections ``first..last``, each averaged with ``options.smooth`` sections on each side.
+
+    Noise is independent from section to section while the geology is not:
+    the mean of neighbouring sections' logits steadies the boundaries. The
+    extra sections are computed with the batch; at the volume's edges (the
+    block's, there) the last section counts again.
+    """
+    reach = options.smooth
+    low, high = max(first - reach, 0), min(last + reach, len(sections))
+    inputs = _with_neighbours(sections, low, high, neighbours)
+    logits = _mirror_average(forward, inputs) if options.mirror else forward(inputs)
+    if not reach:
+        return logits
+    total = torch.zeros_like(logits[first - low : last - low])
+    for offset in range(-reach, reach + 1):
+        index = np.clip(np.arange(first - low, last - low) + offset, 0, len(logits) - 1)
+        total += logits[torch.from_numpy(index).to(logits.device)]
+    return total / (2 * reach + 1)
+
+
+def _mirror_average(forward, inputs) -> torch.Tensor:
+    """Test-time augmentation: the mean of the logits of the sections and of their mirror images.
+
+    The patches were mirrored in training (``augment: flip``), so the model
+    must give the mirrored answer; averaging the two halves the variance the
+    noise gives each pixel.
+    """
+    mirrored = inputs.flip(-2) if isinstance(inputs, torch.Tensor) else np.flip(inputs, -2)
+    return (forward(inputs) + forward(mirrored).flip(-2)) / 2
+
+
+def _with_neighbours(sections, first: int, last: int, neighbours: int):
+    """Sections ``first..last`` as ``(section, channel, across, vertical)``: each with its neighbours.
+
+    The block holds ``neighbours`` sections of halo on each side inside the
+    volume; at the volume's edges the last section repeats, as in the patches.
+    """
+    if not neighbours:
+        return sections[first:last, None]
+    index = np.arange(first, last)[:, None] + np.arange(-neighbours, neighbours + 1)
+    index = np.clip(index, 0, len(sections) - 1)
+    if isinstance(sections, torch.Tensor):
+        return sections[torch.from_numpy(index).to(sections.device)]
+    return sections[index]
 
 
 def _patch_centres(

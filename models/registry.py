@@ -170,7 +170,7 @@ def create_model(name: str, **config) -> nn.Module:
 
 
 def create_model_for_patches(
-    name: str, n_classes: int, patch_size: int, activation: str | None = None, **options
+    name: str, n_classes: int, patch_size: int, activation: str | None = None, in_channels: int = 1, **options
 ) -> nn.Module:
     """Build a model for patches of a given size and class count.
 
@@ -187,6 +187,8 @@ def create_model_for_patches(
         The patches' size in samples.
     activation : str, optional
         Overrides the model's default activation.
+    in_channels : int
+        Input channels (a section and its neighbours); models without the field take only 1.
     **options
         Further config fields.
 
@@ -200,5 +202,9 @@ def create_model_for_patches(
     """
     known = {field.name for field in fields(model_entry(name).config_class)}
     given = {"n_classes": n_classes, "in_samples": patch_size, "activation": activation}
+    if in_channels != 1:
+        if "in_channels" not in known:
+            raise ValueError(f"{name} takes one input channel, not {in_channels} (sections with neighbours)")
+        given["in_channels"] = in_channels
     filled = {key: value for key, value in given.items() if key in known and value is not None}
     return create_model(name, **{**options, **filled})

@@ -88,7 +88,7 @@ Shard = tuple[torch.Tensor, torch.Tensor]
 
 
 def to_tensors(
-    x: np.ndarray, y: np.ndarray, model_name: str, mean: float, std: float
+    x: np.ndarray, y: np.ndarray, model_name: str, mean: float, std: float, stacked: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch arrays -> the model's input (normalised, channel axis) and targets (-1 ignored).
 
@@ -102,6 +102,8 @@ def to_tensors(
         A registered model; its entry says what input and targets it takes.
     mean, std : float
         The training split's statistics.
+    stacked : bool
+        ``x`` already has its channel axis: sections with their neighbours ``(N, C, W, H)``.
 
     Returns
     -------
@@ -117,13 +119,14 @@ def to_tensors(
     x = x.astype(np.float32)  # a copy: the caller's patches stay raw
     normalise_finite(x, mean, std)
     entry = model_entry(model_name)
-    inputs = torch.from_numpy(x[:, None] if entry.channel_axis else x)
+    inputs = torch.from_numpy(x[:, None] if entry.channel_axis and not stacked else x)
     y = y.astype(np.int64)
     if not entry.dense and y.ndim > 1:
         y = y[(slice(None),) + tuple(size // 2 for size in y.shape[1:])]  # the centre's class
     elif entry.dense and y.ndim == 1:  # centre labels for a dense model: only the centre counts
-        dense = np.full(x.shape, -1, np.int64)
-        dense[(slice(None),) + tuple(size // 2 for size in x.shape[1:])] = y
+        window = x.shape[2:] if stacked else x.shape[1:]
+        dense = np.full((len(x), *window), -1, np.int64)
+        dense[(slice(None),) + tuple(size // 2 for size in window)] = y
         y = dense
     return inputs, torch.from_numpy(y)
 

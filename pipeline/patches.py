@@ -40,6 +40,7 @@ class PatchPlan:
     split_block: int
     seed: int
     dense: bool
+    neighbours: int = 0  # section patches: sections on each side given as input channels
 
     def extent(self, orientation: str) -> tuple[int, int, int]:
         """Window extent along (inline, crossline, vertical).
@@ -91,6 +92,39 @@ def window_start(centre: np.ndarray, extent: int) -> np.ndarray:
     ([3], [4])
     """
     return centre - extent // 2
+
+
+def neighbour_starts(starts: np.ndarray, axis: int, neighbours: int, size: int) -> list[np.ndarray]:
+    """Window starts on the sections around each window, clamped to the volume.
+
+    A section patch with neighbours sees ``2 * neighbours + 1`` parallel
+    sections as input channels; at the volume's edges the last section repeats.
+
+    Parameters
+    ----------
+    starts : np.ndarray
+        ``(n, 3)`` first index of each window along (inline, crossline, vertical).
+    axis : int
+        The axis across the sections (0 for inline sections).
+    neighbours : int
+        Sections on each side.
+    size : int
+        The volume's size along ``axis``.
+
+    Returns
+    -------
+    list of np.ndarray
+        One ``(n, 3)`` array per channel, from ``-neighbours`` to ``+neighbours``.
+
+    >>> [s[:, 0].tolist() for s in neighbour_starts(np.array([[0, 5, 5], [4, 5, 5]]), 0, 1, 5)]
+    [[0, 3], [0, 4], [1, 4]]
+    """
+    shifted = []
+    for offset in range(-neighbours, neighbours + 1):
+        channel = starts.copy()
+        channel[:, axis] = np.clip(starts[:, axis] + offset, 0, size - 1)
+        shifted.append(channel)
+    return shifted
 
 
 def position_hash(seed: int, *coordinates: np.ndarray) -> np.ndarray:

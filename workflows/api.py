@@ -10,6 +10,7 @@ process. Exposed as ``import seisfacies as sf``; ``sf.train(...)`` is
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +19,13 @@ from seisfacies.workflows.options import build_config
 
 
 def _config(config_class: type, options: dict):
-    """Validate keyword options; a bad one is a ConfigError naming the keyword."""
+    """Validate keyword options; a bad one is a ConfigError naming the keyword.
+
+    Paths given as ``pathlib.Path`` (``truth=folder / "labels.sgy"``) are taken as their text.
+    """
+    options = {
+        key: os.fspath(value) if isinstance(value, os.PathLike) else value for key, value in options.items()
+    }
     return build_config(config_class, spell=str, **options)
 
 

@@ -109,6 +109,12 @@ class PatchesConfig(StrictModel):
     scale_range: float = Field(
         0.1, ge=0.0, lt=1.0, description="Amplitude scaling of the scale augment: 1 +- this."
     )
+    neighbours: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="Section patches: parallel sections on each side given as extra input channels.",
+    )
     seed: int = Field(0, description="Random seed of the draw and the split.")
     overwrite: bool = Field(False, description="Replace an existing output.")
 
@@ -157,6 +163,17 @@ class PredictConfig(StrictModel):
     )
     uncertainty: bool = Field(
         False, description="Also write `uncertainty`: 0 certain .. 1 every class equally likely."
+    )
+    mirror: bool = Field(
+        True,
+        description="Section CNNs: average with the mirrored sections' answer (twice the compute).",
+        json_schema_extra={"flag": "--mirror/--no-mirror"},
+    )
+    smooth: int = Field(
+        2,
+        ge=0,
+        le=16,
+        description="Section CNNs: average each section's logits with N parallel sections on each side.",
     )
     batch_size: int = Field(
         16,

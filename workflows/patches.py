@@ -27,6 +27,7 @@ from seisfacies.pipeline.patches import (
     candidates,
     choose_validation_blocks,
     cut_windows,
+    neighbour_starts,
     position_hash,
     squeeze_window,
     window_start,
@@ -49,6 +50,8 @@ from seisfacies.workflows.config import PatchesConfig
 PATCH_CHUNK = 256
 #: Bytes of patches one cut task holds at most (it reads each chunk column's box once).
 CUT_BUDGET_BYTES = 32 * 2**20
+#: Sections on each side that ``train``'s default section patches carry as input channels.
+SECTION_NEIGHBOURS = 2
 ROW_FIELDS = ("i", "j", "k", "orientation", "label", "split", "flip", "scale")
 
 
@@ -152,10 +155,10 @@ def cut_rows(task: CutTask) -> np.ndarray:
                 _cut_group(task, chosen, orientation, x, y)
     flipped = rows["flip"] == 1
     if flipped.any():  # mirror along the section (crossline for cubes); polarity unchanged
-        axis = 1 if plan.kind == "section" else 2
-        x[flipped] = np.flip(x[flipped], axis=axis)
+        # the width (crossline for cubes) is the second-last axis, with or without neighbour channels
+        x[flipped] = np.flip(x[flipped], axis=x.ndim - 2)
         if plan.dense:
-            y[flipped] = np.flip(y[flipped], axis=axis)
+            y[flipped] = np.flip(y[flipped], axis=y.ndim - 2)
     if (rows["scale"] != 1).any():
         x *= rows["scale"].reshape(-1, *[1] * (x.ndim - 1))
     target = {"patch": slice(task.start, task.start + n)}
@@ -210,10 +213,16 @@ def _cut_group(task: CutTask, chosen: np.ndarray, orientation: str, x: np.ndarra
     starts = np.stack(
         [window_start(rows[name][chosen], extent[axis]) for axis, name in enumerate(("i", "j", "k"))], axis=1
     )
-    low, high = starts.min(axis=0), starts.max(axis=0) + np.array(extent)
+    across = 0 if orientation == "inline" else 1
+    channels = neighbour_starts(starts, across, plan.neighbours, plan.sizes[across])
+    reach = np.concatenate(channels)
+    low, high = reach.min(axis=0), reach.max(axis=0) + np.array(extent)
     box = {dim: slice(int(a), int(b)) for dim, a, b in zip(plan.dims, low, high)}
     amplitude = read_region(task.store, "amplitude", box)
-    x[chosen] = squeeze_window(cut_windows(amplitude, tuple(low), starts, extent), plan.kind)
+    windows = [
+        squeeze_window(cut_windows(amplitude, tuple(low), shifted, extent), plan.kind) for shifted in channels
+    ]
+    x[chosen] = np.stack(windows, axis=1) if plan.neighbours else windows[0]
     if plan.dense:
         labels = read_region(task.store, "labels", box)
         y[chosen] = squeeze_window(cut_windows(labels, tuple(low), starts, extent), plan.kind)
@@ -222,11 +231,13 @@ def _cut_group(task: CutTask, chosen: np.ndarray, orientation: str, x: np.ndarra
 
 
 def _x_shape(plan: PatchPlan) -> tuple[int, ...]:
+    if plan.neighbours:
+        return (2 * plan.neighbours + 1, plan.size, plan.size)
     return {"trace": (plan.size,), "section": (plan.size, plan.size), "cube": (plan.size,) * 3}[plan.kind]
 
 
 def _y_shape(plan: PatchPlan) -> tuple[int, ...]:
-    return _x_shape(plan) if plan.dense else ()
+    return _x_shape(plan)[-2 if plan.kind == "section" else 0 :] if plan.dense else ()
 
 
 def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
@@ -254,6 +265,8 @@ def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
     if kind != "section":
         orientations = ("inline",)
     dense = kind == "section" or (kind == "cube" and bool(config.dense))
+    if config.neighbours and kind != "section":
+        raise ConfigError(f"option --neighbours {config.neighbours}: only section patches take neighbours")
     return PatchPlan(
         kind,
         dims,
@@ -264,6 +277,7 @@ def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
         config.split_block,
         config.seed,
         dense,
+        config.neighbours,
     )
 
 
@@ -446,15 +460,16 @@ def _patch_template(rows: dict, plan: PatchPlan, names, dataset, store, config) 
         "section": ("window_width", "window_vertical"),
         "cube": ("window_inline", "window_crossline", "window_vertical"),
     }[plan.kind]
+    x_dims = ("section_offset", *window_dims) if plan.neighbours else window_dims
     chunk = (min(PATCH_CHUNK, n),)
     variables = {
         "x": (
-            ("patch", *window_dims),
+            ("patch", *x_dims),
             da.zeros((n, *_x_shape(plan)), dtype=np.float32, chunks=chunk + _x_shape(plan)),
             {"long_name": "Seismic amplitude patches (raw; normalise with attrs mean/std)"},
         ),
         "y": (
-            ("patch", *window_dims[: len(_y_shape(plan))]),
+            ("patch", *window_dims[len(window_dims) - len(_y_shape(plan)) :]),
             da.zeros((n, *_y_shape(plan)), dtype=np.int16, chunks=chunk + _y_shape(plan)),
             {
                 "long_name": "Facies labels of the patches (-1: unlabelled)",
@@ -486,6 +501,7 @@ def _patch_template(rows: dict, plan: PatchPlan, names, dataset, store, config) 
         "val_fraction": config.val_fraction,
         "split_block": config.split_block,
         "augment": list(config.augment),
+        "neighbours": plan.neighbours,
         "source_store": store if location.is_url(store) else str(Path(store).resolve()),
         "split_meanings": "0 train, 1 validation",
         "orientation_meanings": "0 inline section, 1 crossline section",
@@ -526,9 +542,14 @@ def default_patches(model: str) -> PatchesConfig:
     """
     from seisfacies.models import model_entry
 
-    kind = model_entry(model).patch_kinds[0]
+    entry = model_entry(model)
+    kind = entry.patch_kinds[0]
     if kind == "section":
-        return PatchesConfig(kind="section", size=64, stride=4, per_class=400, augment=("flip",))
+        # fully convolutional models see two sections on each side: noise differs between them, geology hardly
+        neighbours = SECTION_NEIGHBOURS if entry.dense else 0
+        return PatchesConfig(
+            kind="section", size=64, stride=4, per_class=400, augment=("flip",), neighbours=neighbours
+        )
     if kind == "cube":
         return PatchesConfig(kind="cube", size=24, stride=4, per_class=300, dense=True)
     return PatchesConfig(kind="trace", size=64, stride=2, per_class=2000)

@@ -20,7 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seisfacies.models.inference import InferenceOptions, classify_block, input_geometry, normalise_finite
+from seisfacies.models.inference import (
+    InferenceOptions,
+    classify_block,
+    input_geometry,
+    normalise_finite,
+    section_normal,
+)
 from seisfacies.models.registry import model_entry
 from seisfacies.pipeline import location
 from seisfacies.pipeline.blocks import Region, aligned_halo_block, slab_regions
@@ -92,6 +98,18 @@ def _device(config: PredictConfig, devices: dict | None) -> str:
     return "cpu"
 
 
+def _pad_block(block: np.ndarray, pads: dict[str, tuple[int, int]], patch: dict) -> np.ndarray:
+    """Pad beyond the volume's edges: mirrored; neighbour sections repeat the last one, as in the patches."""
+    if not any(sum(pad) for pad in pads.values()):
+        return block
+    repeat = section_normal(patch) if patch.get("neighbours") else None
+    for axis, (dim, pad) in enumerate(pads.items()):
+        if sum(pad):
+            widths = [pad if other == axis else (0, 0) for other in range(block.ndim)]
+            block = np.pad(block, widths, mode="edge" if dim == repeat else "reflect")
+    return block
+
+
 def predict_block(task: PredictTask) -> int:
     """Predict one chunk-aligned region; returns how many voxels were left unclassified.
 
@@ -108,11 +126,11 @@ def predict_block(task: PredictTask) -> int:
     prepare_torch_process(task.torch_threads)
     device = _device(task.config, task.devices)
     model, payload = _worker_model(task.model_path, task.model_mtime, device)
-    halo, multiple = input_geometry(payload)
+    halo, multiple = input_geometry(payload, task.config.smooth)
     dense = model_entry(payload["model_name"]).dense  # fully convolutional: pads at the block's edges itself
     read, pads, keep = aligned_halo_block(task.region, halo, task.sizes, multiple, pad_edges=not dense)
     block = read_region(task.store, "amplitude", read).astype(np.float32, copy=False)
-    block = np.pad(block, list(pads.values()), mode="reflect")
+    block = _pad_block(block, pads, payload["patch"])
     # non-finite voxels are left unclassified (-1) below instead of getting a made-up class
     invalid = normalise_finite(block, payload["normalisation"]["mean"], payload["normalisation"]["std"])
     options = InferenceOptions(
@@ -121,6 +139,8 @@ def predict_block(task: PredictTask) -> int:
         task.config.precision,
         task.config.probabilities,
         uncertainty=task.config.uncertainty,
+        mirror=task.config.mirror,
+        smooth=task.config.smooth,
     )
     dtype = class_dtype(len(payload["class_names"]))
     with _GPU_LOCK if device != "cpu" else contextlib.nullcontext():
@@ -203,7 +223,8 @@ def prediction_plan(dataset, payload: dict, chunks: dict[str, int]) -> list[Regi
     vertical = vertical_dim(dataset)
     halo, _ = input_geometry(payload)
     horizontal = [dim for dim in halo if dim != vertical]
-    along = horizontal[0] if len(horizontal) == 1 else "crossline"
+    # along the widest horizontal halo (the sections' width, not their neighbours); cubes: crossline
+    along = max(reversed(horizontal), key=halo.get, default="crossline")
     chunks_deep = max(1, -(-MIN_HALOS_PER_TASK * halo.get(vertical, 0) // chunks[vertical]))
     plan_chunks = {**chunks, vertical: min(sizes[vertical], chunks[vertical] * chunks_deep)}
     return slab_regions(sizes, plan_chunks, along, 4, TASK_BUDGET_BYTES)  # float32 input

@@ -65,6 +65,10 @@ class RankJob:
     device: str | None = None  # planned on the client ("cpu", "cuda:1"); None: chosen in this process
 
 
+#: What a checkpoint keeps of its patches' attributes: what predict needs to cut the same inputs.
+PATCH_GEOMETRY = ("kind", "size", "orientations", "dense", "volume_dims", "neighbours")
+
+
 def patch_attrs(patches: str) -> dict:
     """The attributes of a patch store: kind, size, classes, mean and std, ...
 
@@ -77,7 +81,27 @@ def patch_attrs(patches: str) -> dict:
     -------
     dict
     """
-    return dict(zarr.open_group(store=patches, mode="r").attrs)
+    attrs = dict(zarr.open_group(store=patches, mode="r").attrs)
+    attrs.setdefault("neighbours", 0)  # patch stores written before neighbours existed
+    return attrs
+
+
+def input_channels(attrs: dict) -> int:
+    """Input channels of a model for these patches: the section and its neighbours on each side.
+
+    Parameters
+    ----------
+    attrs : dict
+        The patch store's attributes.
+
+    Returns
+    -------
+    int
+
+    >>> input_channels({"neighbours": 2}), input_channels({})
+    (5, 1)
+    """
+    return 2 * attrs.get("neighbours", 0) + 1
 
 
 def model_for(config: TrainConfig, attrs: dict) -> torch.nn.Module:
@@ -100,6 +124,7 @@ def model_for(config: TrainConfig, attrs: dict) -> torch.nn.Module:
             len(attrs["class_names"]),
             attrs["size"],
             config.activation,
+            in_channels=input_channels(attrs),
             **config.model_options,
         )
     except (ValueError, TypeError) as error:
@@ -202,9 +227,8 @@ def load_shard(patches: str, split: int, shard: int, shards: int, config: TrainC
         return None
     span = slice(int(rows[0]), int(rows[-1]) + 1)  # one contiguous read, bounded by the shard
     pick = rows - rows[0]
-    return to_tensors(
-        group["x"][span][pick], group["y"][span][pick], config.model, attrs["mean"], attrs["std"]
-    )
+    x, y = group["x"][span][pick], group["y"][span][pick]
+    return to_tensors(x, y, config.model, attrs["mean"], attrs["std"], stacked=attrs["neighbours"] > 0)
 
 
 def _training_labels(patches: str):
@@ -295,7 +319,7 @@ def _save(
         job.config.model,
         class_names=list(attrs["class_names"]),
         normalisation={"mean": float(attrs["mean"]), "std": float(attrs["std"])},
-        patch={key: attrs[key] for key in ("kind", "size", "orientations", "dense", "volume_dims")},
+        patch={key: attrs[key] for key in PATCH_GEOMETRY},
         optimizer_name=job.config.optimizer,
         run_id=job.run_id,
         patch_store=job.patches,

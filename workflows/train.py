@@ -54,6 +54,12 @@ def check_compatible(config: TrainConfig, attrs: dict) -> None:
         )
     if entry.dense and attrs["kind"] == "section" and not attrs["dense"]:
         raise ConfigError("option --model: cnn2d needs dense section labels")
+    if attrs.get("neighbours") and not entry.dense:
+        raise ConfigError(
+            f"option --model: {config.model} classifies one section at a time, but the patches carry "
+            f"{attrs['neighbours']} neighbouring sections on each side; use a fully convolutional model "
+            "(cnn2d) or cut patches with --neighbours 0"
+        )
 
 
 def _entry(config: TrainConfig):
