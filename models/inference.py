@@ -323,44 +323,58 @@ def _sections(
     """Inline (or crossline) sections of the block, a batch of sections at a time."""
     sections = block if inline else _swap_inline_crossline(block)  # (section, across, vertical)
     along, across = (keep[0], keep[1]) if inline else (keep[1], keep[0])
-    for first in range(along.start, along.stop, batch):
-        last = min(first + batch, along.stop)
-        rows = slice(first - along.start, last - along.start)
-        if dense:
-            logits = _dense_logits(forward, sections, first, last, neighbours, options)
-            logits = logits[:, :, across, keep[2]]  # (section, C, across, T)
-        else:
-            logits = torch.stack(
-                [
-                    _patch_centres(forward, section, size, across, keep[2], batch)
-                    for section in sections[first:last]
-                ]
+    if dense:
+        batches = _dense_batches(forward, sections, along, (across, keep[2]), batch, neighbours, options)
+    else:
+        batches = (
+            (
+                slice(first - along.start, min(first + batch, along.stop) - along.start),
+                torch.stack(
+                    [
+                        _patch_centres(forward, section, size, across, keep[2], batch)
+                        for section in sections[first : min(first + batch, along.stop)]
+                    ]
+                ),
             )
+            for first in range(along.start, along.stop, batch)
+        )
+    for rows, logits in batches:  # logits: (section, C, across, T)
         if inline:
             output.put((rows, slice(None), slice(None)), logits)
         else:  # swap section and across back: (crossline, C, inline, T) -> (inline, C, crossline, T)
             output.put((slice(None), rows, slice(None)), logits.transpose(0, 2))
 
 
-def _dense_logits(forward, sections, first: int, last: int, neighbours: int, options: InferenceOptions):
-    """Logits of sections ``first..last``, each averaged with ``options.smooth`` sections on each side.
+def _dense_batches(forward, sections, along: slice, window: tuple, batch: int, neighbours: int, options):
+    """``(rows, logits)`` of the kept sections, each averaged with ``options.smooth`` sections on each side.
 
     Noise is independent from section to section while the geology is not:
-    the mean of neighbouring sections' logits steadies the boundaries. The
-    extra sections are computed with the batch; at the volume's edges (the
-    block's, there) the last section counts again.
+    the mean of neighbouring sections' logits steadies the boundaries. Every
+    section's logits are computed once, in order, and kept only until the
+    sections that average them are out; at the block's ends (the volume's,
+    there) the last section counts again.
     """
     reach = options.smooth
-    low, high = max(first - reach, 0), min(last + reach, len(sections))
-    inputs = _with_neighbours(sections, low, high, neighbours)
-    logits = _mirror_average(forward, inputs) if options.mirror else forward(inputs)
-    if not reach:
-        return logits
-    total = torch.zeros_like(logits[first - low : last - low])
-    for offset in range(-reach, reach + 1):
-        index = np.clip(np.arange(first - low, last - low) + offset, 0, len(logits) - 1)
-        total += logits[torch.from_numpy(index).to(logits.device)]
-    return total / (2 * reach + 1)
+    low, high = max(along.start - reach, 0), min(along.stop + reach, len(sections))
+    held, first_held, next_out = [], low, along.start  # held: logits of sections first_held, ...
+    for first in range(low, high, batch):
+        last = min(first + batch, high)
+        inputs = _with_neighbours(sections, first, last, neighbours)
+        logits = _mirror_average(forward, inputs) if options.mirror else forward(inputs)
+        held.extend(logits[:, :, window[0], window[1]])
+        ready = along.stop if last == high else min(last - reach, along.stop)
+        if ready <= next_out:
+            continue
+        stacked = torch.stack(held)
+        total = torch.zeros_like(stacked[: ready - next_out])
+        for offset in range(-reach, reach + 1):
+            index = np.clip(np.arange(next_out, ready) + offset, low, high - 1) - first_held
+            total += stacked[torch.from_numpy(index).to(stacked.device)]
+        yield slice(next_out - along.start, ready - along.start), total / (2 * reach + 1)
+        next_out = ready
+        done = max(next_out - reach - first_held, 0)  # sections no later output averages
+        del held[:done]
+        first_held += done
 
 
 def _mirror_average(forward, inputs) -> torch.Tensor:
