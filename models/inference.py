@@ -326,23 +326,20 @@ def _sections(
     if dense:
         batches = _dense_batches(forward, sections, along, (across, keep[2]), batch, neighbours, options)
     else:
-        batches = (
-            (
-                slice(first - along.start, min(first + batch, along.stop) - along.start),
-                torch.stack(
-                    [
-                        _patch_centres(forward, section, size, across, keep[2], batch)
-                        for section in sections[first : min(first + batch, along.stop)]
-                    ]
-                ),
-            )
-            for first in range(along.start, along.stop, batch)
-        )
+        batches = _centre_batches(forward, sections, along, (across, keep[2]), batch, size)
     for rows, logits in batches:  # logits: (section, C, across, T)
         if inline:
             output.put((rows, slice(None), slice(None)), logits)
         else:  # swap section and across back: (crossline, C, inline, T) -> (inline, C, crossline, T)
             output.put((slice(None), rows, slice(None)), logits.transpose(0, 2))
+
+
+def _centre_batches(forward, sections, along: slice, window: tuple, batch: int, size: int):
+    """``(rows, logits)`` of the kept sections, one centred patch per voxel (models that are not dense)."""
+    for first in range(along.start, along.stop, batch):
+        last = min(first + batch, along.stop)
+        logits = [_patch_centres(forward, section, size, *window, batch) for section in sections[first:last]]
+        yield slice(first - along.start, last - along.start), torch.stack(logits)
 
 
 def _dense_batches(forward, sections, along: slice, window: tuple, batch: int, neighbours: int, options):
