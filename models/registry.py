@@ -42,6 +42,7 @@ class ModelEntry:
     config_class: type
     patch_kinds: tuple[str, ...]  # "trace", "section", "cube"; the first is cut for it by default
     dense: bool  # one class per pixel (True) or per patch (False)
+    epochs: int = 12  # what ``train`` runs when not told
 
     @property
     def channel_axis(self) -> bool:
@@ -71,7 +72,9 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, config_class: type, patch_kinds: tuple[str, ...], dense: bool):
+def register_model(
+    name: str, config_class: type, patch_kinds: tuple[str, ...], dense: bool, epochs: int = 12
+):
     """Class decorator that makes a model buildable by name.
 
     Parameters
@@ -84,6 +87,8 @@ def register_model(name: str, config_class: type, patch_kinds: tuple[str, ...], 
         Patch kinds it trains on ("trace", "section", "cube"); the first is the default.
     dense : bool
         One class per pixel (fully convolutional) or one per patch.
+    epochs : int, optional
+        The epochs ``train`` runs when not told.
 
     Returns
     -------
@@ -92,7 +97,7 @@ def register_model(name: str, config_class: type, patch_kinds: tuple[str, ...], 
     """
 
     def decorate(model_class):
-        _REGISTRY[name] = ModelEntry(name, model_class, config_class, patch_kinds, dense)
+        _REGISTRY[name] = ModelEntry(name, model_class, config_class, patch_kinds, dense, epochs)
         return model_class
 
     return decorate

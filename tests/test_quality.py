@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import seisfacies.workflows.predict as predict
+from seisfacies.models.checkpoint import load_checkpoint
 from seisfacies.models.inference import InferenceOptions, classify_block
 from seisfacies.models.registry import create_model_for_patches
 from seisfacies.pipeline.exceptions import ConfigError
@@ -62,6 +63,18 @@ def neighbour_model(neighbour_patches):
     config = TrainConfig(model="cnn2d", epochs=2, model_options={"base": 4, "depth": 1}, seed=2)
     train_model(neighbour_patches["patches"], out, config)
     return out
+
+
+def test_train_without_epochs_runs_the_models_own_and_records_them(neighbour_patches, tmp_path):
+    out = tmp_path / "default.pt"
+    summary = train_model(
+        neighbour_patches["patches"], out, TrainConfig(model="cnn2d", model_options={"base": 4})
+    )
+    checkpoint = load_checkpoint(str(out))
+    assert summary["epochs"] == 9 and len(checkpoint["history"]) == 9
+    assert checkpoint["train_config"]["epochs"] == 9
+    assert checkpoint["model_config"]["depth"] == 3  # the cnn2d default: three levels
+    assert TrainConfig().epochs is None  # the option itself stays unset: the model decides
 
 
 def test_a_model_with_neighbours_predicts_the_same_whatever_the_chunking(

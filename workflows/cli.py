@@ -375,7 +375,7 @@ def run_command(workflow: str, force: bool, scheduler: str | None, workers: int 
 @click.option(
     "--shape", nargs=3, type=int, default=None, metavar="IL XL NS", help="Survey size (default 96 96 128)."
 )
-@click.option("--epochs", type=int, default=None, help="Training epochs (default 12).")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default: the model's, 9 for cnn2d).")
 @click.option("--force", is_flag=True, help="Redo every step even if its outputs are up to date.")
 @scheduler_option
 def demo(out: str, shape, epochs: int | None, force: bool, scheduler: str | None) -> None:

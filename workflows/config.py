@@ -127,7 +127,11 @@ class TrainConfig(StrictModel):
     activation: Literal["sigmoid", "tanh", "relu", "leaky_relu", "elu"] | None = Field(
         None, description="Hidden-layer activation (default: the model's)."
     )
-    epochs: int = Field(12, ge=1, description="Passes over the training patches.")
+    epochs: int | None = Field(
+        None,
+        ge=1,
+        description="Passes over the training patches (default: the model's, 9 for cnn2d, 12 for others).",
+    )
     batch_size: int = Field(32, ge=1, description="Global mini-batch size.")
     lr: float = Field(2e-3, gt=0, description="Learning rate (alpha).")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty on the weights.")
@@ -170,7 +174,7 @@ class PredictConfig(StrictModel):
         json_schema_extra={"flag": "--mirror/--no-mirror"},
     )
     smooth: int = Field(
-        2,
+        1,
         ge=0,
         le=16,
         description="Section CNNs: average each section's logits with N parallel sections on each side.",

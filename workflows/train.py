@@ -109,6 +109,7 @@ def train_model(
     attrs = patch_attrs(str(patches))
     check_compatible(config, attrs)
     model_for(config, attrs)  # options checked on the client, before any worker starts
+    config = with_model_epochs(config)
     n_train = training_count(str(patches))
     plan_shards(n_train, config.workers, config.shards)
     run_id = _resumed_run(out, patches, attrs) if config.resume else uuid.uuid4().hex
@@ -122,6 +123,28 @@ def train_model(
     seconds = time.perf_counter() - started
     summary = _summary(out, patches, config, history, attrs, seconds, restarts, history_path, n_train)
     return {**summary, "patches_note": note} if note else summary
+
+
+def with_model_epochs(config: TrainConfig) -> TrainConfig:
+    """The config with ``epochs`` set: the model's own when the user gave none.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Training options; ``model`` is registered.
+
+    Returns
+    -------
+    TrainConfig
+
+    >>> [with_model_epochs(TrainConfig(model=name)).epochs for name in ("cnn2d", "mlp")]
+    [9, 12]
+    >>> with_model_epochs(TrainConfig(model="cnn2d", epochs=3)).epochs
+    3
+    """
+    if config.epochs is not None:
+        return config
+    return config.model_copy(update={"epochs": model_entry(config.model).epochs})
 
 
 def _training_survey(attrs: dict) -> dict:
