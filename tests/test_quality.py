@@ -77,6 +77,18 @@ def test_train_without_epochs_runs_the_models_own_and_records_them(neighbour_pat
     assert TrainConfig().epochs is None  # the option itself stays unset: the model decides
 
 
+def test_resume_rebuilds_the_checkpoints_network_and_epochs_not_todays_defaults(neighbour_patches, tmp_path):
+    # a checkpoint of the old defaults' shape (two levels, 12 epochs there; 3 here), cut short at 2
+    out = tmp_path / "old.pt"
+    old = TrainConfig(model="cnn2d", epochs=3, model_options={"base": 4, "depth": 2}, time_budget=0.001)
+    train_model(neighbour_patches["patches"], out, old)  # stops after its first epoch
+    assert len(load_checkpoint(str(out))["history"]) == 1
+    train_model(neighbour_patches["patches"], out, TrainConfig(model="cnn2d", resume=True))
+    checkpoint = load_checkpoint(str(out))
+    assert checkpoint["model_config"]["depth"] == 2 and checkpoint["model_config"]["base"] == 4
+    assert [row["epoch"] for row in checkpoint["history"]] == [1, 2, 3]  # its own 3 epochs, not 9
+
+
 def test_a_model_with_neighbours_predicts_the_same_whatever_the_chunking(
     neighbour_patches, neighbour_model, synthetic_survey, tmp_path, monkeypatch
 ):

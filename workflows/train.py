@@ -107,12 +107,15 @@ def train_model(
     check_folder_writable(out)
     patches, note = _patch_store(source, out, config, client, patches_config)
     attrs = patch_attrs(str(patches))
+    run_id = uuid.uuid4().hex
+    if config.resume:
+        recorded = _resumable_checkpoint(out, patches, attrs)
+        run_id, config = recorded.get("run_id") or run_id, as_recorded(config, recorded)
     check_compatible(config, attrs)
     model_for(config, attrs)  # options checked on the client, before any worker starts
     config = with_model_epochs(config)
     n_train = training_count(str(patches))
     plan_shards(n_train, config.workers, config.shards)
-    run_id = _resumed_run(out, patches, attrs) if config.resume else uuid.uuid4().hex
     started = time.perf_counter()
     survey = _training_survey(attrs)
     result, restarts = _run_with_restarts(patches, out, config, client, run_id, survey)
@@ -123,6 +126,40 @@ def train_model(
     seconds = time.perf_counter() - started
     summary = _summary(out, patches, config, history, attrs, seconds, restarts, history_path, n_train)
     return {**summary, "patches_note": note} if note else summary
+
+
+def as_recorded(config: TrainConfig, checkpoint: dict) -> TrainConfig:
+    """A resumed run's config: what the user left unset is what the checkpoint was trained with.
+
+    Defaults change between releases (cnn2d: depth 2 and 12 epochs, then depth
+    3 and 9); a resumed run must rebuild the checkpoint's network and stop at
+    its epochs, not today's defaults.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The options given with ``--resume``.
+    checkpoint : dict
+        The loaded checkpoint.
+
+    Returns
+    -------
+    TrainConfig
+
+    >>> recorded = {"model_config": {"n_classes": 6, "base": 16, "depth": 2}, "train_config": {"epochs": 12}}
+    >>> resumed = as_recorded(TrainConfig(model="cnn2d", model_options={"base": 8}, resume=True), recorded)
+    >>> resumed.model_options, resumed.epochs
+    ({'base': 8, 'depth': 2}, 12)
+    """
+    fitted = {"n_classes", "in_samples", "in_channels"}  # filled in from the patches anyway
+    recorded = checkpoint.get("model_config", {})
+    network = {key: value for key, value in recorded.items() if key not in fitted | {"activation"}}
+    update = {"model_options": {**network, **config.model_options}}
+    if config.activation is None and "activation" in recorded:
+        update["activation"] = recorded["activation"]
+    if config.epochs is None:
+        update["epochs"] = checkpoint.get("train_config", {}).get("epochs")
+    return config.model_copy(update=update)
 
 
 def with_model_epochs(config: TrainConfig) -> TrainConfig:
@@ -197,8 +234,8 @@ def _checkpoint_run(out: Path) -> str | None:
         return None
 
 
-def _resumed_run(out: Path, patches: Path, attrs: dict) -> str:
-    """The run id of the checkpoint to continue; refuse one trained on other data."""
+def _resumable_checkpoint(out: Path, patches: Path, attrs: dict) -> dict:
+    """The checkpoint to continue; refuse one trained on other data."""
     try:
         payload = load_checkpoint(out)
     except (ValueError, KeyError, RuntimeError) as error:
@@ -211,7 +248,7 @@ def _resumed_run(out: Path, patches: Path, attrs: dict) -> str:
             f"{out}: --resume: the checkpoint was trained on {trained_on or 'other patches'}, not {here}; "
             "train it afresh with --overwrite, or resume on the store it was trained on"
         )
-    return payload.get("run_id") or uuid.uuid4().hex
+    return payload
 
 
 def _patch_store(source: str, out: str, config: TrainConfig, client, patches_config) -> tuple[str, str]:
