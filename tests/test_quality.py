@@ -146,6 +146,18 @@ def test_neighbours_mirror_and_smoothing_give_the_same_answer_on_the_device_path
     assert np.abs(single - host).max() > 2e-3  # smoothing and mirroring did change the answer
 
 
+def test_smoothing_runs_the_network_once_per_section():
+    # smoothing over N sections must reuse their logits, not rerun them for every batch (5x the work
+    # and memory at smooth 2 when one long section fills a pass)
+    torch.manual_seed(0)
+    model = create_model_for_patches("cnn2d", 3, 8, in_channels=3, base=4, depth=1).eval()
+    seen = []
+    model.register_forward_hook(lambda module, inputs, output: seen.append(len(inputs[0])))
+    block = np.random.default_rng(2).normal(size=(7, 12, 16)).astype(np.float32)
+    _classify(model, block, False, smooth=2, batch_size=1)
+    assert sum(seen) == 7  # every section of the block through the network once
+
+
 def test_neighbour_patches_are_refused_where_they_cannot_be_used(neighbour_patches, tmp_path):
     with pytest.raises(ConfigError, match="cnn2d_patch classifies one section at a time") as error:
         train_model(
