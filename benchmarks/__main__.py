@@ -201,7 +201,7 @@ def prediction_row(work: Path, shape, epochs: int) -> Row:
 
     (work / "predict").mkdir()
     store, _ = setup(work / "predict", shape, epochs, "cpu")
-    # the plain loop's work: one pass per section (the quality defaults --mirror --smooth 2 do 2.2x that)
+    # the plain loop's work: one pass per section (the quality defaults --mirror --smooth 1 do about 2x that)
     mine = ours(store, work / "predict" / "cnn2d.pt", PredictConfig(overwrite=True, **SINGLE_PASS))
     loop = fresh(plain_loop, store, work / "predict" / "cnn2d.pt", "cpu")
     voxels = int(np.prod(shape))

@@ -106,7 +106,7 @@ def main() -> None:
     try:
         store, truth = setup(work, tuple(args.shape), args.epochs, args.device)
         voxels = int(np.prod(args.shape))
-        # one pass per section, as the plain loop (the quality defaults --mirror --smooth 2 do 2.2x that)
+        # one pass per section, as the plain loop (the quality defaults --mirror --smooth 1 do about 2x that)
         config = PredictConfig(device=args.device, overwrite=True, batch_size=16, mirror=False, smooth=0)
         fcn = ours(store, work / "cnn2d.pt", config)
         fcn_iou = unlabelled_iou(store, truth)

@@ -8,11 +8,10 @@ nearest labelled (or already chosen) inline, less :data:`COVERED` inlines
 (those the model sees with a labelled one as input neighbours). An inline's
 doubt is its mean ``uncertainty`` above that of the survey's surest inline:
 the floor every inline shares (noise, facies boundaries everywhere) is not
-what a new label removes; a tenth of the whole doubt is added, so that the
-picks are evenly spaced where the doubt is flat. Each greedy pick removes the largest share of the
-sum; with the same doubt everywhere the picks are evenly spaced, and doubt
-pulls them towards where the model is unsure. Edge inlines, which serve
-only one side, count for what they cover.
+what a new label removes, and a tenth of the whole doubt is added, so that
+flat doubt gives evenly spaced picks. Each greedy pick removes the largest
+share of the sum; doubt pulls the picks towards where the model is unsure.
+Edge inlines, which serve only one side, count for what they cover.
 """
 
 from __future__ import annotations
