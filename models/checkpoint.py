@@ -101,20 +101,23 @@ def _plain(value):
 
 
 def _readable(path):
-    """A local path as it is; a URL's bytes (torch.load needs a seekable file)."""
+    """A local path as it is; bytes or a URL's bytes as a seekable file (torch.load needs one)."""
+    if isinstance(path, bytes):
+        return io.BytesIO(path)
     if "://" not in str(path):
         return path
     with fsspec.open(str(path), "rb") as handle:
         return io.BytesIO(handle.read())
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike | bytes, map_location="cpu") -> dict:
     """Read a checkpoint safely; raises ValueError for files that are not ours.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The checkpoint file.
+    path : str, os.PathLike or bytes
+        The checkpoint file, or its bytes as read once (so that every reader
+        gets the same version of a file that training may rewrite).
     map_location : str or torch.device
         Where tensors are loaded.
 
@@ -131,11 +134,49 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
         raise ValueError(f"{path}: no such checkpoint") from None
     except DECODE_ERRORS as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{path}: not a loadable seisfacies checkpoint ({first[:160]})") from None
+        raise ValueError(f"{_named(path)}: not a loadable seisfacies checkpoint ({first[:160]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else None
-        raise ValueError(f"{path}: not a seisfacies checkpoint (format {found!r})")
+        raise ValueError(f"{_named(path)}: not a seisfacies checkpoint (format {found!r})")
     return payload
+
+
+def _named(path) -> str:
+    return f"the checkpoint's {len(path)} bytes" if isinstance(path, bytes) else str(path)
+
+
+def training_progress(payload: dict) -> tuple[bool, int, int | None]:
+    """Whether a checkpoint is final, and the epoch it holds of how many planned.
+
+    Training writes a checkpoint after every epoch (partial) and once more
+    after calibration (final). A checkpoint from before the mark existed is
+    partial when it holds fewer epochs than its training config asked for
+    (and no time budget could have stopped it early).
+
+    Parameters
+    ----------
+    payload : dict
+        A loaded checkpoint.
+
+    Returns
+    -------
+    tuple
+        (final, epoch, planned epochs or None where unknown).
+
+    >>> training_progress({"final": False, "epoch": 4, "epochs": 30})
+    (False, 4, 30)
+    >>> training_progress({"epoch": 4, "train_config": {"epochs": 30, "time_budget": None}})
+    (False, 4, 30)
+    >>> training_progress({"epoch": 12, "train_config": {"epochs": 12}})
+    (True, 12, 12)
+    """
+    epoch = int(payload.get("epoch", 0))
+    recorded = payload.get("train_config") or {}
+    planned = payload.get("epochs", recorded.get("epochs"))
+    if "final" in payload:
+        return bool(payload["final"]), epoch, planned
+    stopped_early = planned is not None and epoch < planned and recorded.get("time_budget") is None
+    return not stopped_early, epoch, planned
 
 
 def build_model(payload: dict) -> nn.Module:
@@ -156,13 +197,13 @@ def build_model(payload: dict) -> nn.Module:
     return model
 
 
-def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict]:
+def load_model(path: str | os.PathLike | bytes) -> tuple[nn.Module, dict]:
     """The model of a checkpoint file, and the checkpoint's metadata.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        A file written by :func:`save_checkpoint`.
+    path : str, os.PathLike or bytes
+        A file written by :func:`save_checkpoint`, or its bytes.
 
     Returns
     -------
@@ -176,4 +217,6 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict]:
         return build_model(payload), payload
     except (KeyError, RuntimeError, TypeError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ValueError(f"{path}: the checkpoint does not rebuild its model ({first[:160]})") from None
+        raise ValueError(
+            f"{_named(path)}: the checkpoint does not rebuild its model ({first[:160]})"
+        ) from None

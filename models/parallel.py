@@ -104,3 +104,29 @@ def global_batch_norm(module: nn.Module) -> nn.Module:
         else:
             global_batch_norm(child)
     return module
+
+
+def gathered(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Every rank's tensors concatenated along their first axis, in rank order, on every rank.
+
+    For small host-side results (held-out logits for the temperature): ranks
+    may hold different lengths, also none. Outside a process group the
+    tensors come back as they are.
+
+    Parameters
+    ----------
+    *tensors : torch.Tensor
+        This rank's parts (moved to the CPU).
+
+    Returns
+    -------
+    tuple of torch.Tensor
+
+    >>> gathered(torch.arange(3))[0].tolist()
+    [0, 1, 2]
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensors
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, [tensor.cpu() for tensor in tensors])
+    return tuple(torch.cat([part[i] for part in parts]) for i in range(len(tensors)))

@@ -200,11 +200,25 @@ def local_batch(optimizer: str, batch_size: int, n_train: int, shards: int) -> t
     -------
     tuple of int
 
+    Raises
+    ------
+    ValueError
+        A mini-batch smaller than the shard count: every shard gives at least one
+        patch a step, so the global batch would silently grow to ``shards``.
+
     >>> local_batch("adam", 32, 100, 2), local_batch("gd", 32, 100, 2)
     ((16, 3), (50, 1))
+    >>> local_batch("adam", 2, 100, 4)
+    Traceback (most recent call last):
+    ValueError: a global batch of 2 patches cannot be shared by 4 shards (one patch each at least)
     """
     if optimizer == "gd":
         return -(-n_train // shards), 1  # full batch: the whole training set in every step
+    if batch_size < shards:
+        raise ValueError(
+            f"a global batch of {batch_size} patches cannot be shared by {shards} shards "
+            "(one patch each at least)"
+        )
     smallest = n_train // shards
     batch = max(1, min(batch_size // shards, smallest))
     return batch, max(1, smallest // batch)
@@ -218,11 +232,16 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def _counts(logits, targets, total) -> torch.Tensor:
-    """Loss, correct and labelled pixels, as a float64 tensor on the logits' device (no host sync)."""
+def _counts(logits, targets) -> torch.Tensor:
+    """Unweighted loss sum, correct and labelled pixels, as float64 on the logits' device (no host sync).
+
+    Unweighted in training and validation alike, so ``train_loss`` and
+    ``val_loss`` are the same measure: the mean cross-entropy per labelled pixel.
+    """
     valid = targets >= 0
+    total = F.cross_entropy(logits.float(), targets, ignore_index=-1, reduction="sum")
     correct = ((logits.argmax(1) == targets) & valid).sum()
-    return torch.stack([total.detach().double(), correct.double(), valid.sum().double()])
+    return torch.stack([total.double(), correct.double(), valid.sum().double()])
 
 
 def _reduced(sums: torch.Tensor, prefix: str) -> dict:
@@ -295,7 +314,9 @@ def train_epoch(
     Returns
     -------
     dict
-        ``train_loss`` and ``train_accuracy`` over all ranks. A non-finite loss
+        ``train_loss`` (the unweighted mean cross-entropy per labelled pixel, as
+        ``val_loss``; the class weights shape the gradients only) and
+        ``train_accuracy`` over all ranks. A non-finite loss
         on any rank raises :class:`NonFiniteLoss` on every rank.
     """
     shard_batch, steps = plan
@@ -334,7 +355,7 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        sums += _counts(logits.detach(), targets, total)
+        sums += _counts(logits.detach(), targets)
     if world > 1:  # a bad loss on one rank spreads to all through the gradients: agree on the first
         dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
     if first_bad < steps:
@@ -364,19 +385,19 @@ def _stop_if_any_rank_is_bad(bad, world: int, epoch: int, step: int, steps: int,
 
 
 @torch.no_grad()
-def evaluate(
-    network: nn.Module, data: Shard, n_classes: int, options: FitOptions, device: torch.device
-) -> dict:
+def evaluate(network: nn.Module, data: Shard | None, options: FitOptions, device: torch.device) -> dict:
     """Unweighted loss and accuracy on held-out patches, summed over all ranks.
+
+    Every rank must call it, also one without validation patches: the sums
+    are all-reduced, and a rank that skipped the collective would hang or
+    abort the others.
 
     Parameters
     ----------
     network : torch.nn.Module
         The model.
-    data : tuple of torch.Tensor
-        This rank's validation inputs and targets.
-    n_classes : int
-        Number of classes.
+    data : tuple of torch.Tensor, optional
+        This rank's validation inputs and targets; None when its shard is empty.
     options : FitOptions
         For the precision.
     device : torch.device
@@ -388,16 +409,37 @@ def evaluate(
         ``val_loss`` and ``val_accuracy``.
     """
     network.eval()
-    x, y = data
-    ones = torch.ones(n_classes, device=device)
+    x, y = data if data is not None else ((), ())
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     for start in range(0, len(x), EVAL_BATCH):
         inputs, targets = x[start : start + EVAL_BATCH].to(device), y[start : start + EVAL_BATCH].to(device)
         with _autocast(device, options.precision):
             logits = network(inputs)
-        total, _ = loss_terms(logits, targets, ones)
-        sums += _counts(logits, targets, total)
+        sums += _counts(logits, targets)
     return _reduced(sums, "val")
+
+
+def any_rank_has(data: Shard | None, device: torch.device | None = None) -> bool:
+    """Whether this rank or any other holds patches; every rank gets the same answer.
+
+    Parameters
+    ----------
+    data : tuple of torch.Tensor, optional
+        This rank's patches of one split.
+    device : torch.device, optional
+        Where the process group's tensors live (a GPU for NCCL).
+
+    Returns
+    -------
+    bool
+
+    >>> any_rank_has(None), any_rank_has((torch.zeros(1), torch.zeros(1)))
+    (False, True)
+    """
+    flag = torch.tensor([float(data is not None and len(data[0]) > 0)], device=device)
+    if _world() > 1:
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def over_budget(options: FitOptions, started: float, device: torch.device | None = None) -> bool:
@@ -479,12 +521,13 @@ def fit(
     weights = weights.to(device)
     train = {shard: on_device(data, device) for shard, data in train.items()}
     valid = on_device(valid, device) if valid is not None else None
+    validate = any_rank_has(valid, device)  # then all ranks evaluate, with or without patches
     started = time.perf_counter()
     for epoch in range(state.get("epoch", 0), options.epochs):
         for group in optimizer.param_groups:
             group["lr"] = options.lr * learning_rate_factor(options.schedule, epoch, options.epochs)
         train_metrics = train_epoch(network, optimizer, train, weights, plan, epoch, options, device)
-        valid_metrics = evaluate(network, valid, len(weights), options, device) if valid is not None else {}
+        valid_metrics = evaluate(network, valid, options, device) if validate else {}
         record = {
             "epoch": epoch + 1,
             **train_metrics,

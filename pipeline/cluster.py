@@ -147,6 +147,28 @@ def _first_cause(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
+def live_workers(client) -> dict:
+    """The workers the scheduler knows now, asked of the scheduler itself: address -> info.
+
+    ``client.scheduler_info()`` is no use for liveness: it returns the client's
+    cached identity, which the client's own periodic refresh replaces with one
+    that lists no workers at all, so a check that reads it can see a live
+    worker as gone (about 1 call in 10 with a refresh every 2 ms, rarely but
+    surely over an hour of training at the default 2 s).
+
+    Parameters
+    ----------
+    client : distributed.Client
+        A synchronous client.
+
+    Returns
+    -------
+    dict
+        Worker address -> the scheduler's record of it (``resources``, ``nthreads``, ...).
+    """
+    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+
+
 class _TqdmCallback(Callback):
     """Progress of the local threaded scheduler, one tick per task."""
 
@@ -165,8 +187,9 @@ def run_tasks(
     description: str = "",
     progress: bool = True,
     resources: dict | None = None,
+    shared: dict | None = None,
 ) -> list:
-    """Run ``function(item)`` for every item on ``client`` (or local threads).
+    """Run ``function(item, **shared)`` for every item on ``client`` (or local threads).
 
     Results come back in the order of ``items``. Items must be picklable
     descriptions (paths, slices, small arrays), never open files or models.
@@ -187,6 +210,9 @@ def run_tasks(
     resources : dict, optional
         Worker resources each task holds while it runs (``{"GPU": 0.5}``);
         only workers that declare them run the tasks.
+    shared : dict, optional
+        Keyword arguments of every call, sent to each worker once (a
+        checkpoint's bytes), not once per task.
 
     Returns
     -------
@@ -194,14 +220,16 @@ def run_tasks(
         ``function(item)`` for every item, in order.
     """
     bar = tqdm(total=len(items), desc=description, unit="task", disable=not progress or None, leave=False)
+    shared = shared or {}
     with bar:
         if client is None:
-            tasks = [dask.delayed(function, pure=False)(item) for item in items]
+            tasks = [dask.delayed(function, pure=False)(item, **shared) for item in items]
             with _TqdmCallback(bar):
                 return list(dask.compute(*tasks, scheduler="threads"))
         from distributed import as_completed
 
-        futures = client.map(function, items, pure=False, resources=resources)
+        sent = {name: client.scatter(value, broadcast=True, hash=False) for name, value in shared.items()}
+        futures = client.map(function, items, pure=False, resources=resources, **sent)
         for future in as_completed(futures):
             if future.status == "error":
                 error = future.exception()  # before cancelling: a cancelled future forgets it

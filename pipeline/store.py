@@ -16,7 +16,6 @@ variable added to an existing store, are listed under the root attribute
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import uuid
@@ -300,37 +299,6 @@ def remove_path(path: str | os.PathLike) -> None:
         The file or store.
     """
     location.remove(path)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file, read a MiB at a time.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file.
-
-    Returns
-    -------
-    str
-        Hex digest.
-    """
-    """File sha256.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file or store.
-
-    Returns
-    -------
-    str
-    """
-    digest = hashlib.sha256()
-    with location.open_file(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def encoding_for(dataset: xr.Dataset, chunks: dict[str, int], uncompressed: tuple[str, ...] = ()) -> dict:

@@ -159,18 +159,67 @@ def test_fit_learns_a_separable_problem_and_reports_every_epoch():
     assert history[-1]["val_accuracy"] > 0.9  # chance is 1/3
 
 
+class _Interrupted(Exception):
+    pass
+
+
 def test_fit_resumes_where_the_state_says():
+    """Stopped after 2 of 4 epochs and resumed from the saved state: the same as 4 epochs in one go."""
     from seisfacies.models.registry import create_model_for_patches
     from seisfacies.models.training import FitOptions, fit
 
     x, y = _separable_traces(60)
-    model = create_model_for_patches("mlp", 3, 16)
-    earlier = [{"epoch": 1}, {"epoch": 2}]
-    history = fit(
-        model, {0: (x, y)}, None, torch.ones(3), (20, 3), FitOptions(epochs=4), torch.device("cpu"),
-        state={"epoch": 2, "history": earlier},
-    )  # fmt: skip
+    options, cpu = FitOptions(epochs=4, optimizer="adam", lr=0.01), torch.device("cpu")
+
+    def fresh():
+        torch.manual_seed(0)
+        return create_model_for_patches("mlp", 3, 16)
+
+    whole = fresh()
+    straight = fit(whole, {0: (x, y)}, None, torch.ones(3), (20, 3), options, cpu)
+    saved = {}
+
+    def stop_after_two(history, model, optimizer):
+        if history[-1]["epoch"] == 2:
+            saved.update(
+                state_dict=copy.deepcopy(model.state_dict()),
+                optimizer_state=copy.deepcopy(optimizer.state_dict()),
+                epoch=2,
+                history=list(history),
+            )
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        fit(fresh(), {0: (x, y)}, None, torch.ones(3), (20, 3), options, cpu, on_epoch=stop_after_two)
+    resumed = fresh()
+    resumed.load_state_dict(saved.pop("state_dict"))
+    history = fit(resumed, {0: (x, y)}, None, torch.ones(3), (20, 3), options, cpu, state=saved)
     assert [record["epoch"] for record in history] == [1, 2, 3, 4]
+    # the resumed epochs' losses and the final weights are those of the uninterrupted run:
+    # they differ if the weights or Adam's moments were not restored
+    assert [r["train_loss"] for r in history[2:]] == [r["train_loss"] for r in straight[2:]]
+    for key, value in whole.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[key], value)
+
+
+def test_train_loss_is_the_same_measure_as_val_loss_whatever_the_class_weights():
+    """Weights shape the gradients only: the reported loss is the plain mean cross-entropy per label."""
+    import torch.nn.functional as F
+
+    from seisfacies.models.registry import create_model_for_patches
+    from seisfacies.models.training import FitOptions, fit
+
+    x, y = _separable_traces(60)
+    torch.manual_seed(0)
+    model = create_model_for_patches("mlp", 3, 16)
+    with torch.no_grad():
+        expected = F.cross_entropy(model(x), y).item()
+    # lr 1e-30: the one full-batch step leaves the weights as they were, so the epoch's loss is known
+    options = FitOptions(epochs=1, optimizer="gd", lr=1e-30)
+    weights = torch.tensor([0.2, 1.0, 5.0])  # far from uniform: a weighted loss would differ a lot
+    record = fit(model, {0: (x, y)}, (x, y), weights, (60, 1), options, torch.device("cpu"))[0]
+    assert record["train_loss"] == pytest.approx(expected, abs=1e-4)
+    assert record["val_loss"] == pytest.approx(record["train_loss"], abs=1e-4)
 
 
 def test_a_blown_up_loss_stops_training_with_its_step():

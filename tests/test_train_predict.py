@@ -137,16 +137,24 @@ def test_every_optimizer_lowers_the_training_loss(trace_patches, tmp_path, optim
 
 
 def test_resume_continues_from_the_checkpoint(trace_patches, tmp_path):
-    config = TrainConfig(model="mlp", epochs=2)
+    config = TrainConfig(model="mlp", epochs=2, schedule="constant", seed=3)
     train_model(trace_patches, tmp_path / "m.pt", config)
     first = load_checkpoint(tmp_path / "m.pt")["history"]
     summary = train_model(
         trace_patches, tmp_path / "m.pt", config.model_copy(update={"epochs": 4, "resume": True})
     )
-    history = load_checkpoint(tmp_path / "m.pt")["history"]
-    assert summary["epochs"] == 4 and load_checkpoint(tmp_path / "m.pt")["epoch"] == 4
+    resumed = load_checkpoint(tmp_path / "m.pt")
+    history = resumed["history"]
+    assert summary["epochs"] == 4 and resumed["epoch"] == 4
     assert history[:2] == first, "the first two epochs were trained again instead of continued"
     assert [record["epoch"] for record in history] == [1, 2, 3, 4]
+    # continued, not restarted: the weights equal 4 epochs in one go (not if the weights
+    # or the optimizer's state were dropped on resume)
+    train_model(trace_patches, tmp_path / "straight.pt", config.model_copy(update={"epochs": 4}))
+    straight = load_checkpoint(tmp_path / "straight.pt")
+    assert [r["train_loss"] for r in history] == [r["train_loss"] for r in straight["history"]]
+    for key, value in straight["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][key], value)
 
 
 def test_training_from_a_volume_store_cuts_patches_first(few_inlines_store, tmp_path):

@@ -157,7 +157,12 @@ class TrainConfig(StrictModel):
     )
     resume: bool = Field(False, description="Continue from MODEL.pt's last epoch.")
     max_restarts: int = Field(0, ge=0, description="Restarts from the last checkpoint after a lost rank.")
-    timeout: float = Field(120.0, gt=0, description="Seconds a rank waits for the others before failing.")
+    timeout: float = Field(
+        1800.0,
+        gt=0,
+        description="Seconds a rank waits for the others in one collective before failing "
+        "(a lost worker fails the run at once regardless).",
+    )
     overwrite: bool = Field(False, description="Replace an existing output.")
 
 
@@ -187,6 +192,11 @@ class PredictConfig(StrictModel):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where each task runs the model.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 mixed precision.")
+    allow_partial: bool = Field(
+        False,
+        description="Predict with a partial checkpoint (a training that stopped before its last epoch); "
+        "the store records that it is partial.",
+    )
     overwrite: bool = Field(False, description="Replace an existing output.")
 
 

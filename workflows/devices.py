@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from seisfacies.pipeline.cluster import live_workers
 from seisfacies.pipeline.exceptions import ConfigError
 
 #: Prediction tasks that may run at once on one GPU worker: one computes while the other reads or writes.
@@ -263,7 +264,7 @@ def gpu_resources(client, addresses: list[str], share: int = 1) -> dict | None:
     dict or None
         Task resources for ``client.submit`` / ``client.map``.
     """
-    info = client.scheduler_info(n_workers=-1)["workers"]
+    info = live_workers(client)
     declared = [info[a].get("resources", {}).get("GPU", 0) >= 1 for a in addresses if a in info]
     return {"GPU": 1 / share} if declared and all(declared) else None
 

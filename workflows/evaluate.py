@@ -83,14 +83,20 @@ def evaluate_store(store: str | Path, config: EvaluateConfig, client=None) -> di
     tasks = [ConfusionTask(str(store), region, len(names), truth, config.where) for region in plan]
     confusion = np.sum(run_tasks(region_confusion, tasks, client, "evaluate"), axis=0)
     result = scores(confusion)
-    warning = {}
+    warnings = []
     if config.truth is None:  # the store's labels are what the model was trained on
-        warning["warning"] = (
+        warnings.append(
             "scored against the store's own labels, the ones the model was trained on: this measures fit, "
             "not generalisation; pass --truth SOURCE --where unlabelled for held-out scores"
         )
+    if "model_partial" in dataset.facies.attrs:  # predicted with --allow-partial
+        warnings.append(
+            f"the facies come from a partial checkpoint ({dataset.facies.attrs['model_partial']} of a "
+            f"training that stopped early, {dataset.facies.attrs.get('model_file')}): finish it with "
+            "`seisfacies train ... --resume` and predict again"
+        )
     return {
-        **warning,
+        **({"warning": "; ".join(warnings)} if warnings else {}),
         "store": str(store),
         "truth": config.truth or "store labels",
         "where": config.where,

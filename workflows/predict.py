@@ -11,7 +11,7 @@ both from the probabilities calibrated by the checkpoint's temperature).
 from __future__ import annotations
 
 import contextlib
-import functools
+import hashlib
 import os
 import threading
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from seisfacies.models.checkpoint import training_progress
 from seisfacies.models.inference import (
     InferenceOptions,
     classify_block,
@@ -30,7 +31,7 @@ from seisfacies.models.inference import (
 from seisfacies.models.registry import model_entry
 from seisfacies.pipeline import location
 from seisfacies.pipeline.blocks import Region, aligned_halo_block, slab_regions
-from seisfacies.pipeline.cluster import run_tasks
+from seisfacies.pipeline.cluster import live_workers, run_tasks
 from seisfacies.pipeline.exceptions import ModelError, StoreError
 from seisfacies.pipeline.labels import class_dtype, prediction_template
 from seisfacies.pipeline.store import (
@@ -38,7 +39,6 @@ from seisfacies.pipeline.store import (
     amplitude_statistics,
     check_store_writable,
     delete_variables,
-    file_sha256,
     finished_variables,
     mark_complete,
     open_store,
@@ -61,14 +61,13 @@ from seisfacies.workflows.devices import (
     worker_device,
 )
 from seisfacies.workflows.torch_worker import prepare_torch_process, release_freed_memory
-from seisfacies.workflows.train import load_model
+from seisfacies.workflows.train import load_model, refuse_partial
 
 
 @dataclass(frozen=True)
 class PredictTask:
     store: str
-    model_path: str
-    model_mtime: int
+    model_sha256: str  # of the checkpoint's bytes, read once on the client and sent with the tasks
     region: Region
     sizes: dict
     config: PredictConfig
@@ -82,12 +81,21 @@ PREDICTED = ("facies", "probability", "uncertainty")
 _GPU_LOCK = threading.Lock()
 
 
-@functools.lru_cache(maxsize=4)
-def _worker_model(path: str, mtime: int, device: str) -> tuple[torch.nn.Module, dict]:
-    """The model, loaded once per worker process and file version."""
-    del mtime  # cache key only
-    model, payload = load_model(path)
-    return model.to(device).eval(), payload
+#: Models built in this worker process, by (checkpoint sha256, device); the oldest goes first.
+_WORKER_MODELS: dict[tuple[str, str], tuple[torch.nn.Module, dict]] = {}
+_WORKER_MODELS_LOCK = threading.Lock()
+_WORKER_MODELS_KEPT = 4
+
+
+def _worker_model(checkpoint: bytes, sha256: str, device: str) -> tuple[torch.nn.Module, dict]:
+    """The model of exactly these checkpoint bytes, built once per worker process and device."""
+    with _WORKER_MODELS_LOCK:
+        if (sha256, device) not in _WORKER_MODELS:
+            if len(_WORKER_MODELS) >= _WORKER_MODELS_KEPT:
+                _WORKER_MODELS.pop(next(iter(_WORKER_MODELS)))
+            model, payload = load_model(checkpoint)
+            _WORKER_MODELS[(sha256, device)] = (model.to(device).eval(), payload)
+        return _WORKER_MODELS[(sha256, device)]
 
 
 def _device(config: PredictConfig, devices: dict | None) -> str:
@@ -110,13 +118,15 @@ def _pad_block(block: np.ndarray, pads: dict[str, tuple[int, int]], patch: dict)
     return block
 
 
-def predict_block(task: PredictTask) -> int:
+def predict_block(task: PredictTask, checkpoint: bytes) -> int:
     """Predict one chunk-aligned region; returns how many voxels were left unclassified.
 
     Parameters
     ----------
     task : PredictTask
-        The store, the checkpoint and the region.
+        The store, the checkpoint's hash and the region.
+    checkpoint : bytes
+        The checkpoint as the client read it (the same bytes for every task).
 
     Returns
     -------
@@ -125,7 +135,7 @@ def predict_block(task: PredictTask) -> int:
     """
     prepare_torch_process(task.torch_threads)
     device = _device(task.config, task.devices)
-    model, payload = _worker_model(task.model_path, task.model_mtime, device)
+    model, payload = _worker_model(checkpoint, task.model_sha256, device)
     halo, multiple = input_geometry(payload, task.config.smooth)
     dense = model_entry(payload["model_name"]).dense  # fully convolutional: pads at the block's edges itself
     read, pads, keep = aligned_halo_block(task.region, halo, task.sizes, multiple, pad_edges=not dense)
@@ -256,7 +266,11 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
         raise StoreError(f"{store}: the store already has {finished[0]!r}; pass --overwrite to replace it")
     check_store_writable(store)
     existing = [name for name in (*PREDICTED, "class") if name in dataset.variables]  # incl. interrupted runs
-    _, payload = load_model(model_path)
+    # read once: training may rewrite the file meanwhile, and every block must come from one version
+    checkpoint = _read_checkpoint(model_path)
+    sha256 = hashlib.sha256(checkpoint).hexdigest()
+    _, payload = load_model(checkpoint)
+    partial = refuse_partial(payload, model_path, config.allow_partial)
     check_model_fits(payload, dataset, model_path)
     names = payload["class_names"]
     chunks = store_chunks(dataset)
@@ -265,14 +279,13 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     template = prediction_template(dataset, names, chunks, config.probabilities, config.uncertainty)
     add_variables_template(template, store, {**chunks, "class": len(names)})
     sizes = dict(dataset.amplitude.sizes)
-    n_workers = len(client.scheduler_info(n_workers=-1)["workers"]) if client is not None else 1
+    n_workers = len(live_workers(client)) if client is not None else 1
     threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     devices, resources = _gpu_plan(client, config)
     tasks = [
         PredictTask(
             str(store),
-            model_path,
-            _version(model_path),
+            sha256,
             region,
             sizes,
             config,
@@ -282,12 +295,14 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
         for region in prediction_plan(dataset, payload, chunks)
     ]
     warnings = _survey_warnings(store, dataset, payload, model_path)
-    unclassified = sum(run_tasks(predict_block, tasks, client, "predict", resources=resources))
+    shared = {"checkpoint": checkpoint}
+    unclassified = sum(run_tasks(predict_block, tasks, client, "predict", resources=resources, shared=shared))
     provenance = {
         "model_file": model_path,
-        "model_sha256": file_sha256(model_path),
+        "model_sha256": sha256,
         "model_name": payload["model_name"],
         "seisfacies_version": payload["seisfacies_version"],
+        **({"model_partial": _progress_text(payload)} if partial else {}),
     }
     written = ["facies"] + ["probability"] * config.probabilities + ["uncertainty"] * config.uncertainty
     for name in written:
@@ -318,9 +333,17 @@ def _gpu_plan(client, config: PredictConfig) -> tuple[dict | None, dict | None]:
     return dict(zip(addresses, devices)), gpu_resources(client, addresses, PREDICT_TASKS_PER_GPU)
 
 
-def _version(path: str) -> int:
-    """A number that changes when the file is rewritten: workers reload the model then."""
-    return location.size_and_version(path)[1] if location.is_url(path) else os.stat(path).st_mtime_ns
+def _read_checkpoint(path: str) -> bytes:
+    try:
+        with location.open_file(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such checkpoint; train one with `seisfacies train`") from None
+
+
+def _progress_text(payload: dict) -> str:
+    _, epoch, planned = training_progress(payload)
+    return f"epoch {epoch} of {planned or '?'}"
 
 
 def _survey_warnings(store: str, dataset, payload: dict, model_path: str) -> list[str]:

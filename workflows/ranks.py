@@ -25,10 +25,11 @@ import zarr
 
 from seisfacies.models.calibration import fit_temperature, held_out_logits
 from seisfacies.models.checkpoint import load_checkpoint, save_checkpoint
-from seisfacies.models.parallel import global_batch_norm
+from seisfacies.models.parallel import gathered, global_batch_norm
 from seisfacies.models.registry import create_model_for_patches
 from seisfacies.models.training import FitOptions, NonFiniteLoss, class_weights, fit, local_batch, to_tensors
 from seisfacies.pipeline import location
+from seisfacies.pipeline.cluster import live_workers
 from seisfacies.pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
 from seisfacies.workflows.config import TrainConfig
 from seisfacies.workflows.devices import (
@@ -43,6 +44,8 @@ from seisfacies.workflows.torch_worker import prepare_torch_process
 
 #: Patch-store rows read at a time when counting labels.
 LABEL_READ_ROWS = 4096
+#: Seconds between the monitor's looks at the ranks and the scheduler's list of live workers.
+MONITOR_POLL_S = 0.5
 #: Seconds to wait, once a rank failed, for the others' errors: the real cause may come second.
 PEER_ERROR_GRACE_S = 3.0
 #: Text of errors a rank raises because another rank failed, not for a cause of its own.
@@ -298,21 +301,41 @@ def _train(job: RankJob, attrs: dict, device: torch.device) -> dict:
     def on_epoch(history, model, optimizer):
         last["optimizer"] = optimizer
         if job.rank == 0:
-            _save(job, model, optimizer, attrs, history[-1]["epoch"], history)
+            _save(job, model, optimizer.state_dict(), attrs, history[-1]["epoch"], history)
             if queue is not None:
                 queue.put(history[-1])
 
     history = fit(model, train, valid, weights, plan, options, device, state, on_epoch)
-    if job.rank == 0 and "optimizer" in last:
-        # calibrate on the held-out patches (rank 0's shard of them): the final checkpoint holds T
-        temperature = fit_temperature(*held_out_logits(model, valid)) if valid is not None else 1.0
-        _save(job, model, last["optimizer"], attrs, history[-1]["epoch"], history, temperature)
+    # a resumed run with no epochs left still finishes a checkpoint cut off before its final save
+    if history and ("optimizer" in last or not state.get("final", True)):
+        # every rank: the held-out logits are gathered from all of them
+        temperature = fit_temperature(*gathered(*_held_out(model, valid, len(attrs["class_names"]))))
+        if job.rank == 0:  # the final checkpoint holds T, fitted on every rank's held-out patches
+            optimizer_state = (
+                last["optimizer"].state_dict() if "optimizer" in last else state["optimizer_state"]
+            )
+            _save(job, model, optimizer_state, attrs, history[-1]["epoch"], history, temperature, final=True)
     return {"history": history} if job.rank == 0 else {}
 
 
+def _held_out(model, valid, n_classes: int):
+    """The held-out logits and classes of one rank; empty where its validation shard is."""
+    if valid is None:
+        return torch.empty(0, n_classes), torch.empty(0, dtype=torch.int64)
+    return held_out_logits(model, valid)
+
+
 def _save(
-    job: RankJob, model, optimizer, attrs: dict, epoch: int, history: list, temperature: float = 1.0
+    job: RankJob,
+    model,
+    optimizer_state: dict,
+    attrs: dict,
+    epoch: int,
+    history: list,
+    temperature: float = 1.0,
+    final: bool = False,
 ) -> None:
+    """Write the checkpoint: partial after each epoch, final once training and calibration are done."""
     save_checkpoint(
         job.out,
         model,
@@ -324,8 +347,10 @@ def _save(
         run_id=job.run_id,
         patch_store=job.patches,
         source_store=attrs.get("source_store"),
-        optimizer_state=optimizer.state_dict(),
+        optimizer_state=optimizer_state,
         epoch=epoch,
+        epochs=job.config.epochs,
+        final=final,
         history=history,
         train_config=json.loads(job.config.model_dump_json()),
         training_survey=job.survey or {},
@@ -387,7 +412,7 @@ def run_ranks(
     from distributed import Queue, wait
 
     seen = cluster_gpus(client) if config.device != "cpu" else {}
-    names = client.scheduler_info(n_workers=-1)["workers"]
+    names = live_workers(client)
     chosen = pick_workers(config.device, config.workers, {a: seen.get(a, ()) for a in names})
     devices = plan_devices(config.device, chosen)  # before any rank starts: one line if impossible
     workers = [place.address for place in chosen]
@@ -421,12 +446,12 @@ def run_ranks(
     ]
     while True:
         with contextlib.suppress(TimeoutError):
-            wait(futures, timeout=0.5, return_when="FIRST_COMPLETED")
+            wait(futures, timeout=MONITOR_POLL_S, return_when="FIRST_COMPLETED")
         while queue.qsize():
             progress(queue.get())
         failed = [f for f in futures if f.status == "error"]
         # a rank pinned to a worker that died waits for that worker for ever: count it as lost
-        alive = set(client.scheduler_info(n_workers=-1)["workers"])
+        alive = set(live_workers(client))
         lost = [
             f
             for f, address in zip(futures, workers)
@@ -438,7 +463,7 @@ def run_ranks(
             if isinstance(error, SeisFaciesError):  # the rank's own one-line error: no restart helps
                 raise type(error)(f"training rank {rank}: {error}") from None
             reason = describe(error) if failed else "its worker was lost"
-            raise ClusterError(f"training rank {rank} failed: {reason}")
+            raise ClusterError(f"training rank {rank} failed: {reason}{_timeout_hint(error, config)}")
         if all(f.status == "finished" for f in futures):
             return futures[0].result()
 
@@ -460,6 +485,17 @@ def _first_cause(futures: list, failed: list) -> tuple[int, BaseException]:
     ]
     own = [(rank, error) for rank, error in errors if not is_peer_failure(error)]
     return (own or errors)[0]
+
+
+def _timeout_hint(error: BaseException | None, config: TrainConfig) -> str:
+    """What to change when a rank gave up waiting for the others: the option and its value."""
+    text = str(error).lower()
+    if error is None or not ("timed out" in text or "timeout" in text):
+        return ""
+    return (
+        f"; a rank waited --timeout {config.timeout:g} s for the others (a busy machine, or a slow "
+        "checkpoint write); raise --timeout"
+    )
 
 
 def is_peer_failure(error: BaseException | None) -> bool:

@@ -27,6 +27,7 @@ import yaml
 from pydantic import ValidationError
 
 from seisfacies.pipeline import location
+from seisfacies.pipeline.cluster import live_workers
 from seisfacies.pipeline.exceptions import ConfigError
 from seisfacies.pipeline.store import incomplete_variables
 from seisfacies.workflows import config as cfg
@@ -337,7 +338,7 @@ def check_workers(path: str | Path, steps: list, client) -> None:
         The cluster; None runs in this process (one rank).
     """
     needed = required_workers(steps)
-    have = len(client.scheduler_info(n_workers=-1)["workers"]) if client is not None else 1
+    have = len(live_workers(client)) if client is not None else 1
     if needed > have:
         step = next(step.name for step, options in steps if getattr(options, "workers", 1) == needed)
         raise ConfigError(

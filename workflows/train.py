@@ -17,8 +17,9 @@ import zarr
 from tqdm.auto import tqdm
 
 from seisfacies.models import list_models, model_entry
-from seisfacies.models.checkpoint import load_checkpoint, package_version
+from seisfacies.models.checkpoint import load_checkpoint, package_version, training_progress
 from seisfacies.models.checkpoint import load_model as _load_model
+from seisfacies.models.training import local_batch
 from seisfacies.pipeline import location
 from seisfacies.pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
 from seisfacies.pipeline.store import check_folder_writable, open_store, survey_record
@@ -62,6 +63,17 @@ def check_compatible(config: TrainConfig, attrs: dict) -> None:
         )
 
 
+def _check_batch(config: TrainConfig, n_train: int, shards: int) -> None:
+    """Refuse a global batch the shards cannot share (it would silently grow to one patch a shard)."""
+    try:
+        local_batch(config.optimizer, config.batch_size, n_train, shards)
+    except ValueError as error:
+        raise ConfigError(
+            f"option --batch-size {config.batch_size}: {error}; use --batch-size {shards} or more, "
+            "or fewer --workers / --shards"
+        ) from None
+
+
 def _entry(config: TrainConfig):
     try:
         return model_entry(config.model)
@@ -99,9 +111,7 @@ def train_model(
     # absolute: ranks run on workers, whose working folder may differ
     source, out = location.resolve(source), location.resolve(out)
     if location.exists(out) and not (config.overwrite or config.resume):
-        raise ConfigError(
-            f"{out}: the model file exists; pass --overwrite to replace it or --resume to continue"
-        )
+        raise ConfigError(f"{out}: {_existing_model(out)}")
     if config.resume and not location.exists(out):
         raise ConfigError(f"{out}: --resume needs an existing checkpoint; train without --resume first")
     check_folder_writable(out)
@@ -115,7 +125,7 @@ def train_model(
     model_for(config, attrs)  # options checked on the client, before any worker starts
     config = with_model_epochs(config)
     n_train = training_count(str(patches))
-    plan_shards(n_train, config.workers, config.shards)
+    _check_batch(config, n_train, plan_shards(n_train, config.workers, config.shards))
     started = time.perf_counter()
     survey = _training_survey(attrs)
     result, restarts = _run_with_restarts(patches, out, config, client, run_id, survey)
@@ -290,13 +300,54 @@ def _summary(out, patches, config, history, attrs, seconds, restarts, history_pa
     }
 
 
-def load_model(path: str | Path):
+def _existing_model(out: str) -> str:
+    """Why an existing model file stops a training without --overwrite or --resume, and what to do."""
+    try:
+        final, epoch, planned = training_progress(load_checkpoint(out))
+    except ValueError:  # not a checkpoint of ours: only --overwrite helps
+        final, epoch, planned = True, 0, None
+    if final:
+        return "the model file exists; pass --overwrite to replace it or --resume to continue"
+    return (
+        f"a partial checkpoint (epoch {epoch} of {planned or '?'}) of a training that stopped early; "
+        "pass --resume to continue it or --overwrite to start afresh"
+    )
+
+
+def refuse_partial(payload: dict, path, allowed: bool = False) -> bool:
+    """Refuse a checkpoint of a training that stopped early, unless allowed; True where partial.
+
+    Parameters
+    ----------
+    payload : dict
+        The loaded checkpoint.
+    path : str or Path
+        Its file, for the message.
+    allowed : bool
+        ``--allow-partial``: use it anyway.
+
+    Returns
+    -------
+    bool
+        Whether the checkpoint is partial (only ever True when allowed).
+    """
+    final, epoch, planned = training_progress(payload)
+    if not final and not allowed:
+        raise ModelError(
+            f"{path} is a partial checkpoint (epoch {epoch} of {planned or '?'}); continue it with "
+            f"`seisfacies train {payload.get('patch_store') or 'PATCHES'} {path} --resume`, "
+            "or pass --allow-partial to use it anyway"
+        )
+    return not final
+
+
+def load_model(path: str | Path | bytes):
     """Model and metadata from a checkpoint; a bad file is a one-line ModelError.
 
     Parameters
     ----------
-    path : str or Path
-        The checkpoint.
+    path : str, Path or bytes
+        The checkpoint, or its bytes.
 
     Returns
     -------
