@@ -370,6 +370,57 @@ def encode_samples(values: np.ndarray, sample_format: int, endian: str) -> np.nd
     return encoded.view(np.uint8).reshape(values.shape[0], values.shape[1] * dtype.itemsize)
 
 
+#: Binary header offset (from the file's start) of the 2-byte sample format code, bytes 3225-3226.
+SAMPLE_FORMAT_OFFSET = TEXT_HEADER_SIZE + 24
+#: What a variable of fractions is written as where the source's samples are integers.
+FLOAT_FORMAT = 5
+
+
+def export_format(source_format: int, holds_fractions: bool) -> int:
+    """The sample format to export in: the source's, or IEEE float where it would round fractions.
+
+    Parameters
+    ----------
+    source_format : int
+        The source file's format code.
+    holds_fractions : bool
+        The variable holds values between whole numbers (probability, uncertainty).
+
+    Returns
+    -------
+    int
+
+    >>> export_format(3, holds_fractions=True), export_format(3, False), export_format(1, True)
+    (5, 3, 1)
+    """
+    integer = SAMPLE_FORMATS[source_format][0][0] in "iu" and source_format != 1  # 1: IBM float words
+    return FLOAT_FORMAT if integer and holds_fractions else source_format
+
+
+def with_sample_format(head: bytes, sample_format: int, endian: str) -> bytes:
+    """The file's head (text and binary headers) with another sample format code.
+
+    Parameters
+    ----------
+    head : bytes
+        The textual header, binary header and extended headers, as read.
+    sample_format : int
+        The new code.
+    endian : {"big", "little"}
+        The file's byte order.
+
+    Returns
+    -------
+    bytes
+
+    >>> head = bytes(3600)
+    >>> summarise_binary_header(with_sample_format(head, 5, "big")[3200:], "big").sample_format
+    5
+    """
+    code = np.array([sample_format], dtype=BYTE_ORDER_PREFIX[endian] + "i2").tobytes()
+    return head[:SAMPLE_FORMAT_OFFSET] + code + head[SAMPLE_FORMAT_OFFSET + 2 :]
+
+
 def decode_text_header(raw: bytes) -> str:
     """Textual header as text: EBCDIC when it looks like EBCDIC, else ASCII; 80-character lines.
 

@@ -329,3 +329,42 @@ def test_export_facies_as_segy(predicted_store, tmp_path):
     with segyio.open(str(tmp_path / "facies.sgy")) as handle:
         cube = segyio.tools.cube(handle)
     np.testing.assert_array_equal(cube, open_store(predicted_store, require=("facies",)).facies.values)
+
+
+def test_fractions_exported_from_an_integer_sampled_survey_are_written_as_floats(synthetic_survey, tmp_path):
+    """A format-2 source would round probability 0.58 to 1: such variables are written as IEEE floats."""
+    from seisfacies.pipeline.segy_write import write_cube
+
+    with segyio.open(synthetic_survey["seismic"]) as handle:
+        cube, inlines, crosslines = segyio.tools.cube(handle), handle.ilines, handle.xlines
+    write_cube(
+        str(tmp_path / "int.sgy"),
+        np.rint(cube * 1000),
+        inlines=inlines,
+        crosslines=crosslines,
+        sample_format=2,
+    )
+    segy_to_zarr(tmp_path / "int.sgy", tmp_path / "s.zarr", IngestConfig(chunks="16,16,64"))
+    attach_labels(tmp_path / "s.zarr", synthetic_survey["labels"], LabelsConfig())
+    # barely trained: soft probabilities, most of them far from 0 and 1
+    train_model(tmp_path / "s.zarr", tmp_path / "m.pt", TrainConfig(model="mlp", epochs=1, lr=1e-5))
+    predict_volume(
+        tmp_path / "s.zarr", tmp_path / "m.pt", PredictConfig(probabilities=True, uncertainty=True)
+    )
+    store = open_store(tmp_path / "s.zarr", require=("probability", "uncertainty"))
+    name = str(store["class"].values[0])
+    for variable, extra, expected in [
+        ("probability", {"class_name": name}, store.probability.sel({"class": name}).values),
+        ("uncertainty", {}, store.uncertainty.values),
+    ]:
+        out = tmp_path / f"{variable}.sgy"
+        summary = zarr_to_segy(tmp_path / "s.zarr", out, ExportConfig(variable=variable, **extra))
+        with segyio.open(str(out)) as handle:
+            assert summary["sample_format"] == 5 and handle.bin[segyio.BinField.Format] == 5
+            written = segyio.tools.cube(handle)
+        fractions = (expected > 0.05) & (expected < 0.95)
+        assert fractions.mean() > 0.01  # there are values a rounding would have destroyed
+        np.testing.assert_allclose(written, expected.astype(np.float32), atol=1e-6)
+    # the amplitude keeps the source's own format, byte for byte
+    zarr_to_segy(tmp_path / "s.zarr", tmp_path / "amplitude.sgy", ExportConfig())
+    assert (tmp_path / "amplitude.sgy").read_bytes() == (tmp_path / "int.sgy").read_bytes()

@@ -37,7 +37,12 @@ class IngestConfig(StrictModel):
 
 
 class ExportConfig(StrictModel):
-    variable: str = Field("amplitude", description="Store variable to write as samples.")
+    variable: str = Field(
+        "amplitude",
+        description="Store variable to write as samples, in the source file's sample format; "
+        "probability and uncertainty from an integer-sampled source are written as 4-byte IEEE floats "
+        "(format 5) so that fractions are not rounded.",
+    )
     class_name: str | None = Field(
         None,
         description="With --variable probability: the class whose probability to write.",

@@ -6,6 +6,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from seisfacies.pipeline import location
 from seisfacies.pipeline import segy_format as fmt
 from seisfacies.pipeline.blocks import Region, regions
@@ -101,11 +103,16 @@ def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, clien
         if remote
         else temporary_path(out)
     )
+    # probabilities and uncertainty in an integer-sampled file would be rounded to 0 or 1
+    fractions = config.variable != "amplitude" and np.issubdtype(dataset[config.variable].dtype, np.floating)
+    sample_format = fmt.export_format(attrs["sample_format"], fractions)
+    if sample_format != attrs["sample_format"]:
+        head = fmt.with_sample_format(head, sample_format, attrs["byte_order"])
     spec = SegyWriteSpec(
         path=str(partial),
         data_offset=len(head),
         n_samples=dataset.sizes[vertical],
-        sample_format=attrs["sample_format"],
+        sample_format=sample_format,
         endian=attrs["byte_order"],
     )
     chunks = dict(zip(dims, dataset["amplitude"].encoding["chunks"]))
