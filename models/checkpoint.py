@@ -110,7 +110,7 @@ def _readable(path):
         return io.BytesIO(handle.read())
 
 
-def load_checkpoint(path: str | os.PathLike | bytes, map_location="cpu") -> dict:
+def load_checkpoint(path: str | os.PathLike | bytes, map_location="cpu", name: str | None = None) -> dict:
     """Read a checkpoint safely; raises ValueError for files that are not ours.
 
     Parameters
@@ -120,6 +120,8 @@ def load_checkpoint(path: str | os.PathLike | bytes, map_location="cpu") -> dict
         gets the same version of a file that training may rewrite).
     map_location : str or torch.device
         Where tensors are loaded.
+    name : str, optional
+        What error messages call the checkpoint (the file its bytes came from).
 
     Returns
     -------
@@ -134,10 +136,10 @@ def load_checkpoint(path: str | os.PathLike | bytes, map_location="cpu") -> dict
         raise ValueError(f"{path}: no such checkpoint") from None
     except DECODE_ERRORS as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{_named(path)}: not a loadable seisfacies checkpoint ({first[:160]})") from None
+        raise ValueError(f"{name or _named(path)}: not a loadable seisfacies checkpoint ({first[:160]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else None
-        raise ValueError(f"{_named(path)}: not a seisfacies checkpoint (format {found!r})")
+        raise ValueError(f"{name or _named(path)}: not a seisfacies checkpoint (format {found!r})")
     return payload
 
 
@@ -197,13 +199,15 @@ def build_model(payload: dict) -> nn.Module:
     return model
 
 
-def load_model(path: str | os.PathLike | bytes) -> tuple[nn.Module, dict]:
+def load_model(path: str | os.PathLike | bytes, name: str | None = None) -> tuple[nn.Module, dict]:
     """The model of a checkpoint file, and the checkpoint's metadata.
 
     Parameters
     ----------
     path : str, os.PathLike or bytes
         A file written by :func:`save_checkpoint`, or its bytes.
+    name : str, optional
+        What error messages call the checkpoint (the file its bytes came from).
 
     Returns
     -------
@@ -212,11 +216,11 @@ def load_model(path: str | os.PathLike | bytes) -> tuple[nn.Module, dict]:
         seisfacies checkpoint, or whose weights do not fit its model, raises
         ValueError with one line naming the file.
     """
-    payload = load_checkpoint(path)
+    payload = load_checkpoint(path, name=name)
     try:
         return build_model(payload), payload
     except (KeyError, RuntimeError, TypeError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise ValueError(
-            f"{_named(path)}: the checkpoint does not rebuild its model ({first[:160]})"
+            f"{name or _named(path)}: the checkpoint does not rebuild its model ({first[:160]})"
         ) from None

@@ -207,3 +207,29 @@ def test_tls_cluster_on_loopback_with_generated_certificates(tmp_path):
         with connect(ClusterSpec(address=cluster.scheduler_address, security=security)) as client:
             segy_to_zarr(tmp_path / "in.sgy", tmp_path / "s.zarr", IngestConfig(), client)
     assert open_store(tmp_path / "s.zarr").amplitude.shape == (6, 5, 8)
+
+
+def test_train_runs_again_when_the_models_defaults_or_the_release_change(monkeypatch):
+    """``train: {model: cnn2d}`` reads the same before and after, but runs another training."""
+    import dataclasses
+
+    from seisfacies.models import registry
+    from seisfacies.workflows import config as cfg
+    from seisfacies.workflows import run
+
+    step, options = run.STEPS["train"], cfg.TrainStep(source="p.zarr", model_path="m.pt", model="cnn2d")
+    entry = registry.model_entry("cnn2d")
+    seen = [run.step_state(step, options)["settings"]]
+    monkeypatch.setitem(registry._REGISTRY, "cnn2d", dataclasses.replace(entry, epochs=12))
+    seen.append(run.step_state(step, options)["settings"])
+    shallower = dataclasses.make_dataclass(
+        "Shallower", [("depth", int, 2)], bases=(entry.config_class,), frozen=True
+    )
+    monkeypatch.setitem(registry._REGISTRY, "cnn2d", dataclasses.replace(entry, config_class=shallower))
+    seen.append(run.step_state(step, options)["settings"])
+    monkeypatch.setitem(registry._REGISTRY, "cnn2d", entry)
+    assert run.step_state(step, options)["settings"] == seen[0]  # nothing else moved
+    installed = run.version
+    monkeypatch.setattr(run, "version", lambda name: "99.0" if name == "seisfacies" else installed(name))
+    seen.append(run.step_state(step, options)["settings"])
+    assert len(set(seen)) == 4, seen

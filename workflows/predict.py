@@ -269,7 +269,7 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     # read once: training may rewrite the file meanwhile, and every block must come from one version
     checkpoint = _read_checkpoint(model_path)
     sha256 = hashlib.sha256(checkpoint).hexdigest()
-    _, payload = load_model(checkpoint)
+    _, payload = load_model(checkpoint, name=model_path)
     partial = refuse_partial(payload, model_path, config.allow_partial)
     check_model_fits(payload, dataset, model_path)
     names = payload["class_names"]

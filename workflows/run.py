@@ -50,19 +50,30 @@ class Step:
     outputs: tuple[str, ...]
     client: bool = True  # the function takes the Dask client
     option_paths: tuple[str, ...] = ()  # options (not arguments) that are paths too
+    resolve: str | None = None  # "module:function": the options as they will run (defaults filled in)
 
     @property
     def paths(self) -> tuple[str, ...]:
         """Option names that are paths (resolved against the workflow's folder)."""
         return self.arguments + self.option_paths
 
+    def resolved(self, options) -> dict:
+        """The options as the step will run them: the command's own defaults filled in."""
+        if self.resolve is None:
+            return options.model_dump(mode="json")
+        return _imported(self.resolve)(options)
+
     def run(self, options, client) -> dict:
         """Call the library function with the step's paths, config and client."""
-        module, name = self.function.split(":")
-        function = getattr(importlib.import_module(f"seisfacies.workflows.{module}"), name)
+        function = _imported(self.function)
         arguments = [getattr(options, argument) for argument in self.arguments]
         config = self.config(**options.options())
         return function(*arguments, config, client) if self.client else function(*arguments, config)
+
+
+def _imported(target: str) -> Callable:
+    module, name = target.split(":")
+    return getattr(importlib.import_module(f"seisfacies.workflows.{module}"), name)
 
 
 STEPS: dict[str, Step] = {
@@ -78,7 +89,7 @@ STEPS: dict[str, Step] = {
              ("store", "patches"), ("{store}/amplitude", "{store}/labels"), ("{patches}",)),
         Step("train", cfg.TrainStep, cfg.TrainConfig, "train:train_model",
              ("source", "model_path"), ("{source}/x", "{source}/y", "{source}/amplitude", "{source}/labels"),
-             ("{model_path}",)),
+             ("{model_path}",), resolve="train:resolved_settings"),
         Step("predict", cfg.PredictStep, cfg.PredictConfig, "predict:predict_volume",
              ("store", "model_path"), ("{model_path}", "{store}/amplitude"), ("{store}/facies",)),
         Step("evaluate", cfg.EvaluateStep, cfg.EvaluateConfig, "evaluate:evaluate_store",
@@ -250,19 +261,29 @@ def _fingerprints(templates: tuple[str, ...], options) -> dict[str, str | None]:
     return {str(path): fingerprint(path) for path in _paths(templates, options)}
 
 
-def settings_digest(options) -> str:
-    """A digest of every option that changes a step's result (``overwrite`` does not).
+def settings_digest(options, step: Step | None = None) -> str:
+    """A digest of what a step runs: its resolved options (``overwrite`` aside) and seisfacies' version.
+
+    Resolved, not as written: ``train: {model: cnn2d}`` runs other epochs and
+    another network when a release changes the model's defaults, and a new
+    release may compute any step differently.
 
     Parameters
     ----------
     options
-        Options by name.
+        The step's validated options.
+    step : Step, optional
+        The command, whose defaults fill in what the options leave unset.
 
     Returns
     -------
     str
     """
-    text = options.model_dump_json(exclude={"overwrite"} & set(type(options).model_fields))
+    settings = step.resolved(options) if step is not None else options.model_dump(mode="json")
+    settings.pop("overwrite", None)
+    text = json.dumps(
+        {"settings": settings, "seisfacies": _version("seisfacies")}, sort_keys=True, default=str
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -280,7 +301,7 @@ def step_state(step: Step, options) -> dict:
     dict
     """
     return {
-        "settings": settings_digest(options),
+        "settings": settings_digest(options, step),
         "inputs": _fingerprints(step.inputs, options),
     }
 
@@ -450,6 +471,13 @@ def _metrics(results: list[dict]) -> dict:
     return {key: evaluated[-1][key] for key in keys}
 
 
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def versions() -> dict:
     """Python's and the main packages' versions, for the run record.
 
@@ -458,10 +486,5 @@ def versions() -> dict:
     dict
         Package name -> version (None when it is not installed).
     """
-    found = {"python": platform.python_version()}
-    for package in ("seisfacies", "dask", "distributed", "xarray", "zarr", "numpy", "torch", "segyio"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = None
-    return found
+    packages = ("seisfacies", "dask", "distributed", "xarray", "zarr", "numpy", "torch", "segyio")
+    return {"python": platform.python_version(), **{package: _version(package) for package in packages}}

@@ -8,6 +8,7 @@ it from this run's last checkpoint (``--max-restarts``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -194,6 +195,47 @@ def with_model_epochs(config: TrainConfig) -> TrainConfig:
     return config.model_copy(update={"epochs": model_entry(config.model).epochs})
 
 
+#: Model config fields filled in from the patches, not chosen by the user.
+FITTED_FIELDS = ("n_classes", "in_samples", "in_channels")
+
+
+def resolved_settings(config: TrainConfig) -> dict:
+    """The options a training actually runs with: the model's own epochs, network and activation where unset.
+
+    Digests of these (``seisfacies run``'s up-to-date check) change when a
+    release changes a model's defaults, though the options as written do not.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The options as given (a workflow step's, with its paths).
+
+    Returns
+    -------
+    dict
+        Every option, JSON-ready, with ``epochs``, ``activation`` and ``model_options`` resolved.
+
+    >>> settings = resolved_settings(TrainConfig(model="cnn2d"))
+    >>> settings["epochs"], settings["activation"], settings["model_options"]["depth"]
+    (9, 'relu', 3)
+    """
+    settings = config.model_dump(mode="json")
+    try:
+        entry = model_entry(config.model)
+    except ValueError:  # refused with its own message when the step runs
+        return settings
+    network = {
+        field.name: field.default
+        for field in dataclasses.fields(entry.config_class)
+        if field.default is not dataclasses.MISSING and field.name not in FITTED_FIELDS
+    }
+    network.update(config.model_options)
+    if config.activation is not None:
+        network["activation"] = config.activation
+    epochs = config.epochs if config.epochs is not None else entry.epochs
+    return {**settings, "epochs": epochs, "activation": network.get("activation"), "model_options": network}
+
+
 def _training_survey(attrs: dict) -> dict:
     """What predict compares a store with: the training survey's geometry and amplitude statistics."""
     record = {"amplitude_mean": float(attrs["mean"]), "amplitude_std": float(attrs["std"])}
@@ -341,13 +383,15 @@ def refuse_partial(payload: dict, path, allowed: bool = False) -> bool:
     return not final
 
 
-def load_model(path: str | Path | bytes):
+def load_model(path: str | Path | bytes, name: str | Path | None = None):
     """Model and metadata from a checkpoint; a bad file is a one-line ModelError.
 
     Parameters
     ----------
     path : str, Path or bytes
         The checkpoint, or its bytes.
+    name : str or Path, optional
+        The file the bytes came from, for the error message.
 
     Returns
     -------
@@ -355,6 +399,6 @@ def load_model(path: str | Path | bytes):
         The model (CPU) and the checkpoint's payload.
     """
     try:
-        return _load_model(path)
+        return _load_model(path, name=None if name is None else str(name))
     except ValueError as error:
         raise ModelError(one_line(error)) from None
