@@ -136,7 +136,8 @@ def load_checkpoint(path: str | os.PathLike | bytes, map_location="cpu", name: s
         raise ValueError(f"{path}: no such checkpoint") from None
     except DECODE_ERRORS as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"{name or _named(path)}: not a loadable seisfacies checkpoint ({first[:160]})") from None
+        what = name or _named(path)
+        raise ValueError(f"{what}: not a loadable seisfacies checkpoint ({first[:160]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else None
         raise ValueError(f"{name or _named(path)}: not a seisfacies checkpoint (format {found!r})")

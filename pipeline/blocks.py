@@ -90,7 +90,11 @@ def slab_regions(
 
 
 def aligned_halo_block(
-    region: Region, halo: dict[str, int], sizes: dict[str, int], multiple: int = 1, pad_edges: bool = True
+    region: Region,
+    halo: dict[str, int],
+    sizes: dict[str, int],
+    multiple: int | dict[str, int] = 1,
+    pad_edges: bool = True,
 ) -> tuple[Region, dict[str, tuple[int, int]], Region]:
     """A region grown by ``halo`` with its start on a global grid of ``multiple``.
 
@@ -110,7 +114,8 @@ def aligned_halo_block(
         Halo per dim name.
     sizes : dict[str, int]
         Size per dim name.
-    multiple : int
+    multiple : int or dict[str, int]
+        The grid, for every dim or per dim name (a dim left out: 1).
     pad_edges : bool
 
     Returns
@@ -124,11 +129,14 @@ def aligned_halo_block(
     {'x': (4, 0)}
     >>> aligned_halo_block({"x": slice(0, 18)}, {"x": 3}, {"x": 18}, 4, pad_edges=False)[1]
     {'x': (0, 2)}
+    >>> aligned_halo_block({"x": slice(0, 18)}, {"x": 3}, {"x": 18}, {"x": 1}, pad_edges=False)[1]
+    {'x': (0, 0)}
     """
     read, pads, keep = {}, {}, {}
     for dim, part in region.items():
         depth = halo.get(dim, 0)
-        step = multiple if depth else 1
+        grid = multiple.get(dim, 1) if isinstance(multiple, dict) else multiple
+        step = grid if depth else 1
         start = ((part.start - depth) // step) * step
         stop = -((-(part.stop + depth)) // step) * step
         if not pad_edges:

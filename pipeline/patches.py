@@ -56,11 +56,6 @@ class PatchPlan:
             return (self.size,) * 3
         return (1, self.size, self.size) if orientation == "inline" else (self.size, 1, self.size)
 
-    def halo(self) -> dict[str, int]:
-        """The most a window reaches beyond its centre, per dim."""
-        reach = [max(self.extent(o)[axis] for o in self.orientations) for axis in range(3)]
-        return {dim: extent for dim, extent in zip(self.dims, reach)}
-
     def block(self) -> tuple[int, int]:
         """Split block size along inline and crossline: at least twice any window.
 

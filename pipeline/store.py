@@ -29,6 +29,7 @@ from zarr.codecs import BloscCodec
 
 from seisfacies.pipeline import location
 from seisfacies.pipeline.blocks import Region
+from seisfacies.pipeline.commit import WRITE_ID_ATTR, describe_holder, lock_holder, new_write_id
 from seisfacies.pipeline.exceptions import StoreError
 
 VERTICAL_DIMS = ("time", "depth")
@@ -544,7 +545,11 @@ def mark_incomplete(path: str | os.PathLike, variables: list[str]) -> list[str]:
 
 
 def mark_complete(path: str | os.PathLike, variables: list[str], attrs: dict | None = None) -> None:
-    """Clear the incomplete mark (and set root attributes) once every region is in.
+    """Clear the incomplete mark (and set root attributes) once every region is in; stamp a write id.
+
+    The committed variables get a new ``seisfacies_write_id``; a commit of no
+    variables (a whole store, finished under its temporary name) stamps it on
+    the root.
 
     Parameters
     ----------
@@ -557,9 +562,15 @@ def mark_complete(path: str | os.PathLike, variables: list[str], attrs: dict | N
     """
     _commit_pending(path, variables)
     root = _root(path)
+    write_id = new_write_id()
+    for name in variables:  # each commit's own id: `seisfacies run` tells versions apart by it
+        if location.exists(location.join(str(path), name, "zarr.json")):  # the root's view may be stale
+            set_variable_attrs(path, name, {WRITE_ID_ATTR: write_id})
     pending = [name for name in root.attrs.get(INCOMPLETE_ATTR, []) if name not in variables]
     updates = dict(attrs or {})
     updates[INCOMPLETE_ATTR] = pending
+    if not variables:  # the whole store: its arrays share the root's id
+        updates[WRITE_ID_ATTR] = write_id
     root.attrs.update(updates)
     consolidate(path)
 
@@ -656,10 +667,7 @@ def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",
     pending = dataset.attrs.get(INCOMPLETE_ATTR, [])
     for name in [*require, *pending]:
         if name in pending and (name in require or name == "amplitude"):
-            raise StoreError(
-                f"{path}: variable {name!r} is incomplete (a run stopped before it finished); "
-                f"re-run `{PRODUCERS.get(name, 'the command that writes it')}` with --overwrite"
-            )
+            raise _incomplete(path, name)
     missing = [name for name in require if name not in dataset.variables]
     if missing:
         raise StoreError(
@@ -667,6 +675,17 @@ def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",
             f"run `{PRODUCERS.get(missing[0], 'the step that makes it')}` first"
         )
     return dataset
+
+
+def _incomplete(path: str, name: str) -> StoreError:
+    """The refusal for an incomplete variable: still being written, or left by a stopped run."""
+    holder = lock_holder(path)
+    if holder is not None:
+        return StoreError(f"{path}: variable {name!r} is {describe_holder(holder)}; wait for it to finish")
+    return StoreError(
+        f"{path}: variable {name!r} is incomplete (a run stopped before it finished); "
+        f"re-run `{PRODUCERS.get(name, 'the command that writes it')}` with --overwrite"
+    )
 
 
 def trace_header_fields(dataset: xr.Dataset) -> xr.Dataset:

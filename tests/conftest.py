@@ -120,3 +120,27 @@ def process_cluster(n_workers: int, memory_limit: str = "2GiB"):
             process.terminate()
         for process in processes:
             process.wait(timeout=30)
+
+
+def versionless(dataset):
+    """``dataset`` loaded, without the write ids that tell two commits of the same content apart."""
+    from seisfacies.pipeline.commit import WRITE_ID_ATTR
+
+    loaded = dataset.load()
+    loaded.attrs.pop(WRITE_ID_ATTR, None)
+    for variable in loaded.variables.values():
+        variable.attrs.pop(WRITE_ID_ATTR, None)
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def labelled(synthetic_survey, tmp_path_factory):
+    """A labelled store and its trace patches, for tests that run seisfacies commands on them."""
+    from seisfacies.workflows.config import PatchesConfig
+    from seisfacies.workflows.patches import extract_patches
+
+    folder = tmp_path_factory.mktemp("labelled")
+    store = write_labelled_store(synthetic_survey, folder)
+    patches = folder / "p.zarr"
+    extract_patches(store, patches, PatchesConfig(kind="trace", size=24, per_class=60, split_block=8))
+    return store, patches

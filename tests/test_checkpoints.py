@@ -13,22 +13,12 @@ import pytest
 
 from seisfacies.models.checkpoint import load_checkpoint, training_progress
 from seisfacies.pipeline.store import open_store
-from seisfacies.workflows.config import PatchesConfig, PredictConfig, TrainConfig
-from seisfacies.workflows.patches import extract_patches
+from seisfacies.workflows.config import PredictConfig, TrainConfig
 from seisfacies.workflows.predict import predict_volume
 from seisfacies.workflows.train import train_model
-from tests.conftest import BIN, write_labelled_store
+from tests.conftest import BIN
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope="module")
-def labelled(synthetic_survey, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("checkpoints")
-    store = write_labelled_store(synthetic_survey, folder)
-    patches = folder / "p.zarr"
-    extract_patches(store, patches, PatchesConfig(kind="trace", size=24, per_class=60, split_block=8))
-    return store, patches
 
 
 def _seisfacies(*args, **kwargs) -> subprocess.CompletedProcess:

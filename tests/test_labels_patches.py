@@ -267,3 +267,16 @@ def test_cut_tasks_own_whole_chunks_of_one_volume_column_and_every_row_once():
     columns_of_chunk_starts = [column[order][start] for start, _ in spans]
     assert len(spans) >= len(set(columns_of_chunk_starts)) >= 8  # about one task per column, not per 256 rows
     assert len(spans) < 5000 // PATCH_CHUNK
+
+
+def test_a_survey_too_small_for_the_asked_validation_is_refused_in_one_line(labelled_store, tmp_path):
+    """Before: exit 0 with 'validation: 0' for every class (the split had one block)."""
+    config = PatchesConfig(kind="section", size=32, orientation="both", val_fraction=0.3, per_class=300)
+    with pytest.raises(LabelError, match=r"--val-fraction 0.3: no validation patch fits") as refused:
+        extract_patches(labelled_store, tmp_path / "p.zarr", config)
+    message = str(refused.value)
+    assert "\n" not in message and "1 split block(s) of 64 x 64 traces" in message
+    assert "--size 10 or smaller" in message and "--orientation inline" in message
+    assert not (tmp_path / "p.zarr").exists() and not list(tmp_path.iterdir())
+    smaller = extract_patches(labelled_store, tmp_path / "p.zarr", config.model_copy(update={"size": 10}))
+    assert sum(smaller["validation"].values()) > 0

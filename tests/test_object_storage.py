@@ -161,3 +161,17 @@ def test_a_missing_object_is_one_line(s3_server, tmp_path):
         sf.ingest(_url("nowhere.sgy"), tmp_path / "s.zarr")
     with pytest.raises(sf.StoreError, match=rf"s3://{BUCKET}/nowhere.zarr: not a seisfacies store"):
         sf.open_store(_url("nowhere.zarr"))
+
+
+def test_a_re_ingested_survey_of_the_same_grid_is_a_new_version_for_run(s3_server, tmp_path):
+    """The old fingerprint (``zarr.json``'s ETag) was the same for both: ``run`` kept the old model."""
+    from seisfacies.workflows.run import fingerprint
+
+    store = _url("versions.zarr")
+    versions = []
+    for seed in (1, 2):
+        sf.synth(tmp_path / str(seed), shape=(12, 10, 16), seed=seed)
+        sf.ingest(tmp_path / str(seed) / "seismic.sgy", store, overwrite=True)
+        versions.append(fingerprint(f"{store}/amplitude"))
+    assert sf.open_store(store).amplitude.shape == (12, 10, 16)
+    assert None not in versions and versions[0] != versions[1]

@@ -368,3 +368,31 @@ def test_fractions_exported_from_an_integer_sampled_survey_are_written_as_floats
     # the amplitude keeps the source's own format, byte for byte
     zarr_to_segy(tmp_path / "s.zarr", tmp_path / "amplitude.sgy", ExportConfig())
     assert (tmp_path / "amplitude.sgy").read_bytes() == (tmp_path / "int.sgy").read_bytes()
+
+
+def test_smoothing_treats_the_volumes_far_edge_like_its_near_edge(trained_cnn2d, synthetic_survey, tmp_path):
+    """Reversed along inline, a volume gets the reversed answer: both ends repeat their last section.
+
+    Before, a block at the far end was padded up to the network's grid (4 sections) with copies
+    that the smoothing averaged in, while the near end repeated its first section.
+    """
+    from seisfacies.pipeline.segy_write import write_cube
+
+    payload = load_checkpoint(trained_cnn2d[0])
+    assert payload["patch"]["orientations"] == ["inline"] and not payload["patch"].get("neighbours")
+    with segyio.open(synthetic_survey["seismic"]) as handle:
+        cube = segyio.tools.cube(handle)[:39]  # not a multiple of the network's grid
+    probabilities = {}
+    for name, volume in (("ahead", cube), ("reversed", cube[::-1])):
+        segy = tmp_path / f"{name}.sgy"
+        write_cube(
+            str(segy), np.ascontiguousarray(volume), inlines=np.arange(39) + 1, crosslines=np.arange(36) + 1
+        )
+        segy_to_zarr(segy, tmp_path / f"{name}.zarr", IngestConfig(chunks="16,16,64"))
+        config = PredictConfig(smooth=2, mirror=False, probabilities=True)
+        predict_volume(tmp_path / f"{name}.zarr", trained_cnn2d[0], config)
+        probabilities[name] = open_store(
+            tmp_path / f"{name}.zarr", require=("probability",)
+        ).probability.values
+    # the probability is stored as float16: one step of it apart at most
+    np.testing.assert_allclose(probabilities["reversed"][:, ::-1], probabilities["ahead"], atol=2e-3)

@@ -12,6 +12,7 @@ from seisfacies.pipeline import location
 from seisfacies.pipeline import segy_format as fmt
 from seisfacies.pipeline.blocks import Region, regions
 from seisfacies.pipeline.cluster import run_tasks
+from seisfacies.pipeline.commit import writes
 from seisfacies.pipeline.exceptions import SegyFormatError, StoreError
 from seisfacies.pipeline.segy_write import SegyWriteSpec, create_file, write_block
 from seisfacies.pipeline.store import (
@@ -59,6 +60,7 @@ def write_export_region(task: ExportTask) -> int:
     return write_block(task.spec, trace_index, headers, values)
 
 
+@writes("out")
 def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, client=None) -> dict:
     """Write ``config.variable`` of a store as SEG-Y with the original headers.
 

@@ -13,6 +13,7 @@ import numpy as np
 from seisfacies.pipeline import segy_format as fmt
 from seisfacies.pipeline.blocks import Region, slab_regions
 from seisfacies.pipeline.cluster import client_mapper, run_tasks
+from seisfacies.pipeline.commit import writes
 from seisfacies.pipeline.exceptions import SegyFormatError
 from seisfacies.pipeline.segy import SegyLayout, SegySurvey, read_block, scan_survey, survey_dataset
 from seisfacies.pipeline.store import (
@@ -112,6 +113,7 @@ def ingest_plan(survey: SegySurvey, chunks: dict[str, int]) -> list[Region]:
     return slab_regions(sizes, chunks, along, bytes_per_trace, TASK_BUDGET_BYTES)
 
 
+@writes("store")
 def segy_to_zarr(segy: str | Path, store: str | Path, config: IngestConfig, client=None) -> dict:
     """Ingest a SEG-Y file into a new Zarr v3 store; returns a small summary.
 

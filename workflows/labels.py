@@ -11,6 +11,7 @@ import numpy as np
 from seisfacies.pipeline import location
 from seisfacies.pipeline.blocks import Region, regions
 from seisfacies.pipeline.cluster import run_tasks
+from seisfacies.pipeline.commit import writes
 from seisfacies.pipeline.exceptions import LabelError, StoreError
 from seisfacies.pipeline.labels import (
     LabelSource,
@@ -90,6 +91,7 @@ def write_label_region(task: LabelTask) -> None:
     write_region(task.store, pending_name("labels"), task.region, region_classes(task))
 
 
+@writes("store")
 def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, client=None) -> dict:
     """Add ``labels`` (int16, -1 unlabelled) to a store from any label source.
 

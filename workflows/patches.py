@@ -18,6 +18,7 @@ import xarray as xr
 from seisfacies.pipeline import location
 from seisfacies.pipeline.blocks import Region, regions
 from seisfacies.pipeline.cluster import run_tasks
+from seisfacies.pipeline.commit import writes
 from seisfacies.pipeline.exceptions import ConfigError, LabelError
 from seisfacies.pipeline.patches import (
     DEFAULT_SIZE,
@@ -281,6 +282,7 @@ def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
     )
 
 
+@writes("out")
 def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, client=None) -> dict:
     """Cut a class-balanced, blocked-split patch store from a labelled volume store.
 
@@ -322,6 +324,7 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
     if short.any():  # the hash draw came short: draw those (split, class) pairs again, keeping all
         selected = _select(store, plan, plan_regions, validation, np.where(short, 1.0, probability), client)
     rows = _final_rows(selected, targets, config, plan, store_chunks(dataset))
+    _check_validation(rows, config, plan, len(_block_totals(block_class)), dataset)
     partial = temporary_path(out)
     try:
         # x is stored raw: amplitude windows shrink by under 10% and compressing them halves the cut rate
@@ -404,6 +407,28 @@ def _block_totals(block_class: np.ndarray) -> dict[tuple[int, int], int]:
     for block_i, block_j, _, count in block_class.tolist():
         totals[(block_i, block_j)] = totals.get((block_i, block_j), 0) + count
     return totals
+
+
+def _check_validation(rows: dict, config: PatchesConfig, plan: PatchPlan, blocks: int, dataset) -> None:
+    """Refuse a split that asked for validation patches and got none, naming what would give some.
+
+    Validation patches come from whole split blocks (twice the window, at
+    least ``--split-block``) with no training window on them: a small survey
+    or labelled area may hold fewer blocks than a split needs.
+    """
+    if config.val_fraction <= 0 or np.any(rows["split"] == 1):
+        return
+    block = plan.block()
+    extent = max(dataset.amplitude.shape[:2])
+    hints = [f"--size {max(extent // 4, 1)} or smaller"]
+    if len(plan.orientations) > 1:
+        hints.append("--orientation inline")
+    hints += ["labels on a larger area", "--val-fraction 0 (no validation)"]
+    raise LabelError(
+        f"option --val-fraction {config.val_fraction}: no validation patch fits; the labelled windows lie in "
+        f"{blocks} split block(s) of {block[0]} x {block[1]} traces, and validation needs a block with no "
+        f"training window of any orientation on it; use {', '.join(hints)}"
+    )
 
 
 def _available(block_class: np.ndarray, validation: set, n_classes: int) -> np.ndarray:

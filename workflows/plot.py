@@ -13,6 +13,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from seisfacies.pipeline import location  # noqa: E402
+from seisfacies.pipeline.commit import writes  # noqa: E402
 from seisfacies.pipeline.exceptions import ConfigError  # noqa: E402
 from seisfacies.pipeline.store import check_output, open_store, vertical_dim  # noqa: E402
 from seisfacies.workflows.config import PlotConfig  # noqa: E402
@@ -40,6 +41,7 @@ def _section(dataset, config: PlotConfig):
     return name, dataset.sel({name: value}, method="nearest")
 
 
+@writes("out")
 def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict:
     """Write a PNG: amplitude in grey, facies in colour with a legend, truth and uncertainty beside.
 

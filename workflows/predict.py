@@ -32,6 +32,7 @@ from seisfacies.models.registry import model_entry
 from seisfacies.pipeline import location
 from seisfacies.pipeline.blocks import Region, aligned_halo_block, slab_regions
 from seisfacies.pipeline.cluster import live_workers, run_tasks
+from seisfacies.pipeline.commit import writes
 from seisfacies.pipeline.exceptions import ModelError, StoreError
 from seisfacies.pipeline.labels import class_dtype, prediction_template
 from seisfacies.pipeline.store import (
@@ -118,6 +119,18 @@ def _pad_block(block: np.ndarray, pads: dict[str, tuple[int, int]], patch: dict)
     return block
 
 
+def _block_grid(patch: dict, halo: dict[str, int], multiple: int) -> dict[str, int]:
+    """The grid a block's ends sit on, per dim: the network's down-sampling, but none across sections.
+
+    A section model never down-samples across its sections (they are input
+    channels, or logits averaged by smoothing), so a block there ends at the
+    volume's last section, as it starts at the first: both ends repeat their
+    last section, and the result does not depend on where the volume ends.
+    """
+    across = section_normal(patch) if patch["kind"] == "section" else None
+    return {dim: 1 if dim == across else multiple for dim in halo}
+
+
 def predict_block(task: PredictTask, checkpoint: bytes) -> int:
     """Predict one chunk-aligned region; returns how many voxels were left unclassified.
 
@@ -138,7 +151,8 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
     model, payload = _worker_model(checkpoint, task.model_sha256, device)
     halo, multiple = input_geometry(payload, task.config.smooth)
     dense = model_entry(payload["model_name"]).dense  # fully convolutional: pads at the block's edges itself
-    read, pads, keep = aligned_halo_block(task.region, halo, task.sizes, multiple, pad_edges=not dense)
+    grid = _block_grid(payload["patch"], halo, multiple)
+    read, pads, keep = aligned_halo_block(task.region, halo, task.sizes, grid, pad_edges=not dense)
     block = read_region(task.store, "amplitude", read).astype(np.float32, copy=False)
     block = _pad_block(block, pads, payload["patch"])
     # non-finite voxels are left unclassified (-1) below instead of getting a made-up class
@@ -240,6 +254,7 @@ def prediction_plan(dataset, payload: dict, chunks: dict[str, int]) -> list[Regi
     return slab_regions(sizes, plan_chunks, along, 4, TASK_BUDGET_BYTES)  # float32 input
 
 
+@writes("store")
 def predict_volume(store: str | Path, model_path: str | Path, config: PredictConfig, client=None) -> dict:
     """Write ``facies`` (and ``probability``, ``uncertainty``) for the whole volume into the store.
 

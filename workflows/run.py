@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 
 from seisfacies.pipeline import location
 from seisfacies.pipeline.cluster import live_workers
+from seisfacies.pipeline.commit import WRITE_ID_ATTR, writing
 from seisfacies.pipeline.exceptions import ConfigError
 from seisfacies.pipeline.store import incomplete_variables
 from seisfacies.workflows import config as cfg
@@ -211,11 +213,18 @@ def _validated(step: Step, options: dict, path: Path, number: int, base: Path):
     return parsed.model_copy(update=resolved)
 
 
+#: Files up to this size are identified by their content; larger ones (SEG-Y inputs) by size and time.
+HASHED_FILE_BYTES = 256 * 2**20
+
+
 def fingerprint(path: Path) -> str | None:
     """What identifies a file's or Zarr node's current version (None: absent).
 
-    A Zarr array or store is identified by its ``zarr.json`` (rewritten
-    whenever the variable is re-created), a file by its size and time.
+    A Zarr array or store is identified by the write id its last commit
+    stamped (an array without its own, by its store's); a file by its
+    content's sha256, or by size and modification time (ETag on object
+    storage) beyond :data:`HASHED_FILE_BYTES`. Stores written by other tools
+    carry no write id and fall back to their ``zarr.json``'s size and time.
 
     Parameters
     ----------
@@ -228,15 +237,43 @@ def fingerprint(path: Path) -> str | None:
     """
     path = str(path)
     metadata = location.join(path, "zarr.json")
-    target = metadata if location.exists(metadata) else path
+    if location.exists(metadata):
+        write_id = _write_id(path)
+        if write_id is not None:
+            return f"write:{write_id}"
+        path = metadata  # a store from another tool: its metadata's size and time
     try:
-        if location.is_url(target):
-            size, version = location.size_and_version(target)
-            return f"{size}:{version}"
-        stat = os.stat(target)
+        if location.is_url(path):
+            size, version = location.size_and_version(path)
+        else:
+            stat = os.stat(path)
+            size, version = stat.st_size, stat.st_mtime_ns
+        if path != metadata and location.is_file(path) and size <= HASHED_FILE_BYTES:
+            return f"sha256:{_content_sha256(path)}"
     except FileNotFoundError:
         return None
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
+    return f"{size}:{version}"
+
+
+def _write_id(node: str) -> str | None:
+    """The write id of a Zarr node, or of the store it is an array of."""
+    for candidate in (node, location.parent(node)):
+        try:
+            with location.open_file(location.join(candidate, "zarr.json"), "rb") as handle:
+                attributes = json.loads(handle.read()).get("attributes", {})
+        except (FileNotFoundError, ValueError):
+            continue
+        if WRITE_ID_ATTR in attributes:
+            return attributes[WRITE_ID_ATTR]
+    return None
+
+
+def _content_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with location.open_file(path, "rb") as handle:
+        while block := handle.read(2**20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _complete(path: str) -> bool:
@@ -408,6 +445,12 @@ def run_workflow(
             client.run(location.configure, storage)
     folder = Path(base or Path(path).resolve().parent)
     state_path = folder / f".{name}.steps.json"
+    with writing(state_path, "seisfacies run"):  # a second run of this workflow is refused at once
+        return _run_steps(name, path, steps, client, force, folder, state_path, record, echo)
+
+
+def _run_steps(name, path, steps, client, force, folder, state_path, record, echo) -> dict:
+    """The steps of :func:`run_workflow`, in order, with the workflow's step record held."""
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     results, started = [], time.perf_counter()
     for number, (step, options) in enumerate(steps, start=1):
@@ -450,8 +493,8 @@ def run_workflow(
 
 
 def _write_json(path: Path, document: dict) -> None:
-    """Write JSON atomically: a crash never leaves half a record."""
-    partial = path.with_name(f".{path.name}.partial")
+    """Write JSON atomically: a crash never leaves half a record, and two writers never share a partial."""
+    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
     partial.write_text(json.dumps(document, indent=2, default=str))
     partial.replace(path)
 

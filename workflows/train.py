@@ -22,6 +22,7 @@ from seisfacies.models.checkpoint import load_checkpoint, package_version, train
 from seisfacies.models.checkpoint import load_model as _load_model
 from seisfacies.models.training import local_batch
 from seisfacies.pipeline import location
+from seisfacies.pipeline.commit import writes
 from seisfacies.pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
 from seisfacies.pipeline.store import check_folder_writable, open_store, survey_record
 from seisfacies.workflows.config import PatchesConfig, TrainConfig
@@ -82,6 +83,7 @@ def _entry(config: TrainConfig):
         raise ConfigError(f"option --model: {error}") from None
 
 
+@writes("out")
 def train_model(
     source: str | Path,
     out: str | Path,
