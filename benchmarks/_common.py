@@ -21,9 +21,11 @@ def sampled_memory(client, interval=0.05):
     """
     from distributed.diagnostics import MemorySampler
 
+    from seisfacies.pipeline.cluster import live_workers
+
     sampler = MemorySampler()
     result = {}
-    n_workers = len(client.scheduler_info()["workers"])
+    n_workers = len(live_workers(client))
     with sampler.sample("run", client=client, measure="process", interval=interval):
         yield result
     series = sampler.to_pandas()["run"] / 2**20 / n_workers

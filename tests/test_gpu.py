@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from seisfacies.models.inference import InferenceOptions, classify_block
 from seisfacies.models.registry import create_model_for_patches
 from seisfacies.models.training import FitOptions, NonFiniteLoss, fit
-from seisfacies.pipeline.cluster import run_tasks
+from seisfacies.pipeline.cluster import live_workers, run_tasks
 from seisfacies.pipeline.exceptions import ClusterError, ConfigError
 from seisfacies.workflows.cli import cli
 from seisfacies.workflows.config import PatchesConfig, PredictConfig, TrainConfig
@@ -67,7 +67,7 @@ def _real_gpus() -> None:
 def faked_gpus(client, count: int, visible: dict[str, str] | None = None):
     """Every worker sees ``count`` GPUs (``visible``: its own CUDA_VISIBLE_DEVICES) until the block ends."""
     try:
-        for address in client.scheduler_info(n_workers=-1)["workers"]:
+        for address in live_workers(client):
             client.run(_fake_gpus, count, (visible or {}).get(address), workers=[address])
         yield
     finally:
@@ -122,7 +122,7 @@ def test_picking_ranks_spreads_them_over_hosts_with_free_gpus():
 
 
 def test_ranks_on_one_host_take_their_own_gpus_on_a_real_cluster(cluster_client):
-    addresses = sorted(cluster_client.scheduler_info(n_workers=-1)["workers"])
+    addresses = sorted(live_workers(cluster_client))
     with faked_gpus(cluster_client, 2):
         seen = cluster_gpus(cluster_client)
         assert set(seen.values()) == {("0", "1")}
@@ -186,7 +186,7 @@ def test_predict_spreads_gpu_workers_and_holds_a_share_of_their_gpu_resource(tmp
         ) as cluster,
         Client(cluster) as client,
     ):
-        addresses = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        addresses = sorted(live_workers(client))
         with faked_gpus(client, 2):
             devices, resources = _gpu_plan(client, PredictConfig(device="cuda"))
         assert devices == {addresses[0]: "cuda:0", addresses[1]: "cuda:1"}

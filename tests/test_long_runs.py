@@ -28,12 +28,8 @@ FAST_REFRESH = {"distributed.client.scheduler-info-interval": "2ms"}
 
 
 @pytest.fixture(scope="module")
-def trace_patches(synthetic_survey, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("long")
-    store = write_labelled_store(synthetic_survey, folder)
-    out = folder / "p.zarr"
-    extract_patches(store, out, PatchesConfig(kind="trace", size=24, per_class=60, split_block=8))
-    return out
+def trace_patches(labelled):
+    return labelled[1]
 
 
 @pytest.fixture

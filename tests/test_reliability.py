@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from seisfacies.pipeline.cluster import live_workers
 from seisfacies.pipeline.exceptions import ClusterError, SeisFaciesError, StoreError
 from seisfacies.pipeline.segy import open_segy_dataset
 from seisfacies.pipeline.store import INCOMPLETE_ATTR, mark_incomplete, open_store
@@ -325,7 +326,7 @@ def _peak_per_worker_mb(client, action) -> float:
     sampler = MemorySampler()
     with sampler.sample("run", client=client, measure="process", interval=0.1):
         action()
-    return float(sampler.to_pandas()["run"].max()) / 2**20 / len(client.scheduler_info()["workers"])
+    return float(sampler.to_pandas()["run"].max()) / 2**20 / len(live_workers(client))
 
 
 def _train_tiny_cnn2d(folder: Path, store: Path) -> Path:
