@@ -11,12 +11,10 @@ import io
 import os
 import pickle
 import struct
-import uuid
 import warnings
 import zipfile
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 import fsspec
 import torch
@@ -55,19 +53,22 @@ def package_version() -> str:
         return "0.0.0+unknown"
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, model_name: str, **metadata) -> None:
-    """Write a checkpoint atomically (temporary file, then rename).
+def checkpoint_bytes(model: nn.Module, model_name: str, **metadata) -> bytes:
+    """A checkpoint's whole content, to be written in one commit (the caller decides where and how).
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The checkpoint file.
     model : torch.nn.Module
         A registered model (it has a ``config`` dataclass).
     model_name : str
         Its registry name.
     **metadata
         Plain data to store beside the weights (classes, normalisation, history, ...).
+
+    Returns
+    -------
+    bytes
+        What :func:`load_checkpoint` reads.
     """
     payload = {
         "format": FORMAT,
@@ -77,18 +78,9 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, model_name: str, 
         "state_dict": {key: value.detach().cpu() for key, value in model.state_dict().items()},
         **metadata,
     }
-    if "://" in str(path):  # object storage: the object appears whole once its upload completes
-        with fsspec.open(str(path), "wb") as handle:
-            torch.save(payload, handle)
-        return
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    try:
-        torch.save(payload, partial)
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
 
 
 def _plain(value):
@@ -206,7 +198,7 @@ def load_model(path: str | os.PathLike | bytes, name: str | None = None) -> tupl
     Parameters
     ----------
     path : str, os.PathLike or bytes
-        A file written by :func:`save_checkpoint`, or its bytes.
+        A checkpoint file, or its bytes (:func:`checkpoint_bytes`).
     name : str, optional
         What error messages call the checkpoint (the file its bytes came from).
 

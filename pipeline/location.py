@@ -149,6 +149,27 @@ def filesystem(path: str):
     return url_to_fs(str(path))
 
 
+def protocols(path: str | os.PathLike) -> tuple[str, ...]:
+    """The fsspec protocols of a URL's file system (``("s3", "s3a")``); ``()`` for a local path.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A path or URL.
+
+    Returns
+    -------
+    tuple of str
+
+    >>> protocols("/data/f3.zarr")
+    ()
+    """
+    if not is_url(path):
+        return ()
+    protocol = filesystem(path)[0].protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
 def exists(path: str | os.PathLike) -> bool:
     """Whether a file, folder or prefix exists.
 
@@ -165,6 +186,25 @@ def exists(path: str | os.PathLike) -> bool:
         return Path(path).exists()
     fs, inner = filesystem(path)
     return fs.exists(inner)
+
+
+def glob(pattern: str) -> list[str]:
+    """Paths or URLs matching a pattern with ``*`` in its last part, sorted.
+
+    Parameters
+    ----------
+    pattern : str
+        A path or URL, e.g. ``s3://bucket/.f3.zarr.partial-*``.
+
+    Returns
+    -------
+    list of str
+    """
+    if not is_url(pattern):
+        return sorted(str(found) for found in Path(parent(pattern)).glob(name(pattern)))
+    fs, inner = filesystem(pattern)
+    fs.invalidate_cache(parent(inner))
+    return [join(parent(pattern), name(found)) for found in sorted(fs.glob(inner))]
 
 
 def is_file(path: str | os.PathLike) -> bool:
@@ -195,6 +235,8 @@ def remove(path: str | os.PathLike) -> None:
     """
     if is_url(path):
         fs, inner = filesystem(path)
+        if fs.isdir(inner) and fs.isfile(f"{inner}/zarr.json"):  # a store stops being one at once
+            fs.rm(f"{inner}/zarr.json")
         if fs.exists(inner):
             fs.rm(inner, recursive=True)
         return
@@ -219,9 +261,15 @@ def move(source: str | os.PathLike, target: str | os.PathLike) -> None:
     fs, inner = filesystem(source)
     _, inner_target = filesystem(target)
     keys = fs.find(inner) if fs.isdir(inner) else [inner]
-    # object by object (server-side copies): a recursive mv also tries to copy the prefix itself
-    fs.copy(keys, [inner_target + key[len(inner) :] for key in keys])
-    fs.rm(inner, recursive=True)
+    root = f"{inner}/zarr.json"
+    # object by object (server-side copies; a recursive mv also tries to copy the prefix itself),
+    # a store's root metadata last: until it lands, no reader takes the copy for a store
+    first = [key for key in keys if key != root]
+    if first:
+        fs.copy(first, [inner_target + key[len(inner) :] for key in first])
+    if root in keys:
+        fs.copy(root, f"{inner_target}/zarr.json")
+    remove(source)
 
 
 def read_range(path: str, offset: int, size: int) -> bytes:

@@ -8,17 +8,13 @@ Layout (the contract users and later steps rely on; see the README):
 * ``trace_index`` int64 ``(inline, crossline)``: trace number in the source, -1 if none
 * later steps add ``labels``, ``facies`` and ``probability``.
 
-Writes go to a hidden temporary folder renamed into place at the end, or, for a
-variable added to an existing store, are listed under the root attribute
-``seisfacies_incomplete`` until the last region is written.
+How a store or an added variable becomes visible (temporary names, the
+pending group, locks, write ids) is :mod:`seisfacies.pipeline.commit`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import uuid
 import warnings
 from pathlib import Path
 
@@ -29,7 +25,19 @@ from zarr.codecs import BloscCodec
 
 from seisfacies.pipeline import location
 from seisfacies.pipeline.blocks import Region
-from seisfacies.pipeline.commit import WRITE_ID_ATTR, describe_holder, lock_holder, new_write_id
+from seisfacies.pipeline.commit import (
+    INCOMPLETE_ATTR,
+    PENDING_GROUP,
+    ROOT_METADATA,
+    abandon_variables,
+    begin_variables,
+    consolidate,
+    consolidating,
+    describe_holder,
+    lock_holder,
+    output_exists,
+    zarr_store,
+)
 from seisfacies.pipeline.exceptions import StoreError
 
 VERTICAL_DIMS = ("time", "depth")
@@ -40,37 +48,14 @@ DEFAULT_CHUNKS = (64, 64, 512)
 #: 0.910) and compresses fastest (984 MB/s on one core, byte shuffle 845, zstd
 #: 668), and compression is what limits ingest on few cores.
 COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
-INCOMPLETE_ATTR = "seisfacies_incomplete"
-#: New variables are written inside this group and moved to the root when complete:
-#: plain ``xarray.open_zarr`` reads only the root's arrays, so it never sees a half-written one.
-PENDING_GROUP = "_pending"
 #: Which command re-creates each variable, for "incomplete" messages.
 PRODUCERS = {
-    "amplitude": "seisfacies ingest",
+    **dict.fromkeys(("amplitude", "trace_headers", "trace_index", "trace_mask"), "seisfacies ingest"),
     "labels": "seisfacies labels",
     "facies": "seisfacies predict",
-    "probability": "seisfacies predict --probabilities",
+    **dict.fromkeys(("probability", "class"), "seisfacies predict --probabilities"),
+    "uncertainty": "seisfacies predict --uncertainty",
 }
-
-
-@contextlib.contextmanager
-def _consolidating():
-    """Zarr warns that v3 consolidated metadata is an extension; we rely on it knowingly."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
-        yield
-
-
-def consolidate(path: str | os.PathLike) -> None:
-    """Rewrite the consolidated metadata after variables or attributes change.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file or store.
-    """
-    with _consolidating():
-        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 def vertical_dim(dataset: xr.Dataset) -> str:
@@ -153,7 +138,7 @@ def check_output(path: str | os.PathLike, overwrite: bool, what: str = "store") 
         The absolute path (or the URL).
     """
     path = location.resolve(path)
-    if location.exists(path) and not overwrite:
+    if output_exists(path) and not overwrite:
         raise StoreError(f"{path}: the {what} already exists; pass --overwrite to replace it")
     check_folder_writable(path)
     return path
@@ -203,103 +188,6 @@ def check_store_writable(path: str | os.PathLike) -> None:
             f"{path}: the store is read-only for this user (permission denied); "
             "fix its permissions or copy it somewhere writable"
         )
-
-
-#: Temporary outputs of this process not yet moved into place, for cleanup after Ctrl-C.
-_UNFINISHED: set[str] = set()
-
-
-def temporary_path(path: str | os.PathLike) -> str:
-    """A hidden sibling path to write into before renaming into place.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The output it stands for.
-
-    Returns
-    -------
-    str
-        ``.NAME.partial-XXXXXXXX`` beside ``path``.
-    """
-    path = location.resolve(path)
-    partial = location.with_name(path, f".{location.name(path)}.partial-{uuid.uuid4().hex[:8]}")
-    _UNFINISHED.add(partial)
-    return partial
-
-
-def remove_unfinished() -> list[str]:
-    """Remove every temporary output this process made and never moved into place.
-
-    Called once the workers have stopped (after Ctrl-C): a task still running
-    when the command's own cleanup ran may have written into it again.
-
-    Returns
-    -------
-    list of str
-        What was removed.
-    """
-    removed = [path for path in sorted(_UNFINISHED) if location.exists(path)]
-    for path in removed:
-        remove_path(path)
-    _UNFINISHED.clear()
-    return removed
-
-
-def output_path_of(filename: str) -> str:
-    """Name the output a path inside a :func:`temporary_path` stands for, for messages.
-
-    Parameters
-    ----------
-    filename : str
-        A path from an error.
-
-    Returns
-    -------
-    str
-        The path as the user knows it: no temporary folder, no pending group.
-
-    >>> output_path_of("/data/.f3.zarr.partial-0a1b2c3d/amplitude/c/0/0/0")
-    '/data/f3.zarr/amplitude/c/0/0/0'
-    >>> output_path_of("/data/f3.zarr/_pending/facies/c/0/0/0")
-    '/data/f3.zarr/facies/c/0/0/0'
-    >>> output_path_of("/data/f3.zarr/_pending/zarr.0123456789abcdef0123456789abcdef.partial")
-    '/data/f3.zarr/zarr.json'
-    """
-    named = re.sub(r"(^|/)\.([^/]+)\.partial-[0-9a-f]{8}(?=/|$)", r"\1\2", filename)
-    named = re.sub(r"/zarr\.[0-9a-f]{32}\.partial$", "/zarr.json", named)  # zarr's own temporary name
-    return re.sub(rf"/{PENDING_GROUP}/", "/", named)
-
-
-def replace_path(source: str | os.PathLike, target: str | os.PathLike) -> None:
-    """Move a finished output into place, removing what was there.
-
-    Parameters
-    ----------
-    source : str or os.PathLike
-        The input: a file, store or label source.
-    target : str or os.PathLike
-    """
-    source, target = location.resolve(source), location.resolve(target)
-    _UNFINISHED.discard(source)
-    if location.exists(target):
-        backup = location.with_name(target, f".{location.name(target)}.old-{uuid.uuid4().hex[:8]}")
-        location.move(target, backup)
-        location.move(source, target)
-        remove_path(backup)
-    else:
-        location.move(source, target)
-
-
-def remove_path(path: str | os.PathLike) -> None:
-    """Remove a file or folder if it exists (cleanup of partial outputs).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file or store.
-    """
-    location.remove(path)
 
 
 def encoding_for(dataset: xr.Dataset, chunks: dict[str, int], uncompressed: tuple[str, ...] = ()) -> dict:
@@ -363,9 +251,9 @@ def write_template(
     mode : str
     uncompressed : tuple[str, ...]
     """
-    with _consolidating():
+    with consolidating():
         dataset.to_zarr(
-            path,
+            zarr_store(path),
             mode=mode,
             compute=False,
             zarr_format=3,
@@ -374,30 +262,11 @@ def write_template(
         )
 
 
-def pending_name(variable: str) -> str:
-    """Where a variable is written until :func:`mark_complete` moves it to the root.
-
-    Parameters
-    ----------
-    variable : str
-        The variable's final name.
-
-    Returns
-    -------
-    str
-
-    >>> pending_name("facies")
-    '_pending/facies'
-    """
-    return f"{PENDING_GROUP}/{variable}"
-
-
 def add_variables_template(dataset: xr.Dataset, path: str | os.PathLike, chunks: dict[str, int]) -> None:
-    """Add new (lazy) variables to a store, out of sight until complete.
+    """Add new (lazy) variables to a store's pending group, out of sight until they are committed.
 
-    They are written under :data:`PENDING_GROUP` and listed as incomplete in
-    the root attributes (the mark is set first, so a failure while creating
-    the arrays keeps it); :func:`mark_complete` moves them to the root.
+    They are written under the store's pending group; the root and the
+    variables it holds stay as they are.
 
     Parameters
     ----------
@@ -408,13 +277,12 @@ def add_variables_template(dataset: xr.Dataset, path: str | os.PathLike, chunks:
     chunks : dict[str, int]
         Chunk size per dim name.
     """
-    names = list(dataset.data_vars)
-    _remove_pending(path, names)  # what an interrupted run left
-    mark_incomplete(path, names)
     extra_coords = [name for name in dataset.coords if name not in dataset.dims]  # already at the root
     template = dataset.drop_vars(extra_coords)
+    names = [str(name) for name in template.variables]
+    begin_variables(path, names)  # what an interrupted run left
     try:
-        with _consolidating():
+        with consolidating():
             template.to_zarr(
                 path,
                 group=PENDING_GROUP,
@@ -426,44 +294,8 @@ def add_variables_template(dataset: xr.Dataset, path: str | os.PathLike, chunks:
             )
         consolidate(path)
     except OSError:
-        _clean_up_failed_template(path, names)
+        abandon_variables(path, names)
         raise
-
-
-def _clean_up_failed_template(path: str | os.PathLike, variables: list[str]) -> None:
-    """Undo what a failed variable template left, keeping the incomplete mark.
-
-    The consolidated metadata goes back if the disk allows.
-    """
-    with contextlib.suppress(OSError):
-        _remove_pending(path, variables)
-        pending = location.join(str(path), PENDING_GROUP)
-        if not location.exists(location.join(pending, "zarr.json")):  # a group that never got metadata
-            remove_path(pending)
-        consolidate(path)
-
-
-def _remove_pending(path: str | os.PathLike, variables: list[str]) -> None:
-    for name in variables:
-        remove_path(location.join(str(path), PENDING_GROUP, name))
-
-
-def _commit_pending(path: str | os.PathLike, variables: list[str]) -> None:
-    """Move finished variables (and coordinates only they use) from the pending group to the root."""
-    path = str(path)
-    pending = location.join(path, PENDING_GROUP)
-    if not location.exists(pending):
-        return
-    root = set(_root(path, mode="r").array_keys())
-    waiting = set(_root(pending, mode="r").array_keys())
-    moving = [name for name in variables if name in waiting]
-    moving += [name for name in ("class",) if name in waiting and name not in root]
-    for name in moving:
-        remove_path(location.join(path, name))
-        location.move(location.join(pending, name), location.join(path, name))
-    others = [name for name in incomplete_variables(path) if name not in variables and name in waiting]
-    if not others:
-        remove_path(pending)
 
 
 def write_region(path: str, variable: str, region: Region, values: np.ndarray) -> None:
@@ -504,128 +336,6 @@ def read_region(path: str, variable: str, region: Region) -> np.ndarray:
     return array[tuple(region.values())]
 
 
-def _root(path: str | os.PathLike, mode: str = "r+") -> zarr.Group:
-    return zarr.open_group(store=str(path), mode=mode, zarr_format=3)
-
-
-def incomplete_variables(path: str | os.PathLike) -> list[str]:
-    """Variables of the store at ``path`` that a stopped run left incomplete.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A store.
-
-    Returns
-    -------
-    list of str
-        Names listed in the root attribute ``seisfacies_incomplete``.
-    """
-    return list(_root(path, mode="r").attrs.get(INCOMPLETE_ATTR, []))
-
-
-def mark_incomplete(path: str | os.PathLike, variables: list[str]) -> list[str]:
-    """List ``variables`` as incomplete in the root attributes; returns every pending name.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file or store.
-    variables : list[str]
-        Store variable names.
-
-    Returns
-    -------
-    list[str]
-    """
-    pending = sorted(set(incomplete_variables(path)) | set(variables))
-    _root(path).attrs[INCOMPLETE_ATTR] = pending
-    consolidate(path)
-    return pending
-
-
-def mark_complete(path: str | os.PathLike, variables: list[str], attrs: dict | None = None) -> None:
-    """Clear the incomplete mark (and set root attributes) once every region is in; stamp a write id.
-
-    The committed variables get a new ``seisfacies_write_id``; a commit of no
-    variables (a whole store, finished under its temporary name) stamps it on
-    the root.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file or store.
-    variables : list[str]
-        Store variable names.
-    attrs : dict | None
-        Attributes.
-    """
-    _commit_pending(path, variables)
-    root = _root(path)
-    write_id = new_write_id()
-    for name in variables:  # each commit's own id: `seisfacies run` tells versions apart by it
-        if location.exists(location.join(str(path), name, "zarr.json")):  # the root's view may be stale
-            set_variable_attrs(path, name, {WRITE_ID_ATTR: write_id})
-    pending = [name for name in root.attrs.get(INCOMPLETE_ATTR, []) if name not in variables]
-    updates = dict(attrs or {})
-    updates[INCOMPLETE_ATTR] = pending
-    if not variables:  # the whole store: its arrays share the root's id
-        updates[WRITE_ID_ATTR] = write_id
-    root.attrs.update(updates)
-    consolidate(path)
-
-
-def set_variable_attrs(path: str | os.PathLike, variable: str, attrs: dict) -> None:
-    """Set variable attrs.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file or store.
-    variable : str
-        A store variable name.
-    attrs : dict
-        Attributes.
-    """
-    zarr.open_array(store=str(path), path=variable, mode="r+", zarr_format=3).attrs.update(attrs)
-
-
-def delete_variables(path: str | os.PathLike, variables: list[str]) -> None:
-    """Drop variables from a store (before rewriting them with --overwrite).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file or store.
-    variables : list[str]
-        Store variable names.
-    """
-    root = _root(path)
-    for name in variables:
-        if name in root:
-            del root[name]
-    _remove_pending(path, variables)
-    consolidate(path)
-
-
-def finished_variables(dataset: xr.Dataset, names: tuple[str, ...]) -> list[str]:
-    """Which of ``names`` exist and were completed (an interrupted one is not an output yet).
-
-    Parameters
-    ----------
-    dataset : xr.Dataset
-        The store, opened as an xarray Dataset.
-    names : tuple[str, ...]
-        Class names.
-
-    Returns
-    -------
-    list[str]
-    """
-    pending = set(dataset.attrs.get(INCOMPLETE_ATTR, []))
-    return [name for name in names if name in dataset.variables and name not in pending]
-
-
 def _has_consolidated(path: str | os.PathLike) -> bool:
     """Whether the root holds its consolidated metadata.
 
@@ -653,7 +363,10 @@ def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",
     xr.Dataset
     """
     path = location.resolve(path)
-    if not location.is_file(location.join(path, "zarr.json")):
+    if not location.is_file(location.join(path, ROOT_METADATA)):
+        holder = lock_holder(path)
+        if holder is not None:
+            raise StoreError(f"{path}: the store is {describe_holder(holder)}; wait for it to finish")
         hint = (
             "run `seisfacies ingest SEGY STORE` first"
             if not location.exists(path)
@@ -661,7 +374,11 @@ def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",
         )
         raise StoreError(f"{path}: not a seisfacies store; {hint}")
     try:
-        dataset = xr.open_zarr(path, consolidated=_has_consolidated(path), zarr_format=3)
+        with warnings.catch_warnings():  # a killed writer's temporary files, listed until the next writer
+            warnings.filterwarnings(
+                "ignore", message=".*is not recognized as a component of a Zarr hierarchy"
+            )
+            dataset = xr.open_zarr(path, consolidated=_has_consolidated(path), zarr_format=3)
     except (KeyError, ValueError, FileNotFoundError) as error:
         raise StoreError(f"{path}: cannot open the store ({error}); re-run `seisfacies ingest`") from None
     pending = dataset.attrs.get(INCOMPLETE_ATTR, [])
@@ -669,11 +386,12 @@ def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",
         if name in pending and (name in require or name == "amplitude"):
             raise _incomplete(path, name)
     missing = [name for name in require if name not in dataset.variables]
+    holder = lock_holder(path) if missing else None
+    if holder is not None:
+        raise StoreError(f"{path}: {missing[0]!r} is not in the store yet: it is {describe_holder(holder)}")
     if missing:
-        raise StoreError(
-            f"{path}: the store has no {', '.join(map(repr, missing))}; "
-            f"run `{PRODUCERS.get(missing[0], 'the step that makes it')}` first"
-        )
+        fix = f"; run `{PRODUCERS[missing[0]]}` first" if missing[0] in PRODUCERS else ""
+        raise StoreError(f"{path}: the store has no {', '.join(map(repr, missing))}{fix}")
     return dataset
 
 
@@ -684,7 +402,7 @@ def _incomplete(path: str, name: str) -> StoreError:
         return StoreError(f"{path}: variable {name!r} is {describe_holder(holder)}; wait for it to finish")
     return StoreError(
         f"{path}: variable {name!r} is incomplete (a run stopped before it finished); "
-        f"re-run `{PRODUCERS.get(name, 'the command that writes it')}` with --overwrite"
+        f"re-run `{PRODUCERS[name]}` with --overwrite"
     )
 
 

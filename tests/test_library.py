@@ -11,7 +11,8 @@ import segyio
 import xarray as xr
 
 import seisfacies as sf
-from seisfacies.pipeline.store import add_variables_template, mark_complete, pending_name, write_region
+from seisfacies.pipeline.commit import commit_variables, pending_name
+from seisfacies.pipeline.store import add_variables_template, write_region
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 
@@ -124,11 +125,11 @@ def test_a_half_written_variable_is_invisible_to_plain_xarray(tmp_path):
     write_region(str(store), pending_name("facies"), region, np.full((8, 12, 16), 3, np.int8))
     assert "facies" not in xr.open_zarr(store).variables  # half written: not there at all
     assert "facies" not in xr.open_zarr(store, consolidated=False).variables
-    with pytest.raises(sf.StoreError, match="'facies' is incomplete"):
+    with pytest.raises(sf.StoreError, match="the store has no 'facies'"):
         sf.open_store(store, require=("facies",))
     rest = {"inline": slice(8, 16), "crossline": slice(0, 12), "time": slice(0, 16)}
     write_region(str(store), pending_name("facies"), rest, np.full((8, 12, 16), 4, np.int8))
-    mark_complete(store, ["facies"])
+    commit_variables(store, ["facies"])
     facies = xr.open_zarr(store).facies.values
     assert (facies[:8] == 3).all() and (facies[8:] == 4).all()
     assert not (store / "_pending").exists()

@@ -91,9 +91,9 @@ def test_a_second_run_of_a_workflow_is_refused_at_once_not_after_skipping_steps(
 HOLD_WHILE_WRITING = """
 import sys, time
 from seisfacies.pipeline.commit import writing
-from seisfacies.pipeline.store import mark_incomplete
+from seisfacies.pipeline.commit import mark_incomplete
 with writing(sys.argv[1], "seisfacies predict"):
-    mark_incomplete(sys.argv[1], ["facies"])  # what predict does before its first block
+    mark_incomplete(sys.argv[1], ["facies"])  # what predict does while it switches the new facies in
     print("holding", flush=True)
     time.sleep(600)
 """

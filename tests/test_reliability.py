@@ -17,9 +17,10 @@ import pytest
 import xarray as xr
 
 from seisfacies.pipeline.cluster import live_workers
+from seisfacies.pipeline.commit import INCOMPLETE_ATTR, mark_incomplete
 from seisfacies.pipeline.exceptions import ClusterError, SeisFaciesError, StoreError
 from seisfacies.pipeline.segy import open_segy_dataset
-from seisfacies.pipeline.store import INCOMPLETE_ATTR, mark_incomplete, open_store
+from seisfacies.pipeline.store import open_store
 from seisfacies.pipeline.testing import segyio_grid, write_large_segy, write_test_segy
 from seisfacies.workflows.config import IngestConfig, LabelsConfig, PatchesConfig, PredictConfig, TrainConfig
 from seisfacies.workflows.ingest import segy_to_zarr
@@ -160,7 +161,7 @@ def test_interrupted_variable_is_refused_then_finished_by_a_rerun(tmp_path):
     segy_to_zarr(source, tmp_path / "s.zarr", IngestConfig())
     np.save(tmp_path / "l.npy", (cube > cube.mean()).astype(np.int16))
     attach_labels(tmp_path / "s.zarr", tmp_path / "l.npy", LabelsConfig())
-    mark_incomplete(tmp_path / "s.zarr", ["labels"])  # as if the run had died before its last region
+    mark_incomplete(tmp_path / "s.zarr", ["labels"])  # as if the run had died switching the new labels in
     with pytest.raises(StoreError, match="incomplete.*seisfacies labels"):
         open_store(tmp_path / "s.zarr", require=("labels",))
     attach_labels(tmp_path / "s.zarr", tmp_path / "l.npy", LabelsConfig())  # no --overwrite needed
@@ -444,36 +445,56 @@ def test_disk_full_while_predicting_is_one_line_and_a_rerun_finishes(tmp_path, s
     assert open_store(small_disk / "s.zarr", require=("facies", "probability")).facies.shape == (40, 40, 64)
 
 
-def test_a_disk_filling_at_any_step_of_prediction_never_leaves_a_result_that_looks_whole(
-    tmp_path, small_disk
-):
-    """Sweep the free space so the disk fills at each step in turn.
+def test_a_disk_filling_at_any_step_of_prediction_keeps_the_old_result_whole(tmp_path, small_disk):
+    """Sweep the free space so the disk fills at each step of a ``predict --overwrite`` in turn.
 
-    The steps: metadata rewrites (zarr writes a temporary file and renames), the
-    variables' template, chunks and the final mark.
+    The steps: the variables' template, chunks, metadata rewrites (zarr
+    writes a temporary file and renames) and the switch. After each failure
+    the store holds the previous prediction whole (its values and its
+    model's hash), or refuses ``facies`` as caught in the switch; never a mix.
     """
-    store, model = small_disk / "s.zarr", _train_tiny_cnn2d(tmp_path, small_disk / "s.zarr")
+    store, first = small_disk / "s.zarr", _train_tiny_cnn2d(tmp_path, small_disk / "s.zarr")
+    second = tmp_path / "second.pt"
+    train_model(
+        tmp_path / "p.zarr",
+        second,
+        TrainConfig(model="cnn2d", epochs=1, seed=7, model_options={"base": 2, "depth": 1}),
+    )
     amplitude = open_store(store).amplitude.values
+    results = {}
+    for model in (second, first):  # the first model's result is in the store when the sweep starts
+        predict_volume(store, model, PredictConfig(probabilities=True, overwrite=True))
+        predicted = open_store(store, require=("facies", "probability"))
+        results[predicted.facies.attrs["model_sha256"]] = (
+            predicted.facies.values,
+            predicted.probability.values,
+        )
+    assert not np.array_equal(*[probability for _, probability in results.values()])  # two results
     outcomes = []
-    for room_kib in range(0, 50, 2):
+    for room_kib in range(0, 200, 8):
         fill_disk(small_disk, room=room_kib * 1024)
         try:
-            predict_volume(store, model, PredictConfig(probabilities=True, overwrite=True))
+            predict_volume(store, second, PredictConfig(probabilities=True, overwrite=True))
             outcomes.append("finished")
         except OSError as error:
             assert error.errno == errno.ENOSPC, error
-            with pytest.raises(StoreError, match="has no 'facies'|'facies' is incomplete") as refused:
-                open_store(store, require=("facies",))
-            outcomes.append("unchanged" if "has no" in str(refused.value) else "marked incomplete")
-        assert np.array_equal(
-            open_store(store).amplitude.values, amplitude
-        )  # the input stays readable and intact
-        assert not [
-            path for path in store.rglob("*") if "partial" in path.name
-        ]  # no temporary file left behind
+            outcomes.append("failed")
+        try:
+            predicted = open_store(store, require=("facies", "probability"))
+            facies, probability = results[predicted.facies.attrs["model_sha256"]]
+            assert np.array_equal(predicted.facies.values, facies), room_kib
+            assert np.array_equal(predicted.probability.values, probability), room_kib
+            assert predicted.probability.attrs["model_sha256"] == predicted.facies.attrs["model_sha256"]
+            outcomes[-1] += ", whole"
+        except StoreError as refused:
+            assert "incomplete" in str(refused), refused
+            outcomes[-1] += ", refused"
+        assert np.array_equal(open_store(store).amplitude.values, amplitude)  # the input stays intact
+        assert not [path for path in store.rglob("*") if "partial" in path.name]  # no temporary file left
         (small_disk / "filler").unlink()
-    assert {"unchanged", "marked incomplete", "finished"} <= set(outcomes), outcomes
-    assert outcomes[-1] == "finished", outcomes
+        if outcomes[-1].startswith("finished"):
+            break
+    assert "failed, whole" in outcomes and outcomes[-1] == "finished, whole", outcomes
 
 
 def plain_user() -> list[str]:
@@ -549,7 +570,7 @@ def test_permission_denied_while_writing_leaves_nothing_that_looks_complete(
 
     line = run_as_plain_user("labels", small_store, tmp_path / "labels.npy", scheduler=address, umask=0o222)
     assert f"{small_store}/" in line and "Permission denied" in line
-    with pytest.raises(StoreError, match="'labels' is incomplete"):  # marked before the failed write
+    with pytest.raises(StoreError, match="the store has no 'labels'"):  # the new labels never switched in
         open_store(small_store, require=("labels",))
     labels = [BIN / "seisfacies", "labels", small_store, tmp_path / "labels.npy", "--scheduler", address]
     assert (

@@ -97,14 +97,9 @@ def test_plot_shows_the_uncertainty_beside_the_facies(trained):
 
 def _store_with_uncertainty(survey, folder, profile: np.ndarray, labelled_position: int):
     """A store whose ``uncertainty`` is ``profile`` along the inlines, labels on one inline."""
+    from seisfacies.pipeline.commit import commit_variables, pending_name
     from seisfacies.pipeline.labels import prediction_template
-    from seisfacies.pipeline.store import (
-        add_variables_template,
-        mark_complete,
-        pending_name,
-        store_chunks,
-        write_region,
-    )
+    from seisfacies.pipeline.store import add_variables_template, store_chunks, write_region
 
     store = folder / "s.zarr"
     segy_to_zarr(survey["seismic"], store, IngestConfig(chunks="16,16,32"))
@@ -121,7 +116,7 @@ def _store_with_uncertainty(survey, folder, profile: np.ndarray, labelled_positi
     write_region(str(store), pending_name("facies"), everything, np.zeros(truth, np.int8))
     values = np.broadcast_to(profile[:, None, None], truth).astype(np.float16)
     write_region(str(store), pending_name("uncertainty"), everything, values)
-    mark_complete(str(store), ["facies", "uncertainty"])
+    commit_variables(str(store), ["facies", "uncertainty"])
     return store
 
 

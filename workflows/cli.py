@@ -54,7 +54,7 @@ class SeisFaciesGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:  # each command has removed its partial output or marked it incomplete
-            from seisfacies.pipeline.store import remove_unfinished
+            from seisfacies.pipeline.commit import remove_unfinished
 
             remove_unfinished()  # the workers have stopped: nothing can write into them any more
             raise Interrupted(
@@ -101,7 +101,7 @@ def describe_os_error(error: OSError) -> str:
     >>> describe_os_error(full)
     '/d/s.zarr/zarr.json: No space left on device; free disk space, then run the command again'
     """
-    from seisfacies.pipeline.store import output_path_of
+    from seisfacies.pipeline.commit import output_path_of
 
     where = f"{output_path_of(str(error.filename))}: " if error.filename else ""
     reason = error.strerror or (str(error).splitlines() or [type(error).__name__])[0]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,18 +11,10 @@ from seisfacies.pipeline import location
 from seisfacies.pipeline import segy_format as fmt
 from seisfacies.pipeline.blocks import Region, regions
 from seisfacies.pipeline.cluster import run_tasks
-from seisfacies.pipeline.commit import writes
+from seisfacies.pipeline.commit import staged, writes
 from seisfacies.pipeline.exceptions import SegyFormatError, StoreError
 from seisfacies.pipeline.segy_write import SegyWriteSpec, create_file, write_block
-from seisfacies.pipeline.store import (
-    check_output,
-    open_store,
-    read_region,
-    remove_path,
-    replace_path,
-    temporary_path,
-    vertical_dim,
-)
+from seisfacies.pipeline.store import check_output, open_store, read_region, vertical_dim
 from seisfacies.workflows.config import ExportConfig
 
 
@@ -98,46 +89,34 @@ def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, clien
         + fmt.from_base64(attrs["binary_header_bytes"])
         + textual[fmt.TEXT_HEADER_SIZE :]
     )
-    # SEG-Y is written in place by offset: to object storage it goes from a local file, in one upload
-    remote = location.is_url(out)
-    partial = (
-        str(Path(tempfile.mkdtemp(prefix="seisfacies-export-")) / "out.sgy")
-        if remote
-        else temporary_path(out)
-    )
     # probabilities and uncertainty in an integer-sampled file would be rounded to 0 or 1
     fractions = config.variable != "amplitude" and np.issubdtype(dataset[config.variable].dtype, np.floating)
     sample_format = fmt.export_format(attrs["sample_format"], fractions)
     if sample_format != attrs["sample_format"]:
         head = fmt.with_sample_format(head, sample_format, attrs["byte_order"])
-    spec = SegyWriteSpec(
-        path=str(partial),
-        data_offset=len(head),
-        n_samples=dataset.sizes[vertical],
-        sample_format=sample_format,
-        endian=attrs["byte_order"],
-    )
     chunks = dict(zip(dims, dataset["amplitude"].encoding["chunks"]))
     plan = regions({"inline": dataset.sizes["inline"], "crossline": dataset.sizes["crossline"]}, chunks)
-    tasks = [ExportTask(store, config.variable, region, vertical, spec, class_index) for region in plan]
     try:
-        create_file(spec, head, attrs["trace_count"])
-        written = sum(run_tasks(write_export_region, tasks, None if remote else client, "export"))
-        if remote:
-            _upload(partial, out)
-        else:
-            replace_path(partial, out)
+        # SEG-Y is written by offset: to object storage it goes from a local file, in one upload
+        with staged(out, kind="file") as partial:
+            spec = SegyWriteSpec(
+                path=str(partial),
+                data_offset=len(head),
+                n_samples=dataset.sizes[vertical],
+                sample_format=sample_format,
+                endian=attrs["byte_order"],
+            )
+            create_file(spec, head, attrs["trace_count"])
+            tasks = [
+                ExportTask(store, config.variable, region, vertical, spec, class_index) for region in plan
+            ]
+            remote = location.is_url(out)  # tasks on workers cannot write this machine's temporary file
+            written = sum(run_tasks(write_export_region, tasks, None if remote else client, "export"))
     except SegyFormatError as error:
-        _discard(partial, remote)
         raise StoreError(
             f"{out}: {config.variable!r} cannot be written in the source's format: {error}; "
             "export it from a store ingested from a float SEG-Y file"
         ) from None
-    except BaseException:
-        _discard(partial, remote)
-        raise
-    if remote:
-        _discard(partial, remote)
     return {
         "file": str(out),
         "variable": config.variable,
@@ -165,13 +144,3 @@ def _class_index(store: Path, dataset, config: ExportConfig) -> int | None:
     if config.class_name not in names:
         raise StoreError(f"option --class {config.class_name!r}: the classes are {', '.join(names)}")
     return names.index(config.class_name)
-
-
-def _upload(local: str, url: str) -> None:
-    fs, inner = location.filesystem(url)
-    fs.put_file(local, inner)
-
-
-def _discard(partial: str, remote: bool) -> None:
-    """Remove the temporary output (and, for an upload, its temporary folder)."""
-    remove_path(str(Path(partial).parent) if remote else partial)

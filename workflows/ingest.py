@@ -13,16 +13,12 @@ import numpy as np
 from seisfacies.pipeline import segy_format as fmt
 from seisfacies.pipeline.blocks import Region, slab_regions
 from seisfacies.pipeline.cluster import client_mapper, run_tasks
-from seisfacies.pipeline.commit import writes
+from seisfacies.pipeline.commit import commit_store, staged, writes
 from seisfacies.pipeline.exceptions import SegyFormatError
 from seisfacies.pipeline.segy import SegyLayout, SegySurvey, read_block, scan_survey, survey_dataset
 from seisfacies.pipeline.store import (
     check_output,
-    mark_complete,
     parse_chunks,
-    remove_path,
-    replace_path,
-    temporary_path,
     write_region,
     write_template,
 )
@@ -145,8 +141,7 @@ def segy_to_zarr(segy: str | Path, store: str | Path, config: IngestConfig, clie
         sample_interval=config.sample_interval,
     )
     chunks = parse_chunks(config.chunks, config.domain)
-    partial = temporary_path(store)
-    try:
+    with staged(store) as partial:
         write_template(ingest_template(survey, chunks), partial, chunks)
         plan = ingest_plan(survey, chunks)
         tasks = [
@@ -164,11 +159,7 @@ def segy_to_zarr(segy: str | Path, store: str | Path, config: IngestConfig, clie
             raise SegyFormatError(
                 f"{segy}: {nonfinite} samples are NaN or infinite; fix the file or pass --nonfinite keep"
             )
-        mark_complete(partial, [], {"nonfinite_samples": nonfinite})
-        replace_path(partial, store)
-    except BaseException:
-        remove_path(partial)
-        raise
+        commit_store(partial, {"nonfinite_samples": nonfinite})
     n_il, n_xl = survey.geometry.shape
     return {
         "store": str(store),

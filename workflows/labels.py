@@ -11,7 +11,7 @@ import numpy as np
 from seisfacies.pipeline import location
 from seisfacies.pipeline.blocks import Region, regions
 from seisfacies.pipeline.cluster import run_tasks
-from seisfacies.pipeline.commit import writes
+from seisfacies.pipeline.commit import commit_variables, finished_variables, pending_name, writes
 from seisfacies.pipeline.exceptions import LabelError, StoreError
 from seisfacies.pipeline.labels import (
     LabelSource,
@@ -24,11 +24,7 @@ from seisfacies.pipeline.labels import (
 from seisfacies.pipeline.store import (
     add_variables_template,
     check_store_writable,
-    delete_variables,
-    finished_variables,
-    mark_complete,
     open_store,
-    pending_name,
     store_chunks,
     vertical_dim,
     write_region,
@@ -139,8 +135,6 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
     if not total.sum():
         raise LabelError(f"{source}: no labelled voxels; check --unlabelled")
     names = names or tuple(f"class_{n}" for n in range(len(total)))
-    if "labels" in dataset.variables:
-        delete_variables(store, ["labels"])
     template = dataset[[]].assign(
         labels=(
             dataset.amplitude.dims,
@@ -151,7 +145,7 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
     add_variables_template(template, store, chunks)
     tasks = [LabelTask(label_source, r, len(names), keep, str(store)) for r in plan]
     run_tasks(write_label_region, tasks, client, "write labels")
-    mark_complete(store, ["labels"], {"class_names": list(names)})
+    commit_variables(store, ["labels"], {"class_names": list(names)})
     counts_by_name = {name: int(total[n]) if n < len(total) else 0 for n, name in enumerate(names)}
     return {
         "store": str(store),

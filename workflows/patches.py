@@ -18,7 +18,7 @@ import xarray as xr
 from seisfacies.pipeline import location
 from seisfacies.pipeline.blocks import Region, regions
 from seisfacies.pipeline.cluster import run_tasks
-from seisfacies.pipeline.commit import writes
+from seisfacies.pipeline.commit import commit_store, staged, writes
 from seisfacies.pipeline.exceptions import ConfigError, LabelError
 from seisfacies.pipeline.patches import (
     DEFAULT_SIZE,
@@ -35,13 +35,9 @@ from seisfacies.pipeline.patches import (
 )
 from seisfacies.pipeline.store import (
     check_output,
-    mark_complete,
     open_store,
     read_region,
-    remove_path,
-    replace_path,
     store_chunks,
-    temporary_path,
     write_region,
     write_template,
 )
@@ -325,8 +321,7 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
         selected = _select(store, plan, plan_regions, validation, np.where(short, 1.0, probability), client)
     rows = _final_rows(selected, targets, config, plan, store_chunks(dataset))
     _check_validation(rows, config, plan, len(_block_totals(block_class)), dataset)
-    partial = temporary_path(out)
-    try:
+    with staged(out) as partial:
         # x is stored raw: amplitude windows shrink by under 10% and compressing them halves the cut rate
         write_template(
             _patch_template(rows, plan, names, dataset, store, config),
@@ -348,11 +343,7 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
         sums = np.sum(run_tasks(cut_rows, cut, client, "cut patches"), axis=0)
         mean = sums[0] / max(sums[2], 1)
         std = float(np.sqrt(max(sums[1] / max(sums[2], 1) - mean**2, 0.0))) or 1.0
-        mark_complete(partial, [], {"mean": float(mean), "std": std})
-        replace_path(partial, out)
-    except BaseException:
-        remove_path(partial)
-        raise
+        commit_store(partial, {"mean": float(mean), "std": std})
     return _summary(out, plan, rows, names, mean, std)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -12,8 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from seisfacies.pipeline import location  # noqa: E402
-from seisfacies.pipeline.commit import writes  # noqa: E402
+from seisfacies.pipeline.commit import write_file, writes  # noqa: E402
 from seisfacies.pipeline.exceptions import ConfigError  # noqa: E402
 from seisfacies.pipeline.store import check_output, open_store, vertical_dim  # noqa: E402
 from seisfacies.workflows.config import PlotConfig  # noqa: E402
@@ -104,9 +104,10 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
     handles = [Patch(color=colours(n), label=label) for n, label in enumerate(names)]
     figure.legend(handles=handles, loc="lower center", ncol=len(names), frameon=False)
     figure.tight_layout(rect=(0, 0.06, 1, 1))
-    with location.open_file(out, "wb") as handle:
-        figure.savefig(handle, dpi=100, format="png")
+    picture = io.BytesIO()
+    figure.savefig(picture, dpi=100, format="png")
     plt.close(figure)
+    write_file(out, picture.getvalue())
     return {
         "picture": str(out),
         "section": f"{name} {float(section[name]):g}",

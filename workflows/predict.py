@@ -32,20 +32,21 @@ from seisfacies.models.registry import model_entry
 from seisfacies.pipeline import location
 from seisfacies.pipeline.blocks import Region, aligned_halo_block, slab_regions
 from seisfacies.pipeline.cluster import live_workers, run_tasks
-from seisfacies.pipeline.commit import writes
+from seisfacies.pipeline.commit import (
+    commit_variables,
+    finished_variables,
+    pending_name,
+    set_variable_attrs,
+    writes,
+)
 from seisfacies.pipeline.exceptions import ModelError, StoreError
 from seisfacies.pipeline.labels import class_dtype, prediction_template
 from seisfacies.pipeline.store import (
     add_variables_template,
     amplitude_statistics,
     check_store_writable,
-    delete_variables,
-    finished_variables,
-    mark_complete,
     open_store,
-    pending_name,
     read_region,
-    set_variable_attrs,
     store_chunks,
     survey_differences,
     survey_record,
@@ -280,7 +281,6 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     if finished and not config.overwrite:
         raise StoreError(f"{store}: the store already has {finished[0]!r}; pass --overwrite to replace it")
     check_store_writable(store)
-    existing = [name for name in (*PREDICTED, "class") if name in dataset.variables]  # incl. interrupted runs
     # read once: training may rewrite the file meanwhile, and every block must come from one version
     checkpoint = _read_checkpoint(model_path)
     sha256 = hashlib.sha256(checkpoint).hexdigest()
@@ -289,8 +289,6 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     check_model_fits(payload, dataset, model_path)
     names = payload["class_names"]
     chunks = store_chunks(dataset)
-    if existing:
-        delete_variables(store, existing)
     template = prediction_template(dataset, names, chunks, config.probabilities, config.uncertainty)
     add_variables_template(template, store, {**chunks, "class": len(names)})
     sizes = dict(dataset.amplitude.sizes)
@@ -322,7 +320,7 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     written = ["facies"] + ["probability"] * config.probabilities + ["uncertainty"] * config.uncertainty
     for name in written:
         set_variable_attrs(store, pending_name(name), provenance)
-    mark_complete(store, written)
+    commit_variables(store, written, retire=(*PREDICTED, "class"))
     return {
         **({"warnings": warnings} if warnings else {}),
         "store": str(store),

@@ -24,12 +24,13 @@ import torch.distributed as dist
 import zarr
 
 from seisfacies.models.calibration import fit_temperature, held_out_logits
-from seisfacies.models.checkpoint import load_checkpoint, save_checkpoint
+from seisfacies.models.checkpoint import checkpoint_bytes, load_checkpoint
 from seisfacies.models.parallel import gathered, global_batch_norm
 from seisfacies.models.registry import create_model_for_patches
 from seisfacies.models.training import FitOptions, NonFiniteLoss, class_weights, fit, local_batch, to_tensors
 from seisfacies.pipeline import location
 from seisfacies.pipeline.cluster import live_workers
+from seisfacies.pipeline.commit import write_file
 from seisfacies.pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
 from seisfacies.workflows.config import TrainConfig
 from seisfacies.workflows.devices import (
@@ -336,8 +337,7 @@ def _save(
     final: bool = False,
 ) -> None:
     """Write the checkpoint: partial after each epoch, final once training and calibration are done."""
-    save_checkpoint(
-        job.out,
+    payload = checkpoint_bytes(
         model,
         job.config.model,
         class_names=list(attrs["class_names"]),
@@ -356,6 +356,7 @@ def _save(
         training_survey=job.survey or {},
         temperature=float(temperature),  # divides the logits before softmax (1.0: not calibrated yet)
     )
+    write_file(job.out, payload)
 
 
 def _queue(name: str | None):

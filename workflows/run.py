@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -29,9 +28,8 @@ from pydantic import ValidationError
 
 from seisfacies.pipeline import location
 from seisfacies.pipeline.cluster import live_workers
-from seisfacies.pipeline.commit import WRITE_ID_ATTR, writing
+from seisfacies.pipeline.commit import WRITE_ID_ATTR, incomplete_variables, write_file, writing
 from seisfacies.pipeline.exceptions import ConfigError
-from seisfacies.pipeline.store import incomplete_variables
 from seisfacies.workflows import config as cfg
 
 
@@ -493,10 +491,8 @@ def _run_steps(name, path, steps, client, force, folder, state_path, record, ech
 
 
 def _write_json(path: Path, document: dict) -> None:
-    """Write JSON atomically: a crash never leaves half a record, and two writers never share a partial."""
-    partial = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:8]}")
-    partial.write_text(json.dumps(document, indent=2, default=str))
-    partial.replace(path)
+    """Write a JSON record whole: a reader sees the old record or the new one."""
+    write_file(path, json.dumps(document, indent=2, default=str).encode())
 
 
 def _metrics(results: list[dict]) -> dict:

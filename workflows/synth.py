@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from seisfacies.pipeline.commit import staged
 from seisfacies.pipeline.segy_write import write_cube
-from seisfacies.pipeline.store import check_output, remove_path, replace_path, temporary_path
+from seisfacies.pipeline.store import check_output
 from seisfacies.pipeline.synth import make_synthetic_survey
 from seisfacies.workflows.config import SynthConfig
 
@@ -41,14 +42,9 @@ def write_synthetic_survey(out_dir: str | Path, config: SynthConfig) -> dict:
     }
     classes = ",".join(survey.class_names)
     for path, cube, sample_format in ((seismic, survey.amplitude, 1), (labels, survey.labels, 3)):
-        partial = temporary_path(path)
-        try:
+        with staged(path, kind="file") as partial:
             text = {1: f"seisfacies synthetic survey, seed {config.seed}", 2: f"classes {classes}"}
             write_cube(str(partial), cube, sample_format=sample_format, text=text, **grid)
-            replace_path(partial, path)
-        except BaseException:
-            remove_path(partial)
-            raise
     return {
         "seismic": str(seismic),
         "labels": str(labels),

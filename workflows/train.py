@@ -22,7 +22,7 @@ from seisfacies.models.checkpoint import load_checkpoint, package_version, train
 from seisfacies.models.checkpoint import load_model as _load_model
 from seisfacies.models.training import local_batch
 from seisfacies.pipeline import location
-from seisfacies.pipeline.commit import writes
+from seisfacies.pipeline.commit import write_file, writes
 from seisfacies.pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
 from seisfacies.pipeline.store import check_folder_writable, open_store, survey_record
 from seisfacies.workflows.config import PatchesConfig, TrainConfig
@@ -134,8 +134,7 @@ def train_model(
     result, restarts = _run_with_restarts(patches, out, config, client, run_id, survey)
     history = result["history"] if result else load_checkpoint(out)["history"]
     history_path = location.with_name(out, location.name(out) + ".history.json")
-    with location.open_file(history_path, "w") as handle:
-        handle.write(json.dumps(history, indent=2))
+    write_file(history_path, json.dumps(history, indent=2).encode())
     seconds = time.perf_counter() - started
     summary = _summary(out, patches, config, history, attrs, seconds, restarts, history_path, n_train)
     return {**summary, "patches_note": note} if note else summary
