@@ -506,12 +506,14 @@ def _exchange(first: str, second: str) -> bool:
 def discard(path: str | os.PathLike) -> None:
     """Remove an unfinished output (a file, folder or prefix), if it exists.
 
+    It stays listed for :func:`remove_unfinished`: after Ctrl-C a task still
+    running on a worker may write into it again.
+
     Parameters
     ----------
     path : str or os.PathLike
         The temporary output.
     """
-    _UNFINISHED.discard(str(path))
     location.remove(path)
 
 

@@ -12,12 +12,14 @@ Candidates sit on a global stride grid (along the axes a window spans) and selec
 position and seed, so the same call gives the same patches whatever the
 chunking or scheduler. Train and validation come from disjoint spatial
 blocks of one grid shared by every orientation, and a window never crosses
-its block, so no voxel is in both splits.
+its block, so no voxel is in both splits. Blocks span whole traces, or, where
+a survey is too small to hold two such columns, are cut along the vertical
+axis too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,6 +43,7 @@ class PatchPlan:
     seed: int
     dense: bool
     neighbours: int = 0  # section patches: sections on each side given as input channels
+    vertical_block: int = 0  # split blocks along the vertical axis too (0: blocks hold whole traces)
 
     def extent(self, orientation: str) -> tuple[int, int, int]:
         """Window extent along (inline, crossline, vertical).
@@ -56,19 +59,26 @@ class PatchPlan:
             return (self.size,) * 3
         return (1, self.size, self.size) if orientation == "inline" else (self.size, 1, self.size)
 
-    def block(self) -> tuple[int, int]:
-        """Split block size along inline and crossline: at least twice any window.
+    def block(self) -> tuple[int, int, int]:
+        """Split block size along inline, crossline and the vertical: at least twice any window.
 
         One grid for every orientation: windows of different orientations lie
         in the same blocks, so a voxel under a training window is never under
-        a validation window.
+        a validation window. Vertically a block holds whole traces unless
+        ``vertical_block`` is set.
 
         >>> dims = ("inline", "crossline", "time")
-        >>> PatchPlan("section", dims, (9, 9, 9), 8, 1, ("inline", "crossline"), 8, 0, True).block()
-        (16, 16)
+        >>> plan = PatchPlan("section", dims, (9, 9, 90), 8, 1, ("inline", "crossline"), 8, 0, True)
+        >>> plan.block(), plan.with_vertical_blocks().block()
+        ((16, 16, 90), (16, 16, 16))
         """
-        reach = [max(self.extent(o)[axis] for o in self.orientations) for axis in range(2)]
-        return (max(self.split_block, 2 * reach[0]), max(self.split_block, 2 * reach[1]))
+        reach = [max(self.extent(o)[axis] for o in self.orientations) for axis in range(3)]
+        vertical = max(self.vertical_block, 2 * reach[2]) if self.vertical_block else self.sizes[2]
+        return (max(self.split_block, 2 * reach[0]), max(self.split_block, 2 * reach[1]), vertical)
+
+    def with_vertical_blocks(self) -> PatchPlan:
+        """The same plan with split blocks cut along the vertical axis as well (at twice the window)."""
+        return replace(self, vertical_block=max(self.split_block, 1))
 
 
 def window_start(centre: np.ndarray, extent: int) -> np.ndarray:
@@ -181,7 +191,7 @@ def candidates(plan: PatchPlan, labels: np.ndarray, origin: tuple[int, int, int]
     >>> sorted(set(candidates(plan, labels, (0, 0, 0))["i"].tolist()))
     [3]
     """
-    found = {name: [] for name in ("i", "j", "k", "orientation", "label", "block_i", "block_j")}
+    found = {name: [] for name in ("i", "j", "k", "orientation", "label", "block_i", "block_j", "block_k")}
     block = plan.block()
     for orientation in plan.orientations:
         extent = plan.extent(orientation)
@@ -195,23 +205,23 @@ def candidates(plan: PatchPlan, labels: np.ndarray, origin: tuple[int, int, int]
         for axis in range(3):
             start = window_start(centre[axis], extent[axis])
             keep &= (start >= 0) & (start + extent[axis] <= plan.sizes[axis])
-            if axis < 2:
-                keep &= start // block[axis] == (start + extent[axis] - 1) // block[axis]
+            keep &= start // block[axis] == (start + extent[axis] - 1) // block[axis]
         for name, array in zip(("i", "j", "k"), centre):
             found[name].append(array[keep])
         found["label"].append(values[keep])
         found["orientation"].append(np.full(int(keep.sum()), ORIENTATIONS[orientation], np.int8))
-        found["block_i"].append(centre[0][keep] // block[0])
-        found["block_j"].append(centre[1][keep] // block[1])
+        for axis, name in enumerate(("block_i", "block_j", "block_k")):
+            found[name].append(window_start(centre[axis][keep], extent[axis]) // block[axis])
     return {name: np.concatenate(parts) for name, parts in found.items()}
 
 
-def choose_validation_blocks(block_counts: dict[tuple[int, int], int], fraction: float, seed: int) -> set:
+def choose_validation_blocks(block_counts: dict[tuple[int, ...], int], fraction: float, seed: int) -> set:
     """Blocks that form the validation split: hashed order, about ``fraction`` of candidates.
 
     Parameters
     ----------
-    block_counts : dict[tuple[int, int], int]
+    block_counts : dict[tuple[int, ...], int]
+        Candidates per block (its index along each axis).
     fraction : float
     seed : int
         Random seed.
@@ -226,9 +236,7 @@ def choose_validation_blocks(block_counts: dict[tuple[int, int], int], fraction:
     if fraction <= 0 or len(block_counts) < 2:
         return set()
     keys = sorted(block_counts)
-    order = np.argsort(
-        position_hash(seed + 1, np.array([k[0] for k in keys]), np.array([k[1] for k in keys]))
-    )
+    order = np.argsort(position_hash(seed + 1, *np.array(keys).T))
     total = sum(block_counts.values())
     chosen, taken = set(), 0
     for index in order:

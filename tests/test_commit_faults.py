@@ -25,6 +25,9 @@ import xarray as xr
 import seisfacies as sf
 from seisfacies.models.checkpoint import load_checkpoint
 from seisfacies.pipeline.commit import lock_path
+from seisfacies.workflows.config import IngestConfig, PredictConfig
+from seisfacies.workflows.ingest import segy_to_zarr
+from seisfacies.workflows.predict import predict_volume
 
 pytestmark = pytest.mark.slow
 
@@ -216,6 +219,15 @@ def faulty_s3():
         s3fs.S3FileSystem.clear_instance_cache()
 
 
+def _ingest(segy: Path, store: str, overwrite: bool = False) -> None:
+    """In this process: the server counts every write of the command (no worker started earlier)."""
+    segy_to_zarr(segy, store, IngestConfig(overwrite=overwrite))
+
+
+def _predict(store: str, model: Path) -> None:
+    predict_volume(store, model, PredictConfig(overwrite=True))
+
+
 def _fault_points(writes: int) -> list[int]:
     return sorted({1, *range(1, writes + 1, max(1, writes // 8)), *range(max(1, writes - 5), writes + 1)})
 
@@ -229,7 +241,7 @@ def test_a_new_store_on_object_storage_is_written_once_and_appears_whole(surveys
     folder, cubes = surveys["folder"], surveys["cubes"]
     store = "s3://faults/new.zarr"
     faulty_s3.heal()
-    sf.ingest(folder / "d1" / "seismic.sgy", store)
+    _ingest(folder / "d1" / "seismic.sgy", store)
     writes = faulty_s3.writes
     assert faulty_s3.copies == ["/faults/new.zarr/zarr.json"]  # only the root metadata moved: data once
     seen = set()
@@ -237,7 +249,7 @@ def test_a_new_store_on_object_storage_is_written_once_and_appears_whole(surveys
         _remove(store)
         faulty_s3.outage_from(point)
         with pytest.raises((OSError, sf.SeisFaciesError)):
-            sf.ingest(folder / "d2" / "seismic.sgy", store)
+            _ingest(folder / "d2" / "seismic.sgy", store)
         faulty_s3.heal()
         try:  # no store at all, or (an outage after the root metadata landed) the new one whole
             found = sf.open_store(store).amplitude.values
@@ -248,7 +260,7 @@ def test_a_new_store_on_object_storage_is_written_once_and_appears_whole(surveys
             with pytest.raises((FileNotFoundError, KeyError, ValueError)):  # plain xarray: no store there
                 xr.open_zarr(store)
             seen.add("none")
-        sf.ingest(folder / "d2" / "seismic.sgy", store, overwrite=True)  # the next run clears what was left
+        _ingest(folder / "d2" / "seismic.sgy", store, overwrite=True)  # the next run clears what was left
         assert _which(sf.open_store(store).amplitude.values, cubes) == 2
     assert "none" in seen and None not in seen, seen
 
@@ -263,17 +275,17 @@ def test_a_failed_overwrite_on_object_storage_leaves_the_old_store_or_the_new(su
     folder, cubes = surveys["folder"], surveys["cubes"]
     store = "s3://faults/replaced.zarr"
     faulty_s3.heal()
-    sf.ingest(folder / "d1" / "seismic.sgy", store, overwrite=True)
+    _ingest(folder / "d1" / "seismic.sgy", store, overwrite=True)
     faulty_s3.heal()
-    sf.ingest(folder / "d2" / "seismic.sgy", store, overwrite=True)
+    _ingest(folder / "d2" / "seismic.sgy", store, overwrite=True)
     writes = faulty_s3.writes
     seen = set()
     for point in _fault_points(writes):
         faulty_s3.heal()
-        sf.ingest(folder / "d1" / "seismic.sgy", store, overwrite=True)
+        _ingest(folder / "d1" / "seismic.sgy", store, overwrite=True)
         faulty_s3.fail_at(point)
         try:
-            sf.ingest(folder / "d2" / "seismic.sgy", store, overwrite=True)
+            _ingest(folder / "d2" / "seismic.sgy", store, overwrite=True)
         except (OSError, sf.SeisFaciesError):
             pass
         faulty_s3.heal()
@@ -287,21 +299,21 @@ def test_a_failed_prediction_on_object_storage_keeps_the_old_facies(surveys, fau
     folder = surveys["folder"]
     store = "s3://faults/predicted.zarr"
     faulty_s3.heal()
-    sf.ingest(folder / "d1" / "seismic.sgy", store, overwrite=True)
+    _ingest(folder / "d1" / "seismic.sgy", store, overwrite=True)
     results = {}
     for seed in (2, 1):
         faulty_s3.heal()
-        sf.predict(store, folder / f"m{seed}.pt", overwrite=True)
+        _predict(store, folder / f"m{seed}.pt")
         facies = sf.open_store(store, require=("facies",)).facies
         results[facies.attrs["model_sha256"]] = facies.values
     writes = faulty_s3.writes
     seen = set()
     for point in _fault_points(writes):
         faulty_s3.heal()
-        sf.predict(store, folder / "m1.pt", overwrite=True)
+        _predict(store, folder / "m1.pt")
         faulty_s3.fail_at(point)
         try:
-            sf.predict(store, folder / "m2.pt", overwrite=True)
+            _predict(store, folder / "m2.pt")
         except (OSError, sf.SeisFaciesError):
             pass
         faulty_s3.heal()
@@ -315,7 +327,7 @@ def test_a_failed_prediction_on_object_storage_keeps_the_old_facies(surveys, fau
         seen.add(facies.attrs["model_sha256"])
     assert set(results) <= seen, seen
     faulty_s3.heal()
-    sf.predict(store, folder / "m2.pt", overwrite=True)  # whatever a fault left, a re-run finishes
+    _predict(store, folder / "m2.pt")  # whatever a fault left, a re-run finishes
     facies = sf.open_store(store, require=("facies",)).facies
     assert np.array_equal(facies.values, results[facies.attrs["model_sha256"]])
     assert not _exists(lock_path(store))

@@ -122,3 +122,33 @@ def test_a_batch_smaller_than_the_shards_is_refused_in_one_line(trace_patches, t
     with pytest.raises(ConfigError, match="option --batch-size 2: .* 4 shards") as caught:
         train_model(trace_patches, tmp_path / "m.pt", config)
     assert "\n" not in str(caught.value) and not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.slow
+def test_the_demo_chain_passes_on_a_cluster_with_its_cpus_oversubscribed(tmp_path):
+    """Four busy loops on this machine's cores while the demo chain runs on a separate 2-worker cluster.
+
+    A busy machine stretches every step: heartbeats, the ranks' rendezvous and
+    collectives, the monitor's looks. Nothing may fail for being slow.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import BIN, process_cluster
+
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
+    try:
+        with process_cluster(2) as address:
+            demo = [BIN / "seisfacies", "demo", "--out", tmp_path, "--shape", "32", "32", "48"]
+            result = subprocess.run(
+                [*demo, "--epochs", "2", "--scheduler", address], capture_output=True, text=True, timeout=1200
+            )
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((tmp_path / "demo.run.json").read_text())
+    assert [step["status"] for step in record["steps"]] == ["ran"] * 9
+    assert record["steps"][4]["summary"]["restarts"] == 0  # the training was never restarted

@@ -26,6 +26,7 @@ import xarray as xr
 import yaml
 from click.testing import CliRunner
 
+import seisfacies as sf
 from seisfacies.models.checkpoint import load_checkpoint
 from seisfacies.pipeline.cluster import run_tasks
 from seisfacies.pipeline.exceptions import ConfigError, LabelError, ModelError, SegyFormatError, StoreError
@@ -184,7 +185,11 @@ def test_no_voxel_is_under_both_a_training_and_a_validation_window(
     config = PatchesConfig(kind=kind, size=size, stride=2, per_class=60, orientation=orientation, split_block=8,
                            val_fraction=0.3, dense=kind == "cube")  # fmt: skip
     extract_patches(labelled_store, tmp_path / "p.zarr", config)
-    patches = xr.open_zarr(tmp_path / "p.zarr").load()
+    _assert_splits_apart(xr.open_zarr(tmp_path / "p.zarr").load(), kind, size)
+
+
+def _assert_splits_apart(patches, kind: str, size: int) -> None:
+    """Both splits hold windows, and no voxel is under a window of each."""
     shape = tuple(patches.attrs["volume_shape"])
     covered = {0: np.zeros(shape, bool), 1: np.zeros(shape, bool)}
     for n in range(patches.sizes["patch"]):
@@ -195,6 +200,24 @@ def test_no_voxel_is_under_both_a_training_and_a_validation_window(
         covered[int(patches.split[n])][window] = True
     assert covered[0].any() and covered[1].any()
     assert not (covered[0] & covered[1]).any(), f"{(covered[0] & covered[1]).sum()} voxels in both splits"
+
+
+def test_a_survey_too_small_for_two_columns_of_blocks_splits_along_the_vertical(tmp_path):
+    """The split asked for is kept, with both orientations in each split, where the survey holds one column.
+
+    On 93c14ff this cut no validation patch at all without a word; then it was refused in one line.
+    """
+    sf.synth(tmp_path / "d", shape=(64, 64, 96), seed=5)
+    sf.ingest(tmp_path / "d" / "seismic.sgy", tmp_path / "s.zarr")
+    sf.attach_labels(tmp_path / "s.zarr", tmp_path / "d" / "labels.sgy")
+    config = PatchesConfig(kind="section", size=32, orientation="both", val_fraction=0.3, per_class=300)
+    summary = extract_patches(tmp_path / "s.zarr", tmp_path / "p.zarr", config)
+    patches = xr.open_zarr(tmp_path / "p.zarr").load()
+    assert patches.attrs["split_blocks"] == [64, 64, 64]
+    for split in (0, 1):
+        orientations = set(patches.orientation.values[patches.split.values == split].tolist())
+        assert orientations == {0, 1}, (split, orientations, summary)
+    _assert_splits_apart(patches, "section", 32)
 
 
 def test_every_labelled_inline_gives_patches_whatever_the_stride(synthetic_survey, tmp_path):

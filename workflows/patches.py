@@ -68,7 +68,7 @@ def _region_candidates(task: PassTask) -> dict[str, np.ndarray]:
 
 
 def count_region(task: PassTask) -> np.ndarray:
-    """Candidates per (block_i, block_j, class) in one region, as rows of 4 ints.
+    """Candidates per (block_i, block_j, block_k, class) in one region, as rows of 5 ints.
 
     Parameters
     ----------
@@ -80,16 +80,18 @@ def count_region(task: PassTask) -> np.ndarray:
     np.ndarray
     """
     found = _region_candidates(task)
-    keys = np.stack([found["block_i"], found["block_j"], found["label"]], axis=1).astype(np.int64)
+    keys = np.stack([found["block_i"], found["block_j"], found["block_k"], found["label"]], axis=1)
+    keys = keys.astype(np.int64)
     if not len(keys):
-        return np.zeros((0, 4), np.int64)
+        return np.zeros((0, 5), np.int64)
     unique, counts = np.unique(keys, axis=0, return_counts=True)
     return np.concatenate([unique, counts[:, None]], axis=1)
 
 
-def _block_key(block_i: np.ndarray, block_j: np.ndarray) -> np.ndarray:
+def _block_key(block_i: np.ndarray, block_j: np.ndarray, block_k: np.ndarray) -> np.ndarray:
     """One integer per split block, for vectorised membership tests."""
-    return np.asarray(block_i, np.int64) * 1_000_003 + np.asarray(block_j, np.int64)
+    key = np.asarray(block_i, np.int64) * 1_000_003 + np.asarray(block_j, np.int64)
+    return key * 1_000_003 + np.asarray(block_k, np.int64)
 
 
 def select_region(task: PassTask) -> dict[str, np.ndarray]:
@@ -105,8 +107,9 @@ def select_region(task: PassTask) -> dict[str, np.ndarray]:
     dict[str, np.ndarray]
     """
     found = _region_candidates(task)
-    chosen = np.array(sorted(task.validation_blocks), np.int64).reshape(-1, 2)
-    split = np.isin(_block_key(found["block_i"], found["block_j"]), _block_key(chosen[:, 0], chosen[:, 1]))
+    chosen = np.array([(*key, 0)[:3] for key in sorted(task.validation_blocks)], np.int64).reshape(-1, 3)
+    found_keys = _block_key(found["block_i"], found["block_j"], found["block_k"])
+    split = np.isin(found_keys, _block_key(*chosen.T))
     split = split.astype(np.int8)
     draw = position_hash(task.plan.seed, found["i"], found["j"], found["k"], found["orientation"])
     keep = draw < task.probability[split, found["label"]]
@@ -304,15 +307,20 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
     plan = make_plan(dataset, config)
     names = tuple(dataset.labels.attrs["flag_meanings"].split())
     plan_regions = regions(dict(dataset.amplitude.sizes), store_chunks(dataset))
-    tasks = [PassTask(str(store), plan, region) for region in plan_regions]
-    block_class = np.concatenate(run_tasks(count_region, tasks, client, "count candidates"))
+    block_class = _count_candidates(store, plan, plan_regions, client)
+    if config.val_fraction > 0 and len(_block_totals(block_class, plan)) < 2:
+        # too small for two columns of whole traces: blocks along the vertical keep the split apart
+        deeper = plan.with_vertical_blocks()
+        counted = _count_candidates(store, deeper, plan_regions, client)
+        if len(_block_totals(counted, deeper)) >= 2:
+            plan, block_class = deeper, counted
     if not len(block_class):
         raise LabelError(
             f"{store}: no labelled position fits a {plan.kind} window of size {plan.size} "
             f"(stride {plan.stride}); label more, or use a smaller --size or --stride"
         )
-    validation = choose_validation_blocks(_block_totals(block_class), config.val_fraction, config.seed)
-    available = _available(block_class, validation, len(names))
+    validation = choose_validation_blocks(_block_totals(block_class, plan), config.val_fraction, config.seed)
+    available = _available(block_class, validation, len(names), plan)
     targets = _targets(available, config.per_class, config.val_fraction)
     probability = np.minimum(1.0, 1.25 * targets / np.maximum(available, 1) + 1e-9)
     selected = _select(store, plan, plan_regions, validation, probability, client)
@@ -320,7 +328,7 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
     if short.any():  # the hash draw came short: draw those (split, class) pairs again, keeping all
         selected = _select(store, plan, plan_regions, validation, np.where(short, 1.0, probability), client)
     rows = _final_rows(selected, targets, config, plan, store_chunks(dataset))
-    _check_validation(rows, config, plan, len(_block_totals(block_class)), dataset)
+    _check_validation(rows, config, plan, len(_block_totals(block_class, plan)), dataset)
     with staged(out) as partial:
         # x is stored raw: amplitude windows shrink by under 10% and compressing them halves the cut rate
         write_template(
@@ -393,18 +401,32 @@ def _drawn(selected: list[dict], shape: tuple[int, int]) -> np.ndarray:
     return counts
 
 
-def _block_totals(block_class: np.ndarray) -> dict[tuple[int, int], int]:
-    totals: dict[tuple[int, int], int] = {}
-    for block_i, block_j, _, count in block_class.tolist():
-        totals[(block_i, block_j)] = totals.get((block_i, block_j), 0) + count
+def _count_candidates(store: str, plan: PatchPlan, plan_regions: list, client) -> np.ndarray:
+    """Candidate counts per (block, class), from every region."""
+    tasks = [PassTask(str(store), plan, region) for region in plan_regions]
+    return np.concatenate(run_tasks(count_region, tasks, client, "count candidates"))
+
+
+def _block_totals(block_class: np.ndarray, plan: PatchPlan) -> dict[tuple[int, ...], int]:
+    """Candidates per split block, keyed by its (inline, crossline[, vertical]) index."""
+    totals: dict[tuple[int, ...], int] = {}
+    for row in block_class.tolist():
+        key = _block_of(row, plan)
+        totals[key] = totals.get(key, 0) + row[-1]
     return totals
+
+
+def _block_of(row: list, plan: PatchPlan) -> tuple[int, ...]:
+    """A count row's block; blocks of whole traces keep their two-index key (and so their hashed order)."""
+    return tuple(row[:3]) if plan.vertical_block else tuple(row[:2])
 
 
 def _check_validation(rows: dict, config: PatchesConfig, plan: PatchPlan, blocks: int, dataset) -> None:
     """Refuse a split that asked for validation patches and got none, naming what would give some.
 
     Validation patches come from whole split blocks (twice the window, at
-    least ``--split-block``) with no training window on them: a small survey
+    least ``--split-block``; cut along the vertical too where two columns of
+    whole traces do not fit) with no training window on them: a small survey
     or labelled area may hold fewer blocks than a split needs.
     """
     if config.val_fraction <= 0 or np.any(rows["split"] == 1):
@@ -417,15 +439,15 @@ def _check_validation(rows: dict, config: PatchesConfig, plan: PatchPlan, blocks
     hints += ["labels on a larger area", "--val-fraction 0 (no validation)"]
     raise LabelError(
         f"option --val-fraction {config.val_fraction}: no validation patch fits; the labelled windows lie in "
-        f"{blocks} split block(s) of {block[0]} x {block[1]} traces, and validation needs a block with no "
-        f"training window of any orientation on it; use {', '.join(hints)}"
+        f"{blocks} split block(s) of {block[0]} x {block[1]} traces x {block[2]} samples, and validation "
+        f"needs a block with no training window of any orientation on it; use {', '.join(hints)}"
     )
 
 
-def _available(block_class: np.ndarray, validation: set, n_classes: int) -> np.ndarray:
+def _available(block_class: np.ndarray, validation: set, n_classes: int, plan: PatchPlan) -> np.ndarray:
     available = np.zeros((2, n_classes), np.int64)
-    for block_i, block_j, label, count in block_class.tolist():
-        available[int((block_i, block_j) in validation), label] += count
+    for row in block_class.tolist():
+        available[int(_block_of(row, plan) in validation), row[3]] += row[4]
     return available
 
 
@@ -516,6 +538,7 @@ def _patch_template(rows: dict, plan: PatchPlan, names, dataset, store, config) 
         "seed": config.seed,
         "val_fraction": config.val_fraction,
         "split_block": config.split_block,
+        "split_blocks": list(plan.block()),  # the blocks actually used: inline, crossline, vertical
         "augment": list(config.augment),
         "neighbours": plan.neighbours,
         "source_store": store if location.is_url(store) else str(Path(store).resolve()),
