@@ -7,7 +7,10 @@ import json
 import os
 import subprocess
 
+import matplotlib.image
+import numpy as np
 import pytest
+import segyio
 from click.testing import CliRunner
 
 from seisfacies.pipeline.store import open_store
@@ -133,10 +136,16 @@ def test_label_patch_train_predict_evaluate_plot_export_commands(tmp_path, run, 
     by_hand = float((store.facies.values[labelled] == store.labels.values[labelled]).mean())
     assert metrics["pixel_accuracy"] == round(by_hand, 4) and metrics["voxels"] == int(labelled.sum())
     result = run("plot", "s.zarr", "s.png", scheduler=False)
-    assert result.exit_code == 0 and (tmp_path / "s.png").stat().st_size > 0
+    assert result.exit_code == 0, result.output
+    picture = matplotlib.image.imread(tmp_path / "s.png")
+    colours = np.unique((picture[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)
+    assert picture.shape[0] > 200 and picture.shape[1] > 400 and len(colours) > 50  # panels, not a blank
     result = run("export", "s.zarr", "f.sgy", "--variable", "facies")
     assert result.exit_code == 0, result.output
-    assert open_store(tmp_path / "s.zarr", require=("facies", "probability")).facies.shape == (24, 20, 32)
+    with segyio.open(tmp_path / "f.sgy") as exported, segyio.open(tmp_path / "d" / "seismic.sgy") as source:
+        assert np.array_equal(segyio.tools.cube(exported), store.facies.values.astype(np.float32))
+        assert list(exported.ilines) == list(source.ilines) and list(exported.xlines) == list(source.xlines)
+        assert exported.header[7] == source.header[7]  # the source's trace headers, unchanged
 
 
 def test_bad_options_of_the_later_commands(tmp_path, run):

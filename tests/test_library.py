@@ -39,7 +39,7 @@ def api_survey(tmp_path_factory):
 def test_the_readme_python_api_example_runs_the_whole_chain(api_survey):
     folder, namespace = api_survey
     assert namespace["summary"]["epochs"] == 40
-    assert namespace["scores"]["mean_iou"] > 0.3  # 6 classes: chance is far below
+    assert namespace["scores"]["mean_iou"] > 0.75  # 0.80 measured, as the README says; chance is about 0.1
     ds = namespace["ds"]
     assert {"facies", "probability", "labels"} <= set(ds.data_vars)
     assert (folder / "survey" / "channel.sgy").is_file()

@@ -200,7 +200,7 @@ def test_prediction_generalises_to_unlabelled_inlines(predicted_store, survey_tr
     np.testing.assert_allclose(store.probability.sum("class").values, 1.0, atol=1e-2)
     unlabelled = store.labels.values < 0
     result = scores(confusion_matrix(np.where(unlabelled, survey_truth, -1), store.facies.values, 6))
-    assert result["mean_iou"] > 0.4, result
+    assert result["mean_iou"] > 0.74, result  # 0.78 measured; chance is about 0.1
 
 
 def test_prediction_does_not_depend_on_chunking_or_workers(
@@ -248,21 +248,30 @@ def _source(store):
     return SYNTH_SOURCES[open_store(store).attrs["source_file"]]
 
 
+#: mIoU on the unlabelled inlines each small model stays above: the lowest of training seeds 0-2
+#: (mlp 0.297, cnn2d_patch 0.315, cnn3d 0.165) less a margin; a model of one class scores about 0.05.
+LEARNED_MIOU = {"mlp": 0.27, "cnn2d_patch": 0.27, "cnn3d": 0.13}
+
+
 @pytest.mark.parametrize("model", ["mlp", "cnn2d_patch", "cnn3d"])
-def test_other_models_predict_whole_volumes(few_inlines_store, tmp_path, model, monkeypatch):
+def test_other_models_learn_and_predict_whole_volumes(few_inlines_store, tmp_path, model, monkeypatch):
     kind = {"mlp": "trace", "cnn2d_patch": "section", "cnn3d": "cube"}[model]
-    size = {"mlp": 16, "cnn2d_patch": 12, "cnn3d": 8}[model]
+    size = {"mlp": 16, "cnn2d_patch": 12, "cnn3d": 12}[model]
     patches = tmp_path / "p.zarr"
     extract_patches(
-        few_inlines_store, patches, PatchesConfig(kind=kind, size=size, per_class=20, stride=2, dense=True)
+        few_inlines_store, patches, PatchesConfig(kind=kind, size=size, per_class=150, stride=2, dense=True)
     )
-    options = {"cnn3d": {"base": 4, "depth": 1}, "cnn2d_patch": {"base": 4, "n_convs": 2}}.get(model, {})
-    train_model(patches, tmp_path / "m.pt", TrainConfig(model=model, epochs=1, model_options=options))
+    options = {"cnn3d": {"base": 8, "depth": 1}, "cnn2d_patch": {"base": 4, "n_convs": 2}}.get(model, {})
+    train_model(patches, tmp_path / "m.pt", TrainConfig(model=model, epochs=30, model_options=options))
     store = tmp_path / "s.zarr"
     shutil.copytree(few_inlines_store, store)
     predict_volume(store, tmp_path / "m.pt", PredictConfig(batch_size=512))
     facies = open_store(store, require=("facies",)).facies.values
     assert facies.shape == open_store(store).amplitude.shape and facies.min() >= 0 and facies.max() < 6
+    unlabelled = open_store(store).labels.values < 0
+    truth = np.load(few_inlines_store.parent / "truth.npy")
+    learned = scores(confusion_matrix(np.where(unlabelled, truth, -1), facies, 6))["mean_iou"]
+    assert learned > LEARNED_MIOU[model], learned
     np.testing.assert_array_equal(
         _predict_with_small_tasks(few_inlines_store, tmp_path / "m.pt", tmp_path, monkeypatch), facies
     )

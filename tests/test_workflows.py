@@ -124,7 +124,7 @@ def test_demo_reaches_a_good_mean_iou_on_unlabelled_inlines(tmp_path, cluster_cl
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "demo" / "demo.run.json").read_text())
     assert record["metrics"]["where"] == "unlabelled"
-    assert record["metrics"]["mean_iou"] > 0.5, record["metrics"]  # chance is about 0.1
+    assert record["metrics"]["mean_iou"] > 0.83, record["metrics"]  # 0.89 measured; chance is about 0.1
     assert "xr.open_zarr" in result.output and (tmp_path / "demo" / "data" / "section.png").exists()
 
 
