@@ -94,10 +94,13 @@ def train_plain(sections, labels, n_classes: int, seconds: float, seed: int, cro
     while time.perf_counter() - started < seconds:
         x, y = [], []
         for _ in range(16):
-            n = rng.integers(len(sections))
-            width, depth = sections[n].shape
-            i, k = rng.integers(width - crop + 1), rng.integers(depth - crop + 1)
-            xs, ys = sections[n][i : i + crop, k : k + crop], labels[n][i : i + crop, k : k + crop]
+            for _try in range(50):  # a crop with labels in it (sparse labels leave most crops empty)
+                n = rng.integers(len(sections))
+                width, depth = sections[n].shape
+                i, k = rng.integers(width - crop + 1), rng.integers(depth - crop + 1)
+                xs, ys = sections[n][i : i + crop, k : k + crop], labels[n][i : i + crop, k : k + crop]
+                if (ys >= 0).any():
+                    break
             if rng.random() < 0.5:
                 xs, ys = xs[::-1], ys[::-1]
             x.append(xs.copy())
@@ -208,6 +211,125 @@ def _section(path: Path) -> np.ndarray:
     return segyio.tools.cube(str(path))[0]
 
 
+# ---------------------------------------------------------------- TGS Salt
+
+SALT = Path("/tmp/tgs/data")  # where `git archive` of the fetched BloodAxe/Kaggle-Salt puts data/train
+SALT_HOWTO = (
+    "fetch github:BloodAxe/Kaggle-Salt (the session tool), then "
+    "git --git-dir=/work/.mirror/BloodAxe+Kaggle-Salt/repo/.git archive HEAD data/train data/folds.csv "
+    "| tar -x -C /tmp/tgs"
+)
+
+
+def salt_images(fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """The fold's images (grey, 0..1) and salt masks, (n, width, depth), sorted by id."""
+    import csv
+
+    import matplotlib.image
+
+    with open(SALT / "folds.csv") as handle:
+        ids = sorted(row["id"] for row in csv.DictReader(handle) if int(row["fold"]) == fold)
+    images = np.stack([matplotlib.image.imread(SALT / "train" / "images" / f"{i}.png")[..., 0] for i in ids])
+    masks = np.stack([matplotlib.image.imread(SALT / "train" / "masks" / f"{i}.png") for i in ids])
+    # a PNG's rows are depth, its columns the horizontal: sections are (width, depth)
+    return images.transpose(0, 2, 1), (masks.transpose(0, 2, 1) > 0.5).astype(np.int16)
+
+
+def salt_runs(work: Path, seeds: tuple[int, ...]) -> list[dict]:
+    """Train on fold 1 (800 sections), predict fold 0 (800 held out): salt IoU against the plain U-Net."""
+    from seisfacies.pipeline.segy_write import write_cube
+
+    work.mkdir(parents=True, exist_ok=True)
+    train_x, train_y = salt_images(1)
+    test_x, test_y = salt_images(0)
+    n_train = len(train_x)
+    cube = np.concatenate([train_x, test_x]).astype(np.float32)
+    labels = np.concatenate([train_y, np.full_like(test_y, -1)])  # the held-out masks stay hidden
+    grid = {"inlines": np.arange(1, len(cube) + 1), "crosslines": np.arange(1, cube.shape[1] + 1)}
+    write_cube(str(work / "salt.sgy"), cube, sample_format=5, **grid)
+    np.save(work / "labels.npy", labels)
+    store = work / "salt.zarr"
+    sf.ingest(work / "salt.sgy", store)
+    sf.attach_labels(store, work / "labels.npy", classes="sediment,salt")
+    runs = []
+    for seed in seeds:
+        started = time.perf_counter()
+        # the sections are unrelated images: no neighbouring sections as inputs, no smoothing across them
+        sf.extract_patches(store, work / "p.zarr", kind="section", neighbours=0, augment=("flip",), seed=seed,
+                           overwrite=True)  # fmt: skip
+        sf.train(work / "p.zarr", work / "salt.pt", seed=seed, overwrite=True)
+        seconds = time.perf_counter() - started
+        sf.predict(store, work / "salt.pt", smooth=0, overwrite=True)
+        predicted = sf.open_store(store, require=("facies",)).facies.values[n_train:]
+        ours = pooled(list(test_y), list(predicted), 2)
+        plain = train_plain(list(standardised(train_x, train_x)), list(train_y.astype(np.int64)), 2, seconds,
+                            seed)  # fmt: skip
+        theirs = pooled(list(test_y), [predict_plain(plain, standardised(x, train_x)) for x in test_x], 2)
+        for result in (ours, theirs):
+            result["salt_iou"] = result["class_iou"][1]
+        runs.append({"seed": seed, "seconds": round(seconds, 1), "ours": ours, "plain": theirs})
+        print(json.dumps(runs[-1], default=float), flush=True)
+    return runs
+
+
+# ---------------------------------------------------------------- MalenoV's F3 points
+
+MALENOV = Path("/tmp/malenov")  # the class_addresses/multi_*_ilxl.pts files of crild/facies_net
+MALENOV_HOWTO = (
+    "fetch github:crild/facies_net (the session tool), then copy its class_addresses/multi_*_ilxl.pts "
+    "to /tmp/malenov (git show HEAD:class_addresses/NAME > /tmp/malenov/NAME)"
+)
+#: Alternate blocks of this many crosslines train and score.
+MALENOV_BLOCK = 64
+
+
+def malenov_section() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Inline 339: the 8-bit amplitude where a point has it (0 elsewhere), classes (-1 unlabelled), names."""
+    files = sorted(MALENOV.glob("multi_*_ilxl.pts"))
+    points = [np.loadtxt(path) for path in files]
+    every = np.concatenate(points)
+    crosslines = np.arange(every[:, 1].min(), every[:, 1].max() + 1).astype(int)
+    times = np.arange(every[:, 2].min(), every[:, 2].max() + 4, 4).astype(int)
+    amplitude = np.zeros((len(crosslines), len(times)), np.float32)
+    classes = np.full(amplitude.shape, -1, np.int16)
+    for code, values in enumerate(points):
+        i = values[:, 1].astype(int) - crosslines[0]
+        k = (values[:, 2].astype(int) - times[0]) // 4
+        amplitude[i, k], classes[i, k] = values[:, 3], code
+    names = [path.stem.removeprefix("multi_").removesuffix("_ilxl") for path in files]
+    return amplitude, classes, names
+
+
+def malenov_runs(work: Path, seeds: tuple[int, ...]) -> list[dict]:
+    """Train on even blocks of crosslines, score the labelled points of the odd ones."""
+    from seisfacies.pipeline.segy_write import write_cube
+
+    work.mkdir(parents=True, exist_ok=True)
+    amplitude, classes, names = malenov_section()
+    held_out = (np.arange(len(amplitude)) // MALENOV_BLOCK) % 2 == 1
+    train_labels = np.where(held_out[:, None], -1, classes)
+    write_cube(str(work / "339.sgy"), amplitude[None], sample_format=5, inlines=np.array([339]),
+               crosslines=np.arange(len(amplitude)) + 300)  # fmt: skip
+    np.save(work / "labels.npy", train_labels[None])
+    store = work / "339.zarr"
+    sf.ingest(work / "339.sgy", store)
+    sf.attach_labels(store, work / "labels.npy", classes=",".join(names))
+    truth = np.where(held_out[:, None], classes, -1)
+    runs = []
+    for seed in seeds:
+        started = time.perf_counter()
+        sf.train(store, work / "m.pt", seed=seed, overwrite=True)
+        seconds = time.perf_counter() - started
+        sf.predict(store, work / "m.pt", overwrite=True)
+        ours = pooled([truth], [sf.open_store(store, require=("facies",)).facies.values[0]], len(names))
+        plain = train_plain([standardised(amplitude, amplitude)], [train_labels.astype(np.int64)], len(names),
+                            seconds, seed)  # fmt: skip
+        theirs = pooled([truth], [predict_plain(plain, standardised(amplitude, amplitude))], len(names))
+        runs.append({"seed": seed, "seconds": round(seconds, 1), "ours": ours, "plain": theirs})
+        print(json.dumps(runs[-1], default=float), flush=True)
+    return runs
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -231,6 +353,9 @@ def table(rows: dict[str, list[dict]]) -> str:
             spread([o["auroc"] for o in ours]) if "auroc" in ours[0] else "",
             f"{np.mean([r['seconds'] for r in runs]):.0f}",
         ]
+        if "salt_iou" in ours[0]:
+            salt = [spread([result["salt_iou"] for result in side]) for side in (ours, theirs)]
+            name += f" (salt IoU {salt[0]} vs {salt[1]})"
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -250,6 +375,16 @@ def main() -> None:
             rows["F3 lines (train 1, predict 2)"] = f3_rotations(work / "f3", seeds)
         else:
             print(f"skipped F3 lines: {F3_LINES} is not here (the shared data folder beside the project)")
+    if "salt" in args.only:
+        if (SALT / "train" / "images").is_dir():
+            rows["TGS Salt (train fold 1, score fold 0)"] = salt_runs(work / "salt", seeds)
+        else:
+            print(f"skipped TGS Salt: {SALT} is not here; {SALT_HOWTO}")
+    if "malenov" in args.only:
+        if list(MALENOV.glob("multi_*_ilxl.pts")):
+            rows["MalenoV F3 points (alternate crossline blocks)"] = malenov_runs(work / "malenov", seeds)
+        else:
+            print(f"skipped MalenoV: no points in {MALENOV}; {MALENOV_HOWTO}")
     report = table(rows)
     print(report)
     if args.markdown:

@@ -15,8 +15,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import dask
 import numpy as np
 import pytest
 import segyio
@@ -211,7 +213,9 @@ def faulty_s3():
     s3fs.S3FileSystem.clear_instance_cache()
     try:
         s3fs.S3FileSystem().mkdir("faults")
-        yield server
+        # reads compute here: workers of a cluster started earlier would not have these AWS settings
+        with dask.config.set(scheduler="threads"):
+            yield server
     finally:
         server.close()
         for key, value in saved.items():
@@ -337,3 +341,35 @@ def _exists(url: str) -> bool:
     import s3fs
 
     return s3fs.S3FileSystem(skip_instance_cache=True).exists(url.removeprefix("s3://"))
+
+
+RACER = """
+import sys, time
+from seisfacies.pipeline.commit import writing
+from seisfacies.pipeline.exceptions import StoreError
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # both start at the same instant
+try:
+    with writing(sys.argv[1], "racer"):
+        print("won", flush=True)
+        time.sleep(1.5)
+except StoreError:
+    print("refused", flush=True)
+"""
+
+
+def test_two_writers_starting_at_once_on_object_storage_never_both_win(faulty_s3):
+    """The lock is an exclusive create (If-None-Match); written then read back, both could win."""
+    faulty_s3.heal()
+    for round_ in range(4):
+        start = time.time() + 3
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-c", RACER, f"s3://faults/race-{round_}.zarr", str(start)],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=os.environ.copy(),
+            )
+            for _ in range(2)
+        ]
+        outcomes = sorted(racer.communicate(timeout=120)[0].strip() for racer in racers)
+        assert outcomes == ["refused", "won"], (round_, outcomes)
