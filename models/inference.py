@@ -56,6 +56,37 @@ def normalise_finite(values: np.ndarray, mean: float, std: float) -> np.ndarray:
     return invalid
 
 
+#: Inputs a model can be given as channels: the amplitude (and its neighbouring sections), and
+#: ``depth``, each sample's relative position in its trace (stratigraphic position).
+INPUTS = ("amplitude", "depth")
+
+
+def relative_depth(starts: np.ndarray, length: int, n_samples: int) -> np.ndarray:
+    """Each sample's position in its trace, 0 at the first sample and 1 at the last: ``(N, length)``.
+
+    The ``depth`` input: facies that look alike at different depths (the
+    lower North Sea and the chalk of F3) differ in where they lie.
+
+    Parameters
+    ----------
+    starts : numpy.ndarray
+        The first vertical index of each window (negative in padding above the volume).
+    length : int
+        Samples in a window.
+    n_samples : int
+        Samples in the survey's traces.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32.
+
+    >>> relative_depth(np.array([0, 2]), 3, 5).tolist()
+    [[0.0, 0.25, 0.5], [0.5, 0.75, 1.0]]
+    """
+    return ((np.asarray(starts)[:, None] + np.arange(length)) / max(n_samples - 1, 1)).astype(np.float32)
+
+
 def input_geometry(payload: dict, smooth: int = 0) -> tuple[dict[str, int], int]:
     """Halo per dim name, and the down-sampling multiple, a checkpoint's model needs.
 
@@ -228,6 +259,7 @@ def classify_block(
     keep: tuple[slice, slice, slice],
     options: InferenceOptions,
     dtype=np.int16,
+    depth: np.ndarray | None = None,
 ) -> BlockOutput:
     """Classify the ``keep`` part of a normalised, padded block.
 
@@ -246,6 +278,9 @@ def classify_block(
         Batch size, device, precision and whether to keep probabilities.
     dtype : numpy dtype
         The classes' integer type.
+    depth : numpy.ndarray, optional
+        The ``depth`` input of the block's vertical samples (:func:`relative_depth`),
+        for a model trained with it: an extra channel after the amplitude's.
 
     Returns
     -------
@@ -260,8 +295,10 @@ def classify_block(
     )
     forward = functools.partial(_forward, model, device=options.device, bf16=options.precision == "bf16")
     dense = model_entry(payload["model_name"]).dense
+    if depth is not None:
+        depth = _source(depth, options) if dense else depth
     if kind == "cube":
-        logits = forward(_source(block, options)[None, None])[0][(slice(None), *keep)]  # (C, I, X, T)
+        logits = forward(_with_depth(_source(block, options)[None, None], depth))[0][(slice(None), *keep)]
         output.put((slice(None),) * 3, logits, class_axis=0)
     elif kind == "trace":
         _trace_windows(forward, block, keep, size, output, options.batch_size)
@@ -270,7 +307,7 @@ def classify_block(
         source = _source(block, options) if dense else block  # patch centres are cut on the host
         batch = _section_batch(block, options, inline, dense)
         neighbours = payload["patch"].get("neighbours", 0)
-        _sections(forward, source, keep, output, batch, inline, dense, size, neighbours, options)
+        _sections(forward, source, keep, output, batch, inline, dense, size, neighbours, options, depth)
     return output
 
 
@@ -319,12 +356,15 @@ def _sections(
     size: int,
     neighbours: int,
     options: InferenceOptions,
+    depth=None,
 ) -> None:
     """Inline (or crossline) sections of the block, a batch of sections at a time."""
     sections = block if inline else _swap_inline_crossline(block)  # (section, across, vertical)
     along, across = (keep[0], keep[1]) if inline else (keep[1], keep[0])
     if dense:
-        batches = _dense_batches(forward, sections, along, (across, keep[2]), batch, neighbours, options)
+        batches = _dense_batches(
+            forward, sections, along, (across, keep[2]), batch, neighbours, options, depth
+        )
     else:
         batches = _centre_batches(forward, sections, along, (across, keep[2]), batch, size)
     for rows, logits in batches:  # logits: (section, C, across, T)
@@ -342,7 +382,9 @@ def _centre_batches(forward, sections, along: slice, window: tuple, batch: int, 
         yield slice(first - along.start, last - along.start), torch.stack(logits)
 
 
-def _dense_batches(forward, sections, along: slice, window: tuple, batch: int, neighbours: int, options):
+def _dense_batches(
+    forward, sections, along: slice, window: tuple, batch: int, neighbours: int, options, depth=None
+):
     """``(rows, logits)`` of the kept sections, each averaged with ``options.smooth`` sections on each side.
 
     Noise is independent from section to section while the geology is not:
@@ -356,7 +398,7 @@ def _dense_batches(forward, sections, along: slice, window: tuple, batch: int, n
     held, first_held, next_out = [], low, along.start  # held: logits of sections first_held, ...
     for first in range(low, high, batch):
         last = min(first + batch, high)
-        inputs = _with_neighbours(sections, first, last, neighbours)
+        inputs = _with_depth(_with_neighbours(sections, first, last, neighbours), depth)
         logits = _mirror_average(forward, inputs) if options.mirror else forward(inputs)
         held.extend(logits[:, :, window[0], window[1]])
         ready = along.stop if last == high else min(last - reach, along.stop)
@@ -383,6 +425,16 @@ def _mirror_average(forward, inputs) -> torch.Tensor:
     """
     mirrored = inputs.flip(-2) if isinstance(inputs, torch.Tensor) else np.flip(inputs, -2)
     return (forward(inputs) + forward(mirrored).flip(-2)) / 2
+
+
+def _with_depth(inputs, depth):
+    """``inputs`` ``(batch, channel, ..., vertical)`` with the ``depth`` input as one more channel."""
+    if depth is None:
+        return inputs
+    shape = (inputs.shape[0], 1, *inputs.shape[2:])
+    if isinstance(inputs, torch.Tensor):
+        return torch.cat([inputs, depth.to(inputs.dtype).expand(shape)], dim=1)
+    return np.concatenate([inputs, np.broadcast_to(depth.astype(inputs.dtype), shape)], axis=1)
 
 
 def _with_neighbours(sections, first: int, last: int, neighbours: int):

@@ -88,7 +88,13 @@ Shard = tuple[torch.Tensor, torch.Tensor]
 
 
 def to_tensors(
-    x: np.ndarray, y: np.ndarray, model_name: str, mean: float, std: float, stacked: bool = False
+    x: np.ndarray,
+    y: np.ndarray,
+    model_name: str,
+    mean: float,
+    std: float,
+    stacked: bool = False,
+    depth: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch arrays -> the model's input (normalised, channel axis) and targets (-1 ignored).
 
@@ -104,6 +110,9 @@ def to_tensors(
         The training split's statistics.
     stacked : bool
         ``x`` already has its channel axis: sections with their neighbours ``(N, C, W, H)``.
+    depth : numpy.ndarray, optional
+        ``(N, vertical)``: the ``depth`` input of each patch's samples
+        (:func:`~seisfacies.models.inference.relative_depth`), added as the last channel.
 
     Returns
     -------
@@ -119,12 +128,18 @@ def to_tensors(
     x = x.astype(np.float32)  # a copy: the caller's patches stay raw
     normalise_finite(x, mean, std)
     entry = model_entry(model_name)
-    inputs = torch.from_numpy(x[:, None] if entry.channel_axis and not stacked else x)
+    x = x[:, None] if entry.channel_axis and not stacked else x
+    if depth is not None:  # varies along the last (vertical) axis only
+        shape = (len(x), 1, *x.shape[2:])
+        x = np.concatenate(
+            [x, np.broadcast_to(depth.reshape(len(x), *[1] * (x.ndim - 2), -1), shape)], axis=1
+        )
+    inputs = torch.from_numpy(np.ascontiguousarray(x))
     y = y.astype(np.int64)
     if not entry.dense and y.ndim > 1:
         y = y[(slice(None),) + tuple(size // 2 for size in y.shape[1:])]  # the centre's class
     elif entry.dense and y.ndim == 1:  # centre labels for a dense model: only the centre counts
-        window = x.shape[2:] if stacked else x.shape[1:]
+        window = x.shape[2:] if entry.channel_axis else x.shape[1:]
         dense = np.full((len(x), *window), -1, np.int64)
         dense[(slice(None),) + tuple(size // 2 for size in window)] = y
         y = dense

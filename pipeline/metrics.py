@@ -80,3 +80,64 @@ def scores(confusion: np.ndarray) -> dict:
         "class_accuracy": [None if np.isnan(v) else float(v) for v in class_accuracy],
         "class_iou": [None if np.isnan(v) else float(v) for v in iou],
     }
+
+
+def class_table(names: list[str], class_iou: list, class_accuracy: list, voxels: list[int]) -> str:
+    """Per-class IoU, accuracy (recall) and true voxels, one class a line; ``-`` for an absent class.
+
+    Parameters
+    ----------
+    names : list of str
+        Class names.
+    class_iou, class_accuracy : list
+        One value (or None) per class, as :func:`scores` gives them.
+    voxels : list of int
+        True voxels of each class.
+
+    Returns
+    -------
+    str
+
+    >>> print(class_table(["sand", "shale"], [0.5, None], [0.75, None], [4000, 0]))
+    class    IoU  accuracy     voxels
+    sand   0.500     0.750      4,000
+    shale      -         -          0
+    """
+    width = max(len("class"), *map(len, names))
+    lines = [f"{'class':<{width}}  {'IoU':>5}  {'accuracy':>8}  {'voxels':>9}"]
+    for name, iou, accuracy, count in zip(names, class_iou, class_accuracy, voxels):
+        iou, accuracy = (f"{value:.3f}" if value is not None else "-" for value in (iou, accuracy))
+        lines.append(f"{name:<{width}}  {iou:>5}  {accuracy:>8}  {count:>9,}")
+    return "\n".join(lines)
+
+
+def confusion_table(confusion: np.ndarray, names: list[str]) -> str:
+    """The confusion matrix as a geophysicist reads it: rows are true classes, columns predicted ones.
+
+    Each row is in percent of that true class's voxels; the last column is
+    the voxels left unclassified.
+
+    Parameters
+    ----------
+    confusion : numpy.ndarray
+        ``(n, n + 1)`` counts from :func:`confusion_matrix`.
+    names : list of str
+        Class names.
+
+    Returns
+    -------
+    str
+
+    >>> print(confusion_table(np.array([[3, 1, 0], [0, 2, 2]]), ["sand", "shale"]))
+    % of the true class     sand    shale  unclass
+    sand                    75.0     25.0      0.0
+    shale                    0.0     50.0     50.0
+    """
+    title = "% of the true class"
+    width = max(len(title), *map(len, names))
+    columns = [name[:7] for name in (*names, UNCLASSIFIED)]
+    lines = [f"{title:<{width}}" + "".join(f"{column:>9}" for column in columns)]
+    shares = 100 * confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    for name, row in zip(names, shares):
+        lines.append(f"{name:<{width}}" + "".join(f"{share:9.1f}" for share in row))
+    return "\n".join(lines)

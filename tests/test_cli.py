@@ -135,11 +135,19 @@ def test_label_patch_train_predict_evaluate_plot_export_commands(tmp_path, run, 
     labelled = store.labels.values >= 0
     by_hand = float((store.facies.values[labelled] == store.labels.values[labelled]).mean())
     assert metrics["pixel_accuracy"] == round(by_hand, 4) and metrics["voxels"] == int(labelled.sum())
+    result = run("evaluate", "s.zarr", "--truth", "d/labels.sgy")  # for people: tables with the class names
+    table = result.output[result.output.index("class  ") :]
+    assert "parallel" in table and "% of the true class" in table and "unclass" in table, result.output
+    assert f"{metrics['class_iou']['parallel']:.3f}" in table.splitlines()[1]
     result = run("plot", "s.zarr", "s.png", scheduler=False)
     assert result.exit_code == 0, result.output
     picture = matplotlib.image.imread(tmp_path / "s.png")
     colours = np.unique((picture[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)
     assert picture.shape[0] > 200 and picture.shape[1] > 400 and len(colours) > 50  # panels, not a blank
+    result = run("plot", "s.zarr", "t.png", "--truth", "d/labels.sgy", scheduler=False)
+    assert result.exit_code == 0 and "errors (" in result.output and "truth" in result.output, result.output
+    wrong = (store.facies.values[12] != store.labels.values[12]).mean()  # the middle inline, fully labelled
+    assert f"errors ({wrong:.1%} of the labelled voxels)" in result.output
     result = run("export", "s.zarr", "f.sgy", "--variable", "facies")
     assert result.exit_code == 0, result.output
     with segyio.open(tmp_path / "f.sgy") as exported, segyio.open(tmp_path / "d" / "seismic.sgy") as source:

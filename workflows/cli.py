@@ -113,7 +113,7 @@ def describe_os_error(error: OSError) -> str:
 PATH = click.Path(readable=False)
 
 
-def emit(summary: dict, as_json: bool = False) -> None:
+def emit(summary: dict, as_json: bool = False, text: str | None = None) -> None:
     """Print a command's summary for people, or as JSON.
 
     A ``warning`` (or ``warnings``) entry also goes to stderr, so it is seen
@@ -125,12 +125,17 @@ def emit(summary: dict, as_json: bool = False) -> None:
         The command's result.
     as_json : bool
         Print JSON instead of ``key: value`` lines.
+    text : str, optional
+        What to print for people instead of the ``key: value`` lines.
     """
     for warning in [summary.get("warning"), *summary.get("warnings", [])]:
         if warning:
             click.echo(f"seisfacies: warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
+        return
+    if text is not None:
+        click.echo(text)
         return
     for key, value in summary.items():
         click.echo(f"{key}: {value}")
@@ -311,11 +316,12 @@ def predict(store: str, model_path: str, scheduler: str | None, as_json: bool, *
 @json_option
 def evaluate(store: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Pixel accuracy, mean class accuracy, mean IoU, FWIoU and the confusion matrix."""
-    from seisfacies.workflows.evaluate import evaluate_store
+    from seisfacies.workflows.evaluate import evaluate_store, report
 
     config = build_config(EvaluateConfig, **options)
     with cluster_client(scheduler) as client:
-        emit(evaluate_store(store, config, client), as_json)
+        summary = evaluate_store(store, config, client)
+    emit(summary, as_json, text=None if as_json else report(summary))
 
 
 @cli.command()

@@ -120,6 +120,12 @@ class PatchesConfig(StrictModel):
         le=16,
         description="Section patches: parallel sections on each side given as extra input channels.",
     )
+    inputs: tuple[Literal["amplitude", "depth"], ...] = Field(
+        ("amplitude",),
+        description="What the model sees, as channels: amplitude (with its --neighbours), and depth: each "
+        "sample's relative position in its trace, 0 first, 1 last (section and cube patches).",
+        json_schema_extra={"metavar": "amplitude,depth"},
+    )
     seed: int = Field(0, description="Random seed of the draw and the split.")
     overwrite: bool = Field(False, description="Replace an existing output.")
 
@@ -227,6 +233,15 @@ class PlotConfig(StrictModel):
     inline: int | None = Field(None, description="Inline number of the section.")
     crossline: int | None = Field(None, description="Crossline number of the section.")
     time: float | None = Field(None, description="Time (or depth) of a horizontal slice.")
+    truth: str | None = Field(
+        None,
+        description="Label source of the true facies: adds a truth panel and one of the errors beside the "
+        "prediction.",
+        json_schema_extra={"metavar": "SOURCE"},
+    )
+    unlabelled: float | None = Field(
+        None, description="Truth value meaning 'not labelled'.", json_schema_extra={"metavar": "VALUE"}
+    )
     overwrite: bool = Field(False, description="Replace an existing output.")
 
 

@@ -12,7 +12,7 @@ from seisfacies.pipeline.blocks import Region, regions
 from seisfacies.pipeline.cluster import run_tasks
 from seisfacies.pipeline.exceptions import ConfigError
 from seisfacies.pipeline.labels import LabelSource, open_label_source, read_labels, to_classes
-from seisfacies.pipeline.metrics import UNCLASSIFIED, confusion_matrix, scores
+from seisfacies.pipeline.metrics import UNCLASSIFIED, class_table, confusion_matrix, confusion_table, scores
 from seisfacies.pipeline.store import open_store, read_region, store_chunks
 from seisfacies.workflows.config import EvaluateConfig
 
@@ -116,3 +116,31 @@ def evaluate_store(store: str | Path, config: EvaluateConfig, client=None) -> di
         "confusion_columns": [*names, UNCLASSIFIED],
         "unclassified_voxels": int(confusion[:, -1].sum()),
     }
+
+
+#: Entries of :func:`evaluate_store`'s summary that :func:`report` shows as tables, not lines.
+TABLED = ("class_iou", "class_accuracy", "confusion_matrix", "classes", "confusion_columns")
+
+
+def report(summary: dict) -> str:
+    """The summary for people: the scores, then a per-class table and the confusion matrix.
+
+    Parameters
+    ----------
+    summary : dict
+        What :func:`evaluate_store` returned.
+
+    Returns
+    -------
+    str
+    """
+    names = summary["classes"]
+    confusion = np.array(summary["confusion_matrix"])
+    lines = [f"{key}: {value}" for key, value in summary.items() if key not in TABLED and key != "warning"]
+    per_class = class_table(
+        names,
+        [summary["class_iou"][name] for name in names],
+        [summary["class_accuracy"][name] for name in names],
+        confusion.sum(axis=1).tolist(),
+    )
+    return "\n".join([*lines, "", per_class, "", confusion_table(confusion, names)])

@@ -267,6 +267,11 @@ def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
     dense = kind == "section" or (kind == "cube" and bool(config.dense))
     if config.neighbours and kind != "section":
         raise ConfigError(f"option --neighbours {config.neighbours}: only section patches take neighbours")
+    if "depth" in config.inputs and kind == "trace":
+        raise ConfigError(
+            "option --inputs depth: a trace patch is one window of samples, not channels; "
+            "use section or cube patches for the depth input"
+        )
     return PatchPlan(
         kind,
         dims,
@@ -541,6 +546,7 @@ def _patch_template(rows: dict, plan: PatchPlan, names, dataset, store, config) 
         "split_blocks": list(plan.block()),  # the blocks actually used: inline, crossline, vertical
         "augment": list(config.augment),
         "neighbours": plan.neighbours,
+        "inputs": list(config.inputs),
         "source_store": store if location.is_url(store) else str(Path(store).resolve()),
         "split_meanings": "0 train, 1 validation",
         "orientation_meanings": "0 inline section, 1 crossline section",

@@ -15,6 +15,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from seisfacies.pipeline.commit import write_file, writes  # noqa: E402
 from seisfacies.pipeline.exceptions import ConfigError  # noqa: E402
+from seisfacies.pipeline.labels import open_label_source, read_labels, to_classes  # noqa: E402
 from seisfacies.pipeline.store import check_output, open_store, vertical_dim  # noqa: E402
 from seisfacies.workflows.config import PlotConfig  # noqa: E402
 
@@ -41,6 +42,16 @@ def _section(dataset, config: PlotConfig):
     return name, dataset.sel({name: value}, method="nearest")
 
 
+def _truth_section(dataset, config: PlotConfig, name: str, section, names: list[str]):
+    """The true classes of the plotted section, read from ``config.truth`` (-1 where not labelled)."""
+    dims = list(dataset.amplitude.dims)
+    index = int(np.abs(dataset[name].values - float(section[name])).argmin())
+    region = {dim: slice(index, index + 1) if dim == name else slice(None) for dim in dims}
+    source = open_label_source(config.truth, dataset, config.unlabelled, tuple(names))
+    classes = to_classes(read_labels(source, region), source.unlabelled, len(names)).squeeze(dims.index(name))
+    return section.facies.copy(data=classes).rename("truth")
+
+
 @writes("out")
 def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict:
     """Write a PNG: amplitude in grey, facies in colour with a legend, truth and uncertainty beside.
@@ -64,6 +75,11 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
     names = dataset.facies.attrs["flag_meanings"].split()
     colours = ListedColormap(plt.get_cmap("tab10").colors[: len(names)])
     panels = [("predicted facies", section.facies)]
+    if config.truth is not None:  # the truth, and where the prediction misses it
+        truth = _truth_section(dataset, config, name, section, names)
+        wrong = (truth >= 0) & (section.facies != truth)
+        share = float(wrong.sum() / max(int((truth >= 0).sum()), 1))
+        panels += [("truth", truth), (f"errors ({share:.1%} of the labelled voxels)", wrong.rename("errors"))]
     if "labels" in section:
         labelled = bool((section.labels >= 0).any())
         panels.append(("labels" if labelled else "labels (none on this section)", section.labels))
@@ -81,7 +97,16 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
     ]
     for axis, (title, classes) in zip(axes[0], panels):
         axis.imshow(amplitude.T, cmap="gray", vmin=-clip, vmax=clip, aspect="auto", extent=extent)
-        if classes.name == "uncertainty":
+        if classes.name == "errors":
+            axis.imshow(
+                np.ma.masked_equal(classes.values.T.astype(float), 0),
+                cmap=ListedColormap(["red"]),
+                alpha=0.7,
+                aspect="auto",
+                extent=extent,
+                interpolation="nearest",
+            )
+        elif classes.name == "uncertainty":
             shown = axis.imshow(
                 classes.values.astype(float).T, cmap="magma", vmin=0, vmax=1, aspect="auto", extent=extent
             )

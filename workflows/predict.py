@@ -26,6 +26,7 @@ from seisfacies.models.inference import (
     classify_block,
     input_geometry,
     normalise_finite,
+    relative_depth,
     section_normal,
 )
 from seisfacies.models.registry import model_entry
@@ -156,6 +157,7 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
     read, pads, keep = aligned_halo_block(task.region, halo, task.sizes, grid, pad_edges=not dense)
     block = read_region(task.store, "amplitude", read).astype(np.float32, copy=False)
     block = _pad_block(block, pads, payload["patch"])
+    depth = _block_depth(payload["patch"], read, pads, task.sizes, block.shape[2])
     # non-finite voxels are left unclassified (-1) below instead of getting a made-up class
     invalid = normalise_finite(block, payload["normalisation"]["mean"], payload["normalisation"]["std"])
     options = InferenceOptions(
@@ -169,7 +171,7 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
     )
     dtype = class_dtype(len(payload["class_names"]))
     with _GPU_LOCK if device != "cpu" else contextlib.nullcontext():
-        output = classify_block(model, payload, block, tuple(keep.values()), options, dtype)
+        output = classify_block(model, payload, block, tuple(keep.values()), options, dtype, depth)
     del block
     invalid = invalid[tuple(keep.values())]
     output.facies[invalid] = -1
@@ -183,6 +185,15 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
         write_region(task.store, pending_name("uncertainty"), task.region, output.uncertainty)
     release_freed_memory()
     return int(invalid.sum())
+
+
+def _block_depth(patch: dict, read: Region, pads: dict, sizes: dict, length: int) -> np.ndarray | None:
+    """The ``depth`` input of a block's vertical samples, for a model trained with it (else None)."""
+    if "depth" not in patch.get("inputs", ()):
+        return None
+    vertical = list(read)[2]
+    start = read[vertical].start - pads.get(vertical, (0, 0))[0]
+    return relative_depth(np.array([start]), length, sizes[vertical])[0]
 
 
 def check_model_fits(payload: dict, dataset, model_path) -> None:

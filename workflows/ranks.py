@@ -25,6 +25,7 @@ import zarr
 
 from seisfacies.models.calibration import fit_temperature, held_out_logits
 from seisfacies.models.checkpoint import checkpoint_bytes, load_checkpoint
+from seisfacies.models.inference import relative_depth
 from seisfacies.models.parallel import gathered, global_batch_norm
 from seisfacies.models.registry import create_model_for_patches
 from seisfacies.models.training import FitOptions, NonFiniteLoss, class_weights, fit, local_batch, to_tensors
@@ -32,6 +33,7 @@ from seisfacies.pipeline import location
 from seisfacies.pipeline.cluster import live_workers
 from seisfacies.pipeline.commit import write_file
 from seisfacies.pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
+from seisfacies.pipeline.patches import window_start
 from seisfacies.workflows.config import TrainConfig
 from seisfacies.workflows.devices import (
     cluster_gpus,
@@ -70,7 +72,7 @@ class RankJob:
 
 
 #: What a checkpoint keeps of its patches' attributes: what predict needs to cut the same inputs.
-PATCH_GEOMETRY = ("kind", "size", "orientations", "dense", "volume_dims", "neighbours")
+PATCH_GEOMETRY = ("kind", "size", "orientations", "dense", "volume_dims", "neighbours", "inputs")
 
 
 def patch_attrs(patches: str) -> dict:
@@ -87,11 +89,12 @@ def patch_attrs(patches: str) -> dict:
     """
     attrs = dict(zarr.open_group(store=patches, mode="r").attrs)
     attrs.setdefault("neighbours", 0)  # patch stores written before neighbours existed
+    attrs.setdefault("inputs", ["amplitude"])  # ... and before the depth input
     return attrs
 
 
 def input_channels(attrs: dict) -> int:
-    """Input channels of a model for these patches: the section and its neighbours on each side.
+    """Input channels of a model for these patches: the section and its neighbours on each side, and depth.
 
     Parameters
     ----------
@@ -102,10 +105,10 @@ def input_channels(attrs: dict) -> int:
     -------
     int
 
-    >>> input_channels({"neighbours": 2}), input_channels({})
-    (5, 1)
+    >>> input_channels({"neighbours": 2}), input_channels({"inputs": ["amplitude", "depth"]})
+    (5, 2)
     """
-    return 2 * attrs.get("neighbours", 0) + 1
+    return 2 * attrs.get("neighbours", 0) + 1 + ("depth" in attrs.get("inputs", ()))
 
 
 def model_for(config: TrainConfig, attrs: dict) -> torch.nn.Module:
@@ -232,7 +235,12 @@ def load_shard(patches: str, split: int, shard: int, shards: int, config: TrainC
     span = slice(int(rows[0]), int(rows[-1]) + 1)  # one contiguous read, bounded by the shard
     pick = rows - rows[0]
     x, y = group["x"][span][pick], group["y"][span][pick]
-    return to_tensors(x, y, config.model, attrs["mean"], attrs["std"], stacked=attrs["neighbours"] > 0)
+    depth = None
+    if "depth" in attrs["inputs"]:  # the windows' vertical positions in the survey's traces
+        starts = window_start(group["sample_index"][span][pick], attrs["size"])
+        depth = relative_depth(starts, attrs["size"], attrs["volume_shape"][2])
+    stacked = attrs["neighbours"] > 0
+    return to_tensors(x, y, config.model, attrs["mean"], attrs["std"], stacked=stacked, depth=depth)
 
 
 def _training_labels(patches: str):

@@ -57,6 +57,11 @@ def check_compatible(config: TrainConfig, attrs: dict) -> None:
         )
     if entry.dense and attrs["kind"] == "section" and not attrs["dense"]:
         raise ConfigError("option --model: cnn2d needs dense section labels")
+    if "depth" in attrs.get("inputs", ()) and not entry.dense:
+        raise ConfigError(
+            f"option --model: {config.model} takes no depth channel; use a fully convolutional model "
+            "(cnn2d, cnn3d) or cut patches with --inputs amplitude"
+        )
     if attrs.get("neighbours") and not entry.dense:
         raise ConfigError(
             f"option --model: {config.model} classifies one section at a time, but the patches carry "

@@ -1,0 +1,67 @@
+"""Real F3 lines (``../shared/data/f3-lines/``, read in place): a one-line survey through every command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import segyio
+
+from tests.conftest import BIN
+
+F3_LINES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "f3-lines"
+CLASSES = "upper_north_sea,middle_north_sea,lower_north_sea,rijnland_chalk,scruff,zechstein"
+
+pytestmark = pytest.mark.skipif(
+    not F3_LINES.is_dir(),
+    reason=f"the real F3 lines are not at {F3_LINES} (the shared folder beside the project)",
+)
+
+
+def _seisfacies(*args, folder: Path) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [BIN / "seisfacies", *map(str, args)], capture_output=True, text=True, timeout=600, cwd=folder
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+@pytest.mark.slow
+def test_a_one_line_real_survey_goes_through_every_command(tmp_path):
+    """Train on F3 line 1 with the depth input, predict line 2, score, draw and export it."""
+    line, other = F3_LINES / "f3_line1.sgy", F3_LINES / "f3_line2.sgy"
+    run = lambda *args: _seisfacies(*args, folder=tmp_path)  # noqa: E731
+    run("ingest", line, "one.zarr")
+    run("labels", "one.zarr", line.with_name("f3_line1_labels.sgy"), "--classes", CLASSES)
+    run("patches", "one.zarr", "p.zarr", "--kind", "section", "--size", 64, "--per-class", 150, "--neighbours", 2,
+        "--augment", "flip", "--inputs", "amplitude,depth")  # fmt: skip
+    trained = run(
+        "train",
+        "p.zarr",
+        "m.pt",
+        "--epochs",
+        8,
+        "--seed",
+        1,
+        "--model-options",
+        '{"base": 8, "depth": 3}',
+        "--json",
+    )
+    assert json.loads(trained.stdout[trained.stdout.index("\n{") :])["epochs"] == 8
+    run("ingest", other, "two.zarr")
+    run("predict", "two.zarr", "m.pt", "--probabilities", "--uncertainty")
+    truth = other.with_name("f3_line2_labels.sgy")
+    scores = json.loads(run("evaluate", "two.zarr", "--truth", truth, "--json").stdout)
+    majority_class_share = 0.58  # of line 2's labelled voxels: a model that learned nothing
+    assert scores["voxels"] == 601 * 255 and scores["pixel_accuracy"] > majority_class_share + 0.05, scores
+    shown = run("plot", "two.zarr", "two.png", "--truth", truth).stdout
+    assert "errors (" in shown and (tmp_path / "two.png").stat().st_size > 10_000
+    run("export", "two.zarr", "facies.sgy", "--variable", "facies")
+    with segyio.open(tmp_path / "facies.sgy", ignore_geometry=True) as exported, segyio.open(other) as source:
+        assert len(exported.trace) == 601 and exported.header[300] == source.header[300]
+        classes = np.stack([exported.trace[n] for n in range(601)])
+    stored = json.loads(run("evaluate", "two.zarr", "--truth", truth, "--json").stdout)
+    assert stored == scores and classes.max() <= 5 and classes.min() >= 0
