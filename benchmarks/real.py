@@ -131,11 +131,13 @@ def standardised(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 
 def spread(values: list[float]) -> str:
-    """Mean ± standard deviation, three decimals.
+    """Mean ± standard deviation, three decimals; one run's value alone (it has no spread).
 
-    >>> spread([0.5, 0.7])
-    '0.600 ± 0.100'
+    >>> spread([0.5, 0.7]), spread([0.5])
+    ('0.600 ± 0.100', '0.500 (1 run)')
     """
+    if len(values) == 1:
+        return f"{values[0]:.3f} (1 run)"
     return f"{np.mean(values):.3f} ± {np.std(values):.3f}"
 
 
@@ -157,8 +159,8 @@ def auroc(uncertainty: np.ndarray, wrong: np.ndarray) -> float:
 # ---------------------------------------------------------------- F3 lines
 
 
-def f3_rotations(work: Path, seeds: tuple[int, ...]) -> list[dict]:
-    """Train on each F3 line in turn, predict the other two; seisfacies and the plain U-Net."""
+def f3_rotations(work: Path, seeds: tuple[int, ...], train_on: tuple[str, ...] = ()) -> list[dict]:
+    """Train on each F3 line in turn (or those named), predict the other two; ours and the plain U-Net."""
     lines = sorted(F3_LINES.glob("f3_line?.sgy"))
     stores = {}
     for line in lines:
@@ -171,6 +173,8 @@ def f3_rotations(work: Path, seeds: tuple[int, ...]) -> list[dict]:
     runs = []
     for seed in seeds:
         for trained_on, store in stores.items():
+            if train_on and trained_on not in train_on:
+                continue
             others = [name for name in stores if name != trained_on]
             model = work / f"{trained_on}-{seed}.pt"
             started = time.perf_counter()
@@ -364,15 +368,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="f3,salt,malenov")
     parser.add_argument("--seeds", default="0")
+    parser.add_argument("--f3-train-on", default="", help="F3 rotations to run, e.g. f3_line3 (default: all)")
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     seeds = tuple(int(seed) for seed in args.seeds.split(","))
+    train_on = tuple(name for name in args.f3_train_on.split(",") if name)
     work = Path(tempfile.mkdtemp(prefix="seisfacies-real-"))
     rows: dict[str, list[dict]] = {}
     if "f3" in args.only:
         if F3_LINES.is_dir():
-            rows["F3 lines (train 1, predict 2)"] = f3_rotations(work / "f3", seeds)
+            rows["F3 lines (train one, predict the other two)"] = f3_rotations(work / "f3", seeds, train_on)
         else:
             print(f"skipped F3 lines: {F3_LINES} is not here (the shared data folder beside the project)")
     if "salt" in args.only:

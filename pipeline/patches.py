@@ -215,8 +215,16 @@ def candidates(plan: PatchPlan, labels: np.ndarray, origin: tuple[int, int, int]
     return {name: np.concatenate(parts) for name, parts in found.items()}
 
 
-def choose_validation_blocks(block_counts: dict[tuple[int, ...], int], fraction: float, seed: int) -> set:
+def choose_validation_blocks(
+    block_counts: dict[tuple[int, ...], int],
+    fraction: float,
+    seed: int,
+    class_blocks: dict[int, set] | None = None,
+) -> set:
     """Blocks that form the validation split: hashed order, about ``fraction`` of candidates.
+
+    A class whose every labelled window would lie in validation blocks would
+    train on nothing: its blocks stay in training and others are drawn instead.
 
     Parameters
     ----------
@@ -225,22 +233,40 @@ def choose_validation_blocks(block_counts: dict[tuple[int, ...], int], fraction:
     fraction : float
     seed : int
         Random seed.
+    class_blocks : dict[int, set], optional
+        Each class's blocks that hold a candidate of it.
 
     Returns
     -------
     set
 
-    >>> sorted(choose_validation_blocks({(0, 0): 10, (0, 1): 10, (1, 0): 10, (1, 1): 10}, 0.25, 0))
+    >>> counts = {(0, 0): 10, (0, 1): 10, (1, 0): 10, (1, 1): 10}
+    >>> sorted(choose_validation_blocks(counts, 0.25, 0))
     [(1, 0)]
+    >>> sorted(choose_validation_blocks(counts, 0.25, 0, {0: set(counts), 1: {(1, 0)}}))
+    [(0, 0)]
     """
     if fraction <= 0 or len(block_counts) < 2:
         return set()
+    wanted, kept_for_training = fraction * sum(block_counts.values()), set()
+    while True:
+        open_blocks = {key: n for key, n in block_counts.items() if key not in kept_for_training}
+        chosen = _hashed_blocks(open_blocks, wanted, len(block_counts) - 1, seed)
+        starved = [blocks for blocks in (class_blocks or {}).values() if blocks and blocks <= chosen]
+        if not starved:
+            return chosen
+        kept_for_training |= set().union(*starved)
+
+
+def _hashed_blocks(block_counts: dict, wanted: float, at_most: int, seed: int) -> set:
+    """Blocks in hashed order until they hold ``wanted`` candidates (at most ``at_most`` blocks)."""
     keys = sorted(block_counts)
+    if not keys:
+        return set()
     order = np.argsort(position_hash(seed + 1, *np.array(keys).T))
-    total = sum(block_counts.values())
     chosen, taken = set(), 0
     for index in order:
-        if taken >= fraction * total or len(chosen) == len(keys) - 1:
+        if taken >= wanted or len(chosen) == min(at_most, len(keys)):
             break
         chosen.add(keys[index])
         taken += block_counts[keys[index]]

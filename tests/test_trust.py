@@ -202,22 +202,54 @@ def _assert_splits_apart(patches, kind: str, size: int) -> None:
     assert not (covered[0] & covered[1]).any(), f"{(covered[0] & covered[1]).sum()} voxels in both splits"
 
 
-def test_a_survey_too_small_for_two_columns_of_blocks_splits_along_the_vertical(tmp_path):
-    """The split asked for is kept, with both orientations in each split, where the survey holds one column.
+def test_a_survey_too_small_for_a_split_that_trains_every_class_is_refused_then_split(tmp_path):
+    """One column of blocks: split along the vertical only where every class still trains, else one line.
 
-    On 93c14ff this cut no validation patch at all without a word; then it was refused in one line.
+    On 93c14ff this cut no validation patch without a word. Split along the vertical, it trained on
+    chaotic and bright only and validated on the other classes (the layers lie at different depths).
     """
     sf.synth(tmp_path / "d", shape=(64, 64, 96), seed=5)
     sf.ingest(tmp_path / "d" / "seismic.sgy", tmp_path / "s.zarr")
     sf.attach_labels(tmp_path / "s.zarr", tmp_path / "d" / "labels.sgy")
     config = PatchesConfig(kind="section", size=32, orientation="both", val_fraction=0.3, per_class=300)
-    summary = extract_patches(tmp_path / "s.zarr", tmp_path / "p.zarr", config)
+    with pytest.raises(LabelError, match=r"not all of any class's labels; use --size 16 or smaller"):
+        extract_patches(tmp_path / "s.zarr", tmp_path / "p.zarr", config)
+    summary = extract_patches(
+        tmp_path / "s.zarr", tmp_path / "p.zarr", config.model_copy(update={"size": 16})
+    )
+    assert min(summary["train"].values()) > 0 and sum(summary["validation"].values()) > 0, summary
     patches = xr.open_zarr(tmp_path / "p.zarr").load()
-    assert patches.attrs["split_blocks"] == [64, 64, 64]
     for split in (0, 1):
         orientations = set(patches.orientation.values[patches.split.values == split].tolist())
         assert orientations == {0, 1}, (split, orientations, summary)
-    _assert_splits_apart(patches, "section", 32)
+    _assert_splits_apart(patches, "section", 16)
+
+
+def test_a_class_labelled_only_inside_validation_blocks_still_trains(tmp_path):
+    """A rare class whose labels all fall in validation blocks trains; the summary says so.
+
+    Before, MalenoV's salt points on F3 inline 339 got 0 training and 100 validation patches, exit 0.
+    """
+    from seisfacies.pipeline.patches import choose_validation_blocks
+
+    shape, block = (64, 64, 32), 32
+    noise = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    write_cube(
+        str(tmp_path / "n.sgy"), noise, sample_format=5, inlines=np.arange(1, 65), crosslines=np.arange(1, 65)
+    )
+    held_out = choose_validation_blocks({(i, j): 1 for i in (0, 1) for j in (0, 1)}, 0.25, seed=0).pop()
+    labels = np.full(shape, -1, np.int16)
+    labels[4::8] = 0  # common: every eighth inline, everywhere
+    inlines, crosslines = (slice(b * block + 4, b * block + 28) for b in held_out)
+    labels[inlines, crosslines] = np.where(labels[inlines, crosslines] == 0, 1, -1)  # rare: one block only
+    np.save(tmp_path / "labels.npy", labels)
+    sf.ingest(tmp_path / "n.sgy", tmp_path / "s.zarr")
+    sf.attach_labels(tmp_path / "s.zarr", tmp_path / "labels.npy", classes="common,rare")
+    summary = sf.extract_patches(tmp_path / "s.zarr", tmp_path / "p.zarr", kind="section", size=16,
+                                 split_block=block, val_fraction=0.25, per_class=50, seed=0)  # fmt: skip
+    assert summary["train"]["rare"] > 0 and summary["validation"]["rare"] == 0, summary
+    assert summary["validation"]["common"] > 0 and "no validation patch of rare" in summary["split_note"]
+    _assert_splits_apart(xr.open_zarr(tmp_path / "p.zarr").load(), "section", 16)
 
 
 def test_every_labelled_inline_gives_patches_whatever_the_stride(synthetic_survey, tmp_path):

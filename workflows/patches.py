@@ -324,7 +324,10 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
             f"{store}: no labelled position fits a {plan.kind} window of size {plan.size} "
             f"(stride {plan.stride}); label more, or use a smaller --size or --stride"
         )
-    validation = choose_validation_blocks(_block_totals(block_class, plan), config.val_fraction, config.seed)
+    class_blocks = _class_blocks(block_class, plan)
+    validation = choose_validation_blocks(
+        _block_totals(block_class, plan), config.val_fraction, config.seed, class_blocks
+    )
     available = _available(block_class, validation, len(names), plan)
     targets = _targets(available, config.per_class, config.val_fraction)
     probability = np.minimum(1.0, 1.25 * targets / np.maximum(available, 1) + 1e-9)
@@ -357,7 +360,15 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
         mean = sums[0] / max(sums[2], 1)
         std = float(np.sqrt(max(sums[1] / max(sums[2], 1) - mean**2, 0.0))) or 1.0
         commit_store(partial, {"mean": float(mean), "std": std})
-    return _summary(out, plan, rows, names, mean, std)
+    summary = _summary(out, plan, rows, names, mean, std)
+    untested = [
+        names[label] for label, blocks in class_blocks.items() if validation and not blocks & validation
+    ]
+    if untested:
+        summary["split_note"] = (
+            f"no validation patch of {', '.join(untested)}: the few blocks that hold their labels train"
+        )
+    return summary
 
 
 def cut_spans(rows: dict, plan: PatchPlan, chunks: dict[str, int]) -> list[tuple[int, int]]:
@@ -421,6 +432,15 @@ def _block_totals(block_class: np.ndarray, plan: PatchPlan) -> dict[tuple[int, .
     return totals
 
 
+def _class_blocks(block_class: np.ndarray, plan: PatchPlan) -> dict[int, set]:
+    """Each class's split blocks that hold a candidate of it."""
+    blocks: dict[int, set] = {}
+    for row in block_class.tolist():
+        if row[-1]:
+            blocks.setdefault(row[3], set()).add(_block_of(row, plan))
+    return blocks
+
+
 def _block_of(row: list, plan: PatchPlan) -> tuple[int, ...]:
     """A count row's block; blocks of whole traces keep their two-index key (and so their hashed order)."""
     return tuple(row[:3]) if plan.vertical_block else tuple(row[:2])
@@ -445,7 +465,8 @@ def _check_validation(rows: dict, config: PatchesConfig, plan: PatchPlan, blocks
     raise LabelError(
         f"option --val-fraction {config.val_fraction}: no validation patch fits; the labelled windows lie in "
         f"{blocks} split block(s) of {block[0]} x {block[1]} traces x {block[2]} samples, and validation "
-        f"needs a block with no training window of any orientation on it; use {', '.join(hints)}"
+        f"needs a block with no training window of any orientation on it and not all of any class's "
+        f"labels; use {', '.join(hints)}"
     )
 
 

@@ -325,8 +325,8 @@ def _patch_store(source: str, out: str, config: TrainConfig, client, patches_con
         sizes = tuple(zarr.open_array(store=location.join(source, "amplitude"), mode="r").shape)
         patches_config, note = fitting_patches(config.model, sizes)
     target = location.with_name(out, location.name(out).rsplit(".", 1)[0] + ".patches.zarr")
-    extract_patches(source, target, patches_config.model_copy(update={"overwrite": True}), client)
-    return target, note
+    cut = extract_patches(source, target, patches_config.model_copy(update={"overwrite": True}), client)
+    return target, "; ".join(part for part in (note, cut.get("split_note", "")) if part)
 
 
 def _summary(out, patches, config, history, attrs, seconds, restarts, history_path, n_train) -> dict:
