@@ -264,3 +264,26 @@ def test_the_wheel_installs_only_the_seisfacies_package(tmp_path):
     )
     assert "seisfacies.workflows.cli:main" in entry_points
     assert "seisfacies.pipeline.segy:SegyBackendEntrypoint" in entry_points
+
+
+def test_every_message_names_a_real_command_and_its_real_options():
+    """Advice in a message is something a user can type: no placeholder, no command or option that is not there.
+
+    On 93c14ff, ``suggest`` on a store without ``uncertainty`` said "run `the step that makes it` first".
+    """
+    from seisfacies.pipeline.store import PRODUCERS
+
+    advice = [f"`{producer}`" for producer in PRODUCERS.values()]
+    for folder in ALLOWED:
+        advice += [source.read_text() for source in (ROOT / folder).glob("*.py")]
+    named = re.findall(r"`seisfacies ([a-z_-]+)((?: [A-Z.]+)*(?: --[a-z-]+)*)", "\n".join(advice))
+    assert len(named) > 20
+    for command, rest in named:
+        if command.startswith("-"):
+            continue
+        assert command in cli.commands, command
+        params = cli.commands[command].params
+        options = {"--help", *(opt for param in params for opt in param.opts + param.secondary_opts)}
+        assert set(re.findall(r"--[a-z-]+", rest)) <= options, (command, rest)
+    for variable in ("amplitude", "labels", "facies", "probability", "uncertainty"):
+        assert variable in PRODUCERS, f"no message can say which command writes {variable!r}"
