@@ -9,7 +9,7 @@ True
 
 from __future__ import annotations
 
-from seisfacies.models import cnn, mlp  # noqa: F401  (registers the models)
-from seisfacies.models.registry import create_model, list_models, model_entry
+from . import cnn, mlp  # noqa: F401  (registers the models)
+from .registry import create_model, list_models, model_entry
 
 __all__ = ["create_model", "list_models", "model_entry"]

@@ -20,7 +20,7 @@ import fsspec
 import torch
 from torch import nn
 
-from seisfacies.models.registry import create_model, tuples_from_lists
+from .registry import create_model, tuples_from_lists
 
 FORMAT = "seisfacies-checkpoint-1"
 #: What torch.load raises on corrupt or hostile bytes (weights_only refuses code).

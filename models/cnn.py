@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seisfacies.models.registry import activation, register_model
+from .registry import activation, register_model
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from seisfacies.models.calibration import normalised_entropy
-from seisfacies.models.registry import model_entry
+from .calibration import normalised_entropy
+from .registry import model_entry
 
 #: Pixels of one batch of sections: convolution buffers scale with it (a batch
 #: of eight 88 x 4800 sections took 640 MB with the smallest cnn2d).

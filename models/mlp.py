@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from seisfacies.models.registry import activation, register_model
+from .registry import activation, register_model
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from seisfacies.models.optim import create_optimizer, learning_rate_factor
-from seisfacies.models.registry import model_entry
+from .optim import create_optimizer, learning_rate_factor
+from .registry import model_entry
 
 #: Patches per forward pass when evaluating (no gradients are kept).
 EVAL_BATCH = 64
@@ -123,7 +123,7 @@ def to_tensors(
     >>> tuple(x.shape), y.tolist()
     ((2, 1, 4, 4), [1, 2])
     """
-    from seisfacies.models.inference import normalise_finite
+    from .inference import normalise_finite
 
     x = x.astype(np.float32)  # a copy: the caller's patches stay raw
     normalise_finite(x, mean, std)

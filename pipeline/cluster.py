@@ -18,7 +18,7 @@ import dask
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
-from seisfacies.pipeline.exceptions import ClusterError
+from .exceptions import ClusterError
 
 
 @dataclass(frozen=True)

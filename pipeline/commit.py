@@ -53,8 +53,8 @@ import psutil
 import zarr
 from zarr.storage import FsspecStore, WrapperStore
 
-from seisfacies.pipeline import location
-from seisfacies.pipeline.exceptions import StoreError
+from . import location
+from .exceptions import StoreError
 
 #: The attribute a commit stamps on the store root (a whole store) or on a variable.
 WRITE_ID_ATTR = "seisfacies_write_id"

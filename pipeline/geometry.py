@@ -14,7 +14,7 @@ from math import gcd
 
 import numpy as np
 
-from seisfacies.pipeline.exceptions import GeometryError
+from .exceptions import GeometryError
 
 #: A grid with more than this many cells per trace is not a survey but
 #: garbage line numbers (usually the wrong header byte positions).

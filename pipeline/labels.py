@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from seisfacies.pipeline import location
-from seisfacies.pipeline import segy_format as fmt
-from seisfacies.pipeline.blocks import Region
-from seisfacies.pipeline.exceptions import LabelError
-from seisfacies.pipeline.segy import SegyLayout, read_block, scan_survey
+from . import location
+from . import segy_format as fmt
+from .blocks import Region
+from .exceptions import LabelError
+from .segy import SegyLayout, read_block, scan_survey
 
 UNLABELLED = -1
 #: Largest class number an int16 ``labels`` volume holds (beyond it values would wrap).
@@ -144,7 +144,7 @@ def _check_shape(path, found, expected) -> None:
 
 
 def _segy_source(path: Path, store, unlabelled) -> LabelSource:
-    from seisfacies.pipeline.exceptions import SeisFaciesError
+    from .exceptions import SeisFaciesError
 
     # the label volume uses the seismic's header layout: its line-number bytes and sample grid
     vertical = store.amplitude.dims[2]

@@ -21,10 +21,10 @@ import xarray as xr
 from xarray.backends import BackendArray, BackendEntrypoint
 from xarray.core import indexing
 
-from seisfacies.pipeline import __version__, location
-from seisfacies.pipeline import segy_format as fmt
-from seisfacies.pipeline.exceptions import SegyFormatError
-from seisfacies.pipeline.geometry import Geometry, infer_geometry
+from . import __version__, location
+from . import segy_format as fmt
+from .exceptions import SegyFormatError
+from .geometry import Geometry, infer_geometry
 
 VERTICAL_UNITS = {"time": "ms", "depth": "m"}
 VERTICAL_NAMES = {"time": "Two-way travel time", "depth": "Depth"}

@@ -14,7 +14,7 @@ import numpy as np
 import segyio
 import segyio._segyio  # noqa: F401  (segyio.tools.native calls it without importing it)
 
-from seisfacies.pipeline.exceptions import SegyFormatError
+from .exceptions import SegyFormatError
 
 TEXT_HEADER_SIZE = 3200
 TEXT_LINE = 80  # characters per card image: 40 lines make the header

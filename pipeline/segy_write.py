@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import segyio
 
-from seisfacies.pipeline import segy_format as fmt
+from . import segy_format as fmt
 
 
 @dataclass(frozen=True)

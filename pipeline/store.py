@@ -1,6 +1,6 @@
 """The seisfacies Zarr store: layout, template, region writes, completeness.
 
-Layout (the contract users and later steps rely on; see the README):
+Layout (the contract users and later steps rely on; see docs/store.md):
 
 * ``amplitude`` float32 ``(inline, crossline, time|depth)``
 * ``cdp_x``, ``cdp_y`` float64 and ``trace_mask`` bool ``(inline, crossline)``
@@ -23,9 +23,9 @@ import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
 
-from seisfacies.pipeline import location
-from seisfacies.pipeline.blocks import Region
-from seisfacies.pipeline.commit import (
+from . import location
+from .blocks import Region
+from .commit import (
     INCOMPLETE_ATTR,
     PENDING_GROUP,
     ROOT_METADATA,
@@ -38,7 +38,7 @@ from seisfacies.pipeline.commit import (
     output_exists,
     zarr_store,
 )
-from seisfacies.pipeline.exceptions import StoreError
+from .exceptions import StoreError
 
 VERTICAL_DIMS = ("time", "depth")
 #: The one place chunking is declared: inline, crossline, vertical.
@@ -422,7 +422,7 @@ def trace_header_fields(dataset: xr.Dataset) -> xr.Dataset:
     """
     import segyio
 
-    from seisfacies.pipeline import segy_format as fmt
+    from . import segy_format as fmt
 
     raw = dataset["trace_headers"]
     endian = dataset.attrs["byte_order"]
@@ -444,7 +444,7 @@ def trace_header_fields(dataset: xr.Dataset) -> xr.Dataset:
 
 
 def _decode_field(raw: np.ndarray, byte: int, size: int, endian: str) -> np.ndarray:
-    from seisfacies.pipeline.segy_format import header_field
+    from .segy_format import header_field
 
     flat = raw.reshape(-1, raw.shape[-1])
     return header_field(flat, byte, size, endian).astype(np.int32).reshape(raw.shape[:-1])
@@ -502,7 +502,7 @@ def amplitude_statistics(store: str | os.PathLike, dataset: xr.Dataset, chunks: 
     dict
         ``amplitude_mean`` and ``amplitude_std``.
     """
-    from seisfacies.pipeline.blocks import regions
+    from .blocks import regions
 
     plan = regions(dict(dataset.amplitude.sizes), store_chunks(dataset))
     picks = [plan[int(i)] for i in np.linspace(0, len(plan) - 1, min(chunks, len(plan)))]

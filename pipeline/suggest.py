@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seisfacies.pipeline.store import vertical_dim
+from .store import vertical_dim
 
 
 def inline_profiles(dataset) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import segyio
 
-from seisfacies.pipeline import segy_format as fmt
-from seisfacies.pipeline.segy_write import SegyWriteSpec, create_file, write_block, write_cube
+from . import segy_format as fmt
+from .segy_write import SegyWriteSpec, create_file, write_block, write_cube
 
 INTEGER_FORMATS = (2, 3, 8, 9, 10, 11, 12, 16)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -144,3 +145,58 @@ def labelled(synthetic_survey, tmp_path_factory):
     patches = folder / "p.zarr"
     extract_patches(store, patches, PatchesConfig(kind="trace", size=24, per_class=60, split_block=8))
     return store, patches
+
+
+# ---------------------------------------------------------------- the documentation's code, run as a user would
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The README first: the docs' blocks read what its tour and example wrote.
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+#: The tour's demo, shortened to one epoch: the commands are the README's, the training shorter.
+SHORTER = {"seisfacies demo": "seisfacies demo --epochs 1"}
+
+
+def code_blocks(document: Path) -> list[tuple[str, str]]:
+    """``(language, code)`` of every fenced block of a Markdown file, outside the set-up block CI runs."""
+    import re
+
+    text = re.sub(r"<!-- setup:begin -->.*?<!-- setup:end -->", "", document.read_text(), flags=re.S)
+    return re.findall(r"^```(\w*)\n(.*?)^```$", text, flags=re.S | re.M)
+
+
+@pytest.fixture(scope="session")
+def documented_run(tmp_path_factory) -> dict:
+    """Every Python and bash block of README.md and docs/, run in order in one folder, each a new process.
+
+    Python blocks run as scripts (``python block.py``), as a user who pastes one
+    into a file would; bash blocks under ``bash -euo pipefail``.
+    Returns the folder and, per block, its document, code, exit status and output.
+    """
+    folder = tmp_path_factory.mktemp("docs")
+    environment = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}  # `seisfacies` of this Python
+    runs = []
+    for document in DOCUMENTS:
+        for number, (language, code) in enumerate(code_blocks(document)):
+            if language == "python":
+                script = folder / f"{document.stem}_{number}.py"
+                script.write_text(code)
+                command = [sys.executable, script.name]
+            elif language == "bash":
+                for written, run in SHORTER.items():
+                    code = code.replace(written, run)
+                command = ["bash", "-euo", "pipefail", "-c", code]
+            else:
+                continue
+            done = subprocess.run(
+                command, cwd=folder, env=environment, capture_output=True, text=True, timeout=600
+            )
+            runs.append(
+                {
+                    "document": document.name,
+                    "code": code,
+                    "rc": done.returncode,
+                    "out": done.stdout,
+                    "err": done.stderr,
+                }
+            )
+    return {"folder": folder, "runs": runs}

@@ -23,7 +23,7 @@ from seisfacies.workflows import config as cfg
 from seisfacies.workflows.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text()
 
 #: What each folder may import from the project (besides itself and the shared exceptions).
 ALLOWED = {
@@ -39,15 +39,49 @@ FORBIDDEN = {
 }
 
 
+def _package(path: Path) -> str:
+    """The installed package of a file in the repository: ``pipeline/x.py`` is in ``seisfacies.pipeline``."""
+    folder = path.resolve().parent.relative_to(ROOT).parts
+    return "seisfacies" if folder == ("workflows", "toplevel") else ".".join(["seisfacies", *folder])
+
+
 def _imports(path: Path) -> set[str]:
-    """Every module a file imports, at any depth (lazy imports inside functions included)."""
+    """Every module a file imports, at any depth (lazy imports inside functions included), relative ones resolved."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            base = _package(path).split(".")[: len(_package(path).split(".")) - node.level + 1]
+            if node.module:
+                names.add(".".join([*base, node.module]))
+            else:
+                names |= {".".join([*base, alias.name]) for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
     return names
+
+
+def _static_target(path: Path, node: ast.ImportFrom, name: str) -> Path | None:
+    """Where a static resolver (an editor, pyright) finds a relative import in a plain clone: a file path."""
+    folder = path.parent
+    for _ in range(node.level - 1):
+        folder = folder.parent
+    target = folder.joinpath(*(node.module or name).split("."))
+    for candidate in (target.with_suffix(".py"), target / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    init = folder / "__init__.py"
+    if node.module is None and init.is_file():  # `from . import __version__`: a name the package defines
+        defined = {
+            target.id
+            for statement in ast.walk(ast.parse(init.read_text()))
+            if isinstance(statement, ast.Assign)
+            for target in statement.targets
+            if isinstance(target, ast.Name)
+        }
+        return init if name in defined else None
+    return None
 
 
 @pytest.mark.parametrize("folder", sorted(ALLOWED))
@@ -64,6 +98,44 @@ def test_import_direction(folder):
             if top in FORBIDDEN[folder]:
                 problems.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("folder", sorted(ALLOWED))
+def test_every_import_between_the_folders_resolves_from_the_files_without_an_install(folder):
+    """Relative imports only: ``from ..pipeline.store import x`` finds ``pipeline/store.py`` in a plain clone.
+
+    An absolute ``seisfacies.pipeline`` resolves only through the installed
+    package-dir mapping, so an editor's go-to-definition and a dependency
+    grapher see three unconnected folders.
+    """
+    problems = []
+    for path in sorted((ROOT / folder).glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                for alias in node.names if node.module is None else [None]:
+                    name = alias.name if alias else ""
+                    if _static_target(path, node, name) is None:
+                        problems.append(
+                            f"{path.relative_to(ROOT)}:{node.lineno} from {'.' * node.level}{node.module or name}"
+                        )
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                modules = (
+                    [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
+                )
+                problems += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} imports {module} by its installed name"
+                    for module in modules
+                    if module and module.split(".")[:2][-1] in ALLOWED and module.startswith("seisfacies.")
+                ]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_static_import_check_catches_an_unresolved_import(tmp_path):
+    bad = ROOT / "pipeline" / "store.py"
+    node = ast.parse("from ..modles.training import fit").body[0]
+    assert _static_target(bad, node, "") is None
+    node = ast.parse("from ..models.training import fit").body[0]
+    assert _static_target(bad, node, "") == ROOT / "models" / "training.py"
 
 
 def test_the_contract_checker_catches_a_violation(tmp_path):
@@ -197,8 +269,10 @@ def test_every_public_function_has_a_numpydoc_docstring():
 
 
 def _readme_block(marker: str) -> str:
-    match = re.search(rf"<!-- {marker}:begin -->\n```python\n(.*?)```\n<!-- {marker}:end -->", README, re.S)
-    assert match, f"README has no {marker} block"
+    match = re.search(
+        rf"<!-- {marker}:begin -->\n```python\n(.*?)```\n<!-- {marker}:end -->", ARCHITECTURE, re.S
+    )
+    assert match, f"docs/architecture.md has no {marker} block"
     return match.group(1)
 
 
@@ -217,7 +291,7 @@ def trace_patches(synthetic_survey, tmp_path_factory):
     return folder / "p.zarr"
 
 
-def test_the_readme_example_model_registers_and_trains(trace_patches, tmp_path, monkeypatch):
+def test_the_documented_example_model_registers_and_trains(trace_patches, tmp_path, monkeypatch):
     from seisfacies.models import list_models
     from seisfacies.workflows.train import load_model, train_model
 

@@ -362,6 +362,30 @@ def test_a_rerun_does_nothing_unless_settings_or_inputs_changed(tmp_path, cluste
     assert labelled.tolist() == [6, 18, 28]
 
 
+def test_outputs_the_user_changed_are_kept_and_what_depends_on_them_reruns(tmp_path, cluster_client):
+    path = _small_workflow(tmp_path, [104, 116, 126])
+    run_workflow(path, cluster_client, echo=lambda line: None)
+    store = tmp_path / "data" / "s.zarr"
+    # the user labels two more inlines by hand, as the demo's "label next" advice says
+    sf.attach_labels(
+        store, tmp_path / "data" / "labels.sgy", inlines=(104, 110, 116, 120, 126), overwrite=True
+    )
+    lines: list[str] = []
+    again = run_workflow(path, cluster_client, echo=lines.append)
+    statuses = [step["status"] for step in again["steps"]]
+    assert statuses == ["skipped", "skipped", "kept"] + ["ran"] * 4, lines  # before: labels ran again
+    assert "[labels] outputs changed since this workflow wrote them: kept (--force redoes it)" in lines
+    labelled = np.flatnonzero((open_store(store, require=("labels",)).labels.values >= 0).any((1, 2)))
+    assert labelled.tolist() == [4, 10, 16, 20, 26]  # the user's labels, not the file's three inlines
+    assert [step["status"] for step in run_workflow(path, cluster_client, echo=print)["steps"]] == [
+        "skipped"
+    ] * 7
+    forced = run_workflow(path, cluster_client, force=True, echo=lambda line: None)
+    assert [step["status"] for step in forced["steps"]] == ["ran"] * 7
+    labelled = np.flatnonzero((open_store(store, require=("labels",)).labels.values >= 0).any((1, 2)))
+    assert labelled.tolist() == [4, 16, 26]
+
+
 def test_an_incomplete_output_is_never_up_to_date(tmp_path, cluster_client):
     path = _small_workflow(tmp_path, [104, 116, 126])
     run_workflow(path, cluster_client, echo=lambda line: None)

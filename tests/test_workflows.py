@@ -126,6 +126,12 @@ def test_demo_reaches_a_good_mean_iou_on_unlabelled_inlines(tmp_path, cluster_cl
     assert record["metrics"]["where"] == "unlabelled"
     assert record["metrics"]["mean_iou"] > 0.83, record["metrics"]  # 0.89 measured; chance is about 0.1
     assert "xr.open_zarr" in result.output and (tmp_path / "demo" / "data" / "section.png").exists()
+    steps = {step["step"]: step["summary"] for step in record["steps"]}
+    picks = steps["suggest"]["inlines"]
+    assert len(picks) == 3 and not set(picks) & set(steps["suggest"]["labelled_inlines"])
+    assert steps["plot"]["marked_inlines"] == picks  # the picture marks what suggest proposes
+    assert f"label next (seisfacies suggest): inlines {', '.join(map(str, picks))}" in result.output
+    assert "uncertainty" in open_store(tmp_path / "demo" / "data" / "seismic.zarr", require=("uncertainty",))
 
 
 def compose_commands(data: Path, address: str, port: int, dashboard: int) -> dict[str, list[str]]:
@@ -233,3 +239,33 @@ def test_train_runs_again_when_the_models_defaults_or_the_release_change(monkeyp
     monkeypatch.setattr(run, "version", lambda name: "99.0" if name == "seisfacies" else installed(name))
     seen.append(run.step_state(step, options)["settings"])
     assert len(set(seen)) == 4, seen
+
+
+@pytest.mark.cluster
+def test_the_example_workflow_runs_on_three_workers_and_scores_held_out_inlines(tmp_path):
+    """workflows/example-survey.yaml as shipped, shrunk only in size and epochs, on 3 `dask worker`s."""
+    from distributed import Client
+
+    from seisfacies.workflows.config import SynthConfig
+    from seisfacies.workflows.synth import write_synthetic_survey
+
+    (tmp_path / "example-survey.yaml").write_text((ROOT / "workflows" / "example-survey.yaml").read_text())
+    write_synthetic_survey(tmp_path / "survey", SynthConfig(shape=(36, 32, 48), seed=4))
+    (tmp_path / "survey" / "seismic.sgy").rename(tmp_path / "survey" / "volume.sgy")
+    (tmp_path / "survey" / "labels.sgy").rename(tmp_path / "survey" / "interpretation.sgy")
+    smaller = {
+        "ingest": {"chunks": "18,16,48"},
+        "labels": {"inlines": [106, 118, 130]},
+        "patches": {"size": 8, "stride": 2, "per_class": 40, "split_block": 8},
+        "train": {"epochs": 2, "batch_size": 16, "model_options": {"base": 4, "depth": 1}},
+    }
+    lines: list[str] = []
+    with process_cluster(3, "2GiB") as address, Client(address) as client:
+        record = run_workflow(tmp_path / "example-survey.yaml", client, overrides=smaller, echo=lines.append)
+    assert [step["status"] for step in record["steps"]] == ["ran"] * 9, lines
+    train = next(step["summary"] for step in record["steps"] if step["step"] == "train")
+    assert train["workers"] == 3
+    metrics = record["metrics"]
+    assert metrics["where"] == "unlabelled" and "generalisation" in metrics["scored_on"]
+    assert metrics["pixel_accuracy"] > 0.3  # 2 epochs of a tiny net; chance is about 0.17
+    assert (tmp_path / "work" / "facies.sgy").is_file() and (tmp_path / "work" / "inline.png").is_file()

@@ -10,12 +10,13 @@ process. Exposed as ``import seisfacies as sf``; ``sf.train(...)`` is
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from seisfacies.workflows import config as cfg
-from seisfacies.workflows.options import build_config
+from . import config as cfg
+from .options import build_config
 
 
 def _config(config_class: type, options: dict):
@@ -51,6 +52,39 @@ def current_client(client=None):
         return None
 
 
+@contextlib.contextmanager
+def local_cluster(
+    workers: int | None = None, *, threads_per_worker: int = 1, memory_limit: str = "auto"
+) -> Iterator:
+    """A LocalCluster of worker processes and a client on it, closed quietly on exit.
+
+    Unlike a bare ``LocalCluster``, its workers ignore Ctrl-C (the client
+    handles it) and their logs are silenced, so closing it prints no worker
+    tracebacks; a task's failure still reaches the caller as one exception.
+    In a script, call it under ``if __name__ == "__main__":``: Dask starts
+    each worker by importing the script again.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes; default one per core.
+    threads_per_worker : int
+        Threads in each worker process.
+    memory_limit : str
+        Each worker's memory limit, as Dask takes it (``"4GiB"``, ``"auto"``).
+
+    Yields
+    ------
+    distributed.Client
+        The client, also the current one: ``sf.*`` calls use it without ``client=``.
+    """
+    from ..pipeline.cluster import ClusterSpec, connect
+
+    spec = ClusterSpec(n_workers=workers, threads_per_worker=threads_per_worker, memory_limit=memory_limit)
+    with connect(spec) as client:
+        yield client
+
+
 def synth(out_dir: str | Path, **options) -> dict:
     """Write a synthetic labelled survey: ``seismic.sgy`` and ``labels.sgy`` in ``out_dir``.
 
@@ -66,7 +100,7 @@ def synth(out_dir: str | Path, **options) -> dict:
     dict
         Paths and class names.
     """
-    from seisfacies.workflows.synth import write_synthetic_survey
+    from .synth import write_synthetic_survey
 
     return write_synthetic_survey(out_dir, _config(cfg.SynthConfig, options))
 
@@ -91,7 +125,7 @@ def ingest(segy: str | Path, store: str | Path, *, client=None, **options) -> di
     dict
         The ingest summary (geometry, sizes, seconds).
     """
-    from seisfacies.workflows.ingest import segy_to_zarr
+    from .ingest import segy_to_zarr
 
     return segy_to_zarr(segy, store, _config(cfg.IngestConfig, options), current_client(client))
 
@@ -115,7 +149,7 @@ def attach_labels(store: str | Path, source: str | Path, *, client=None, **optio
     dict
         Classes and labelled voxels per class.
     """
-    from seisfacies.workflows.labels import attach_labels as attach
+    from .labels import attach_labels as attach
 
     return attach(store, source, _config(cfg.LabelsConfig, options), current_client(client))
 
@@ -139,7 +173,7 @@ def extract_patches(store: str | Path, patches: str | Path, *, client=None, **op
     dict
         Patch counts per split and class.
     """
-    from seisfacies.workflows.patches import extract_patches as extract
+    from .patches import extract_patches as extract
 
     return extract(store, patches, _config(cfg.PatchesConfig, options), current_client(client))
 
@@ -163,7 +197,7 @@ def train(source: str | Path, model_path: str | Path, *, client=None, **options)
     dict
         Final losses and accuracies, epochs, seconds and file names.
     """
-    from seisfacies.workflows.train import train_model
+    from .train import train_model
 
     return train_model(source, model_path, _config(cfg.TrainConfig, options), current_client(client))
 
@@ -187,7 +221,7 @@ def predict(store: str | Path, model_path: str | Path, *, client=None, **options
     dict
         Variables written, tasks and the model's provenance.
     """
-    from seisfacies.workflows.predict import predict_volume
+    from .predict import predict_volume
 
     return predict_volume(store, model_path, _config(cfg.PredictConfig, options), current_client(client))
 
@@ -209,7 +243,7 @@ def evaluate(store: str | Path, *, client=None, **options) -> dict:
     dict
         The metrics.
     """
-    from seisfacies.workflows.evaluate import evaluate_store
+    from .evaluate import evaluate_store
 
     return evaluate_store(store, _config(cfg.EvaluateConfig, options), current_client(client))
 
@@ -229,7 +263,7 @@ def suggest(store: str | Path, **options) -> dict:
     dict
         ``inlines`` (numbers, best first) and ``scores``.
     """
-    from seisfacies.workflows.suggest import suggest_inlines
+    from .suggest import suggest_inlines
 
     return suggest_inlines(store, _config(cfg.SuggestConfig, options))
 
@@ -253,7 +287,7 @@ def export(store: str | Path, out: str | Path, *, client=None, **options) -> dic
     dict
         What was written.
     """
-    from seisfacies.workflows.export import zarr_to_segy
+    from .export import zarr_to_segy
 
     return zarr_to_segy(store, out, _config(cfg.ExportConfig, options), current_client(client))
 
@@ -275,7 +309,7 @@ def plot(store: str | Path, out: str | Path, **options) -> dict:
     dict
         The picture's path.
     """
-    from seisfacies.workflows.plot import plot_section
+    from .plot import plot_section
 
     return plot_section(store, out, _config(cfg.PlotConfig, options))
 
@@ -294,7 +328,7 @@ def open_store(store: str | Path, require: tuple[str, ...] = ("amplitude",)):
     -------
     xarray.Dataset
     """
-    from seisfacies.pipeline.store import open_store as open_dataset
+    from ..pipeline.store import open_store as open_dataset
 
     return open_dataset(store, require)
 
@@ -320,6 +354,6 @@ def run_workflow(
     dict
         The run record.
     """
-    from seisfacies.workflows.run import run_workflow as run
+    from .run import run_workflow as run
 
     return run(workflow, current_client(client), force=force, echo=echo)

@@ -13,11 +13,12 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 
-from seisfacies.pipeline.exceptions import SeisFaciesError
-from seisfacies.workflows.config import (
+from ..pipeline.exceptions import SeisFaciesError
+from .config import (
     EvaluateConfig,
     ExportConfig,
     IngestConfig,
@@ -29,7 +30,7 @@ from seisfacies.workflows.config import (
     SynthConfig,
     TrainConfig,
 )
-from seisfacies.workflows.options import build_config, with_config_options
+from .options import build_config, with_config_options
 
 
 class UserError(click.ClickException):
@@ -54,7 +55,7 @@ class SeisFaciesGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:  # each command has removed its partial output or marked it incomplete
-            from seisfacies.pipeline.commit import remove_unfinished
+            from ..pipeline.commit import remove_unfinished
 
             remove_unfinished()  # the workers have stopped: nothing can write into them any more
             raise Interrupted(
@@ -101,7 +102,7 @@ def describe_os_error(error: OSError) -> str:
     >>> describe_os_error(full)
     '/d/s.zarr/zarr.json: No space left on device; free disk space, then run the command again'
     """
-    from seisfacies.pipeline.commit import output_path_of
+    from ..pipeline.commit import output_path_of
 
     where = f"{output_path_of(str(error.filename))}: " if error.filename else ""
     reason = error.strerror or (str(error).splitlines() or [type(error).__name__])[0]
@@ -193,7 +194,7 @@ def cluster_client(scheduler: str | None, workers: int | None = None, local_thre
         the GIL (reading, decoding, compressing), where starting worker
         processes would cost more than the step itself.
     """
-    from seisfacies.pipeline.cluster import ClusterSpec, connect
+    from ..pipeline.cluster import ClusterSpec, connect
 
     if local_threads and not scheduler:
         yield None
@@ -214,7 +215,7 @@ def cli() -> None:
 @with_config_options(SynthConfig)
 def synth(out_dir: str, **options) -> None:
     """Write a synthetic labelled survey: OUT_DIR/seismic.sgy and OUT_DIR/labels.sgy."""
-    from seisfacies.workflows.synth import write_synthetic_survey
+    from .synth import write_synthetic_survey
 
     emit(write_synthetic_survey(out_dir, build_config(SynthConfig, **options)))
 
@@ -227,7 +228,7 @@ def synth(out_dir: str, **options) -> None:
 @json_option
 def ingest(segy: str, store: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Ingest a post-stack SEG-Y file into a chunked Zarr v3 store."""
-    from seisfacies.workflows.ingest import segy_to_zarr
+    from .ingest import segy_to_zarr
 
     config = build_config(IngestConfig, **options)
     with cluster_client(scheduler, local_threads=True) as client:
@@ -242,7 +243,7 @@ def ingest(segy: str, store: str, scheduler: str | None, as_json: bool, **option
 @json_option
 def export(store: str, out: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Write a store variable as SEG-Y with the source file's headers."""
-    from seisfacies.workflows.export import zarr_to_segy
+    from .export import zarr_to_segy
 
     config = build_config(ExportConfig, **options)
     with cluster_client(scheduler) as client:
@@ -257,7 +258,7 @@ def export(store: str, out: str, scheduler: str | None, as_json: bool, **options
 @json_option
 def labels(store: str, source: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Attach labels (SEG-Y volume, .npy, Zarr or CSV points) to a store."""
-    from seisfacies.workflows.labels import attach_labels
+    from .labels import attach_labels
 
     config = build_config(LabelsConfig, **options)
     with cluster_client(scheduler) as client:
@@ -272,7 +273,7 @@ def labels(store: str, source: str, scheduler: str | None, as_json: bool, **opti
 @json_option
 def patches(store: str, patches: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Cut class-balanced training patches from a labelled store."""
-    from seisfacies.workflows.patches import extract_patches
+    from .patches import extract_patches
 
     config = build_config(PatchesConfig, **options)
     with cluster_client(scheduler) as client:
@@ -287,7 +288,7 @@ def patches(store: str, patches: str, scheduler: str | None, as_json: bool, **op
 @json_option
 def train(source: str, model_path: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Train a model on a patch store (or a labelled store: patches are cut first)."""
-    from seisfacies.workflows.train import train_model
+    from .train import train_model
 
     config = build_config(TrainConfig, **options)
     with cluster_client(scheduler, workers=config.workers if not scheduler else None) as client:
@@ -302,7 +303,7 @@ def train(source: str, model_path: str, scheduler: str | None, as_json: bool, **
 @json_option
 def predict(store: str, model_path: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Classify every voxel of a store with a trained model (writes `facies`)."""
-    from seisfacies.workflows.predict import predict_volume
+    from .predict import predict_volume
 
     config = build_config(PredictConfig, **options)
     with cluster_client(scheduler) as client:
@@ -316,7 +317,7 @@ def predict(store: str, model_path: str, scheduler: str | None, as_json: bool, *
 @json_option
 def evaluate(store: str, scheduler: str | None, as_json: bool, **options) -> None:
     """Pixel accuracy, mean class accuracy, mean IoU, FWIoU and the confusion matrix."""
-    from seisfacies.workflows.evaluate import evaluate_store, report
+    from .evaluate import evaluate_store, report
 
     config = build_config(EvaluateConfig, **options)
     with cluster_client(scheduler) as client:
@@ -330,7 +331,7 @@ def evaluate(store: str, scheduler: str | None, as_json: bool, **options) -> Non
 @json_option
 def suggest(store: str, as_json: bool, **options) -> None:
     """Name the inlines to label next: uncertain ones, away from labelled inlines and each other."""
-    from seisfacies.workflows.suggest import suggest_inlines
+    from .suggest import suggest_inlines
 
     emit(suggest_inlines(store, build_config(SuggestConfig, **options)), as_json)
 
@@ -341,7 +342,7 @@ def suggest(store: str, as_json: bool, **options) -> None:
 @with_config_options(PlotConfig)
 def plot(store: str, out: str, **options) -> None:
     """Draw a section with the predicted facies (and the labels beside it)."""
-    from seisfacies.workflows.plot import plot_section
+    from .plot import plot_section
 
     emit(plot_section(store, out, build_config(PlotConfig, **options)))
 
@@ -353,7 +354,7 @@ def plot(store: str, out: str, **options) -> None:
 @click.option("--workers", type=int, default=None, help="LocalCluster size when no scheduler is given.")
 def run_command(workflow: str, force: bool, scheduler: str | None, workers: int | None) -> None:
     """Run a workflow file (YAML): every step in order on one Dask client."""
-    from seisfacies.workflows.run import load_workflow, required_workers, run_workflow
+    from .run import load_workflow, required_workers, run_workflow
 
     _, steps = load_workflow(workflow)  # validate the whole file before anything starts
     if not scheduler and workers is None:  # a local cluster as large as the workflow asks
@@ -386,7 +387,7 @@ def run_command(workflow: str, force: bool, scheduler: str | None, workers: int 
 @scheduler_option
 def demo(out: str, shape, epochs: int | None, force: bool, scheduler: str | None) -> None:
     """The whole chain on a synthetic survey labelled on five inlines: a few minutes on a laptop."""
-    from seisfacies.workflows.demo import run_demo
+    from .demo import run_demo
 
     with cluster_client(scheduler) as client:
         record = run_demo(
@@ -405,12 +406,27 @@ def demo(out: str, shape, epochs: int | None, force: bool, scheduler: str | None
     for key, value in outputs.items():
         click.echo(f"{key}: {value}")
     click.echo(f"run record: {record['record']}")
+    again = ["--out", out, *(["--shape", *map(str, shape)] if shape else [])]
+    again += ["--epochs", str(epochs)] if epochs else []
+    _echo_label_next(record, outputs, " ".join(again))
     click.echo("open it in xarray:")
     click.echo("  import xarray as xr")
     click.echo(f"  ds = xr.open_zarr({outputs['store']!r})")
     click.echo(
         "  ds.facies.isel(inline=ds.sizes['inline'] // 2).plot(x='crossline', y='time', yincrease=False)"
     )
+
+
+def _echo_label_next(record: dict, outputs: dict, demo_options: str) -> None:
+    """The inlines the demo's suggest step proposes, and the two commands that try them."""
+    suggested = next(step["summary"] for step in record["steps"] if step["step"] == "suggest")
+    picks, labelled = suggested["inlines"], suggested["labelled_inlines"]
+    store = outputs["store"]
+    source = str(Path(store).with_name("labels.sgy"))
+    click.echo(f"label next (seisfacies suggest): inlines {', '.join(map(str, picks))}; to try it:")
+    inlines = ",".join(map(str, sorted([*labelled, *picks])))
+    click.echo(f"  seisfacies labels {store} {source} --inlines {inlines} --overwrite")
+    click.echo(f"  seisfacies demo {demo_options}   # keeps your labels, retrains, scores again")
 
 
 def main(argv: list[str] | None = None) -> None:

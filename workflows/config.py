@@ -242,6 +242,12 @@ class PlotConfig(StrictModel):
     unlabelled: float | None = Field(
         None, description="Truth value meaning 'not labelled'.", json_schema_extra={"metavar": "VALUE"}
     )
+    mark_suggested: int = Field(
+        0,
+        ge=0,
+        description="Mark the N inlines `seisfacies suggest` proposes to label next (needs `uncertainty`).",
+        json_schema_extra={"metavar": "N"},
+    )
     overwrite: bool = Field(False, description="Replace an existing output.")
 
 
@@ -290,6 +296,11 @@ class PredictStep(PredictConfig, _Step):
 
 
 class EvaluateStep(EvaluateConfig, _Step):
+    _paths = ("store",)
+    store: str
+
+
+class SuggestStep(SuggestConfig, _Step):
     _paths = ("store",)
     store: str
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from seisfacies.pipeline.exceptions import ConfigError
-from seisfacies.workflows.run import run_workflow
-from seisfacies.workflows.synth import FIRST_CROSSLINE, FIRST_INLINE
+from ..pipeline.exceptions import ConfigError
+from .run import run_workflow
+from .synth import FIRST_CROSSLINE, FIRST_INLINE
 
 DEMO = Path(__file__).with_name("demo.yaml")
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
-from seisfacies.pipeline.cluster import live_workers
-from seisfacies.pipeline.exceptions import ConfigError
+from ..pipeline.cluster import live_workers
+from ..pipeline.exceptions import ConfigError
 
 #: Prediction tasks that may run at once on one GPU worker: one computes while the other reads or writes.
 PREDICT_TASKS_PER_GPU = 2

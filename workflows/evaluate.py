@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from seisfacies.pipeline import location
-from seisfacies.pipeline.blocks import Region, regions
-from seisfacies.pipeline.cluster import run_tasks
-from seisfacies.pipeline.exceptions import ConfigError
-from seisfacies.pipeline.labels import LabelSource, open_label_source, read_labels, to_classes
-from seisfacies.pipeline.metrics import UNCLASSIFIED, class_table, confusion_matrix, confusion_table, scores
-from seisfacies.pipeline.store import open_store, read_region, store_chunks
-from seisfacies.workflows.config import EvaluateConfig
+from ..pipeline import location
+from ..pipeline.blocks import Region, regions
+from ..pipeline.cluster import run_tasks
+from ..pipeline.exceptions import ConfigError
+from ..pipeline.labels import LabelSource, open_label_source, read_labels, to_classes
+from ..pipeline.metrics import UNCLASSIFIED, class_table, confusion_matrix, confusion_table, scores
+from ..pipeline.store import open_store, read_region, store_chunks
+from .config import EvaluateConfig
 
 
 @dataclass(frozen=True)

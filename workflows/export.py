@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from seisfacies.pipeline import location
-from seisfacies.pipeline import segy_format as fmt
-from seisfacies.pipeline.blocks import Region, regions
-from seisfacies.pipeline.cluster import run_tasks
-from seisfacies.pipeline.commit import staged, writes
-from seisfacies.pipeline.exceptions import SegyFormatError, StoreError
-from seisfacies.pipeline.segy_write import SegyWriteSpec, create_file, write_block
-from seisfacies.pipeline.store import check_output, open_store, read_region, vertical_dim
-from seisfacies.workflows.config import ExportConfig
+from ..pipeline import location
+from ..pipeline import segy_format as fmt
+from ..pipeline.blocks import Region, regions
+from ..pipeline.cluster import run_tasks
+from ..pipeline.commit import staged, writes
+from ..pipeline.exceptions import SegyFormatError, StoreError
+from ..pipeline.segy_write import SegyWriteSpec, create_file, write_block
+from ..pipeline.store import check_output, open_store, read_region, vertical_dim
+from .config import ExportConfig
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,19 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
-from seisfacies.pipeline import segy_format as fmt
-from seisfacies.pipeline.blocks import Region, slab_regions
-from seisfacies.pipeline.cluster import client_mapper, run_tasks
-from seisfacies.pipeline.commit import commit_store, staged, writes
-from seisfacies.pipeline.exceptions import SegyFormatError
-from seisfacies.pipeline.segy import SegyLayout, SegySurvey, read_block, scan_survey, survey_dataset
-from seisfacies.pipeline.store import (
+from ..pipeline import segy_format as fmt
+from ..pipeline.blocks import Region, slab_regions
+from ..pipeline.cluster import client_mapper, run_tasks
+from ..pipeline.commit import commit_store, staged, writes
+from ..pipeline.exceptions import SegyFormatError
+from ..pipeline.segy import SegyLayout, SegySurvey, read_block, scan_survey, survey_dataset
+from ..pipeline.store import (
     check_output,
     parse_chunks,
     write_region,
     write_template,
 )
-from seisfacies.workflows.config import IngestConfig
+from .config import IngestConfig
 
 #: Bytes of samples one ingest task holds; bounds worker memory whatever the survey size.
 TASK_BUDGET_BYTES = 64 * 2**20

@@ -8,12 +8,12 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
-from seisfacies.pipeline import location
-from seisfacies.pipeline.blocks import Region, regions
-from seisfacies.pipeline.cluster import run_tasks
-from seisfacies.pipeline.commit import commit_variables, finished_variables, pending_name, writes
-from seisfacies.pipeline.exceptions import LabelError, StoreError
-from seisfacies.pipeline.labels import (
+from ..pipeline import location
+from ..pipeline.blocks import Region, regions
+from ..pipeline.cluster import run_tasks
+from ..pipeline.commit import commit_variables, finished_variables, pending_name, writes
+from ..pipeline.exceptions import LabelError, StoreError
+from ..pipeline.labels import (
     LabelSource,
     class_attrs,
     open_label_source,
@@ -21,7 +21,7 @@ from seisfacies.pipeline.labels import (
     read_labels,
     to_classes,
 )
-from seisfacies.pipeline.store import (
+from ..pipeline.store import (
     add_variables_template,
     check_store_writable,
     open_store,
@@ -29,7 +29,7 @@ from seisfacies.pipeline.store import (
     vertical_dim,
     write_region,
 )
-from seisfacies.workflows.config import LabelsConfig
+from .config import LabelsConfig
 
 
 @dataclass(frozen=True)

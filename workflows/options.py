@@ -22,7 +22,7 @@ import click
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from seisfacies.pipeline.exceptions import ConfigError
+from ..pipeline.exceptions import ConfigError
 
 
 def option_name(field: str) -> str:

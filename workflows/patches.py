@@ -15,12 +15,12 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from seisfacies.pipeline import location
-from seisfacies.pipeline.blocks import Region, regions
-from seisfacies.pipeline.cluster import run_tasks
-from seisfacies.pipeline.commit import commit_store, staged, writes
-from seisfacies.pipeline.exceptions import ConfigError, LabelError
-from seisfacies.pipeline.patches import (
+from ..pipeline import location
+from ..pipeline.blocks import Region, regions
+from ..pipeline.cluster import run_tasks
+from ..pipeline.commit import commit_store, staged, writes
+from ..pipeline.exceptions import ConfigError, LabelError
+from ..pipeline.patches import (
     DEFAULT_SIZE,
     DEFAULT_STRIDE,
     ORIENTATIONS,
@@ -33,7 +33,7 @@ from seisfacies.pipeline.patches import (
     squeeze_window,
     window_start,
 )
-from seisfacies.pipeline.store import (
+from ..pipeline.store import (
     check_output,
     open_store,
     read_region,
@@ -41,7 +41,7 @@ from seisfacies.pipeline.store import (
     write_region,
     write_template,
 )
-from seisfacies.workflows.config import PatchesConfig
+from .config import PatchesConfig
 
 #: Patches per Zarr chunk of the patch store; cut tasks own whole chunks.
 PATCH_CHUNK = 256
@@ -606,7 +606,7 @@ def default_patches(model: str) -> PatchesConfig:
     PatchesConfig
         The patches ``train`` cuts from a labelled volume store.
     """
-    from seisfacies.models import model_entry
+    from ..models import model_entry
 
     entry = model_entry(model)
     kind = entry.patch_kinds[0]

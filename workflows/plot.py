@@ -11,13 +11,15 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from seisfacies.pipeline.commit import write_file, writes  # noqa: E402
-from seisfacies.pipeline.exceptions import ConfigError  # noqa: E402
-from seisfacies.pipeline.labels import open_label_source, read_labels, to_classes  # noqa: E402
-from seisfacies.pipeline.store import check_output, open_store, vertical_dim  # noqa: E402
-from seisfacies.workflows.config import PlotConfig  # noqa: E402
+from ..pipeline.commit import write_file, writes  # noqa: E402
+from ..pipeline.exceptions import ConfigError  # noqa: E402
+from ..pipeline.labels import open_label_source, read_labels, to_classes  # noqa: E402
+from ..pipeline.store import check_output, open_store, vertical_dim  # noqa: E402
+from .config import PlotConfig  # noqa: E402
+from .suggest import suggested_inlines  # noqa: E402
 
 
 def _section(dataset, config: PlotConfig):
@@ -69,7 +71,7 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
     -------
     dict
     """
-    dataset = open_store(store, require=("facies",))
+    dataset = open_store(store, require=("facies", "uncertainty") if config.mark_suggested else ("facies",))
     out = check_output(out, config.overwrite, "picture")
     name, section = _section(dataset, config)
     names = dataset.facies.attrs["flag_meanings"].split()
@@ -89,6 +91,7 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
     amplitude = section.amplitude.values
     clip = float(np.percentile(np.abs(amplitude), 99)) or 1.0
     x_dim, y_dim = [d for d in section.amplitude.dims]
+    marked = _marked_inlines(dataset, config.mark_suggested) if x_dim == "inline" else []
     extent = [
         float(section[x_dim][0]),
         float(section[x_dim][-1]),
@@ -123,10 +126,14 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
                 extent=extent,
                 interpolation="nearest",
             )
+        for number in marked:
+            axis.axvline(number, color="cyan", linestyle="--", linewidth=1.2)
         axis.set_title(f"{title}, {name} {float(section[name]):g}")
         axis.set_xlabel(x_dim)
         axis.set_ylabel(f"{y_dim} ({dataset[y_dim].attrs.get('units', '')})" if y_dim in dataset else y_dim)
     handles = [Patch(color=colours(n), label=label) for n, label in enumerate(names)]
+    if marked:
+        handles.append(Line2D([], [], color="cyan", linestyle="--", label="label next (suggest)"))
     figure.legend(handles=handles, loc="lower center", ncol=len(names), frameon=False)
     figure.tight_layout(rect=(0, 0.06, 1, 1))
     picture = io.BytesIO()
@@ -137,4 +144,10 @@ def plot_section(store: str | Path, out: str | Path, config: PlotConfig) -> dict
         "picture": str(out),
         "section": f"{name} {float(section[name]):g}",
         "panels": [t for t, _ in panels],
+        **({"marked_inlines": marked} if config.mark_suggested else {}),
     }
+
+
+def _marked_inlines(dataset, count: int) -> list[int]:
+    """The inlines `seisfacies suggest` would propose, to draw on the section (none when count is 0)."""
+    return suggested_inlines(dataset, count)["inlines"] if count else []

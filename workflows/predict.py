@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seisfacies.models.checkpoint import training_progress
-from seisfacies.models.inference import (
+from ..models.checkpoint import training_progress
+from ..models.inference import (
     InferenceOptions,
     classify_block,
     input_geometry,
@@ -29,20 +29,20 @@ from seisfacies.models.inference import (
     relative_depth,
     section_normal,
 )
-from seisfacies.models.registry import model_entry
-from seisfacies.pipeline import location
-from seisfacies.pipeline.blocks import Region, aligned_halo_block, slab_regions
-from seisfacies.pipeline.cluster import live_workers, run_tasks
-from seisfacies.pipeline.commit import (
+from ..models.registry import model_entry
+from ..pipeline import location
+from ..pipeline.blocks import Region, aligned_halo_block, slab_regions
+from ..pipeline.cluster import live_workers, run_tasks
+from ..pipeline.commit import (
     commit_variables,
     finished_variables,
     pending_name,
     set_variable_attrs,
     writes,
 )
-from seisfacies.pipeline.exceptions import ModelError, StoreError
-from seisfacies.pipeline.labels import class_dtype, prediction_template
-from seisfacies.pipeline.store import (
+from ..pipeline.exceptions import ModelError, StoreError
+from ..pipeline.labels import class_dtype, prediction_template
+from ..pipeline.store import (
     add_variables_template,
     amplitude_statistics,
     check_store_writable,
@@ -54,8 +54,8 @@ from seisfacies.pipeline.store import (
     vertical_dim,
     write_region,
 )
-from seisfacies.workflows.config import PredictConfig
-from seisfacies.workflows.devices import (
+from .config import PredictConfig
+from .devices import (
     PREDICT_TASKS_PER_GPU,
     cluster_gpus,
     gpu_resources,
@@ -63,8 +63,8 @@ from seisfacies.workflows.devices import (
     plan_devices,
     worker_device,
 )
-from seisfacies.workflows.torch_worker import prepare_torch_process, release_freed_memory
-from seisfacies.workflows.train import load_model, refuse_partial
+from .torch_worker import prepare_torch_process, release_freed_memory
+from .train import load_model, refuse_partial
 
 
 @dataclass(frozen=True)

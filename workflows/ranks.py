@@ -23,19 +23,19 @@ import torch
 import torch.distributed as dist
 import zarr
 
-from seisfacies.models.calibration import fit_temperature, held_out_logits
-from seisfacies.models.checkpoint import checkpoint_bytes, load_checkpoint
-from seisfacies.models.inference import relative_depth
-from seisfacies.models.parallel import gathered, global_batch_norm
-from seisfacies.models.registry import create_model_for_patches
-from seisfacies.models.training import FitOptions, NonFiniteLoss, class_weights, fit, local_batch, to_tensors
-from seisfacies.pipeline import location
-from seisfacies.pipeline.cluster import live_workers
-from seisfacies.pipeline.commit import write_file
-from seisfacies.pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
-from seisfacies.pipeline.patches import window_start
-from seisfacies.workflows.config import TrainConfig
-from seisfacies.workflows.devices import (
+from ..models.calibration import fit_temperature, held_out_logits
+from ..models.checkpoint import checkpoint_bytes, load_checkpoint
+from ..models.inference import relative_depth
+from ..models.parallel import gathered, global_batch_norm
+from ..models.registry import create_model_for_patches
+from ..models.training import FitOptions, NonFiniteLoss, class_weights, fit, local_batch, to_tensors
+from ..pipeline import location
+from ..pipeline.cluster import live_workers
+from ..pipeline.commit import write_file
+from ..pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
+from ..pipeline.patches import window_start
+from .config import TrainConfig
+from .devices import (
     cluster_gpus,
     gpu_resources,
     host_of,
@@ -43,7 +43,7 @@ from seisfacies.workflows.devices import (
     pick_workers,
     plan_devices,
 )
-from seisfacies.workflows.torch_worker import prepare_torch_process
+from .torch_worker import prepare_torch_process
 
 #: Patch-store rows read at a time when counting labels.
 LABEL_READ_ROWS = 4096

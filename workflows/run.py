@@ -26,11 +26,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from seisfacies.pipeline import location
-from seisfacies.pipeline.cluster import live_workers
-from seisfacies.pipeline.commit import WRITE_ID_ATTR, incomplete_variables, write_file, writing
-from seisfacies.pipeline.exceptions import ConfigError
-from seisfacies.workflows import config as cfg
+from ..pipeline import location
+from ..pipeline.cluster import live_workers
+from ..pipeline.commit import WRITE_ID_ATTR, incomplete_variables, write_file, writing
+from ..pipeline.exceptions import ConfigError
+from . import config as cfg
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,11 @@ STEPS: dict[str, Step] = {
              ("store", "model_path"), ("{model_path}", "{store}/amplitude"), ("{store}/facies",)),
         Step("evaluate", cfg.EvaluateStep, cfg.EvaluateConfig, "evaluate:evaluate_store",
              ("store",), ("{store}/facies", "{store}/labels", "{truth}"), (), option_paths=("truth",)),
+        Step("suggest", cfg.SuggestStep, cfg.SuggestConfig, "suggest:suggest_inlines", ("store",),
+             ("{store}/uncertainty", "{store}/labels"), (), client=False),
         Step("plot", cfg.PlotStep, cfg.PlotConfig, "plot:plot_section", ("store", "out"),
-             ("{store}/amplitude", "{store}/labels", "{store}/facies"), ("{out}",), client=False),
+             ("{store}/amplitude", "{store}/labels", "{store}/facies", "{store}/uncertainty"), ("{out}",),
+             client=False),
         Step("export", cfg.ExportStep, cfg.ExportConfig, "export:zarr_to_segy", ("store", "out"),
              ("{store}/{variable}",), ("{out}",)),
     )
@@ -366,6 +369,31 @@ def up_to_date(step: Step, options, recorded: dict | None) -> bool:
     return recorded.get("outputs") == outputs
 
 
+def changed_by_hand(step: Step, options, recorded: dict | None) -> bool:
+    """True when the step would give what it gave last time, but its outputs were changed since, whole.
+
+    Parameters
+    ----------
+    step : Step
+        The command.
+    options : pydantic.BaseModel
+        Its validated options.
+    recorded : dict, optional
+        What was recorded when it last ran.
+
+    Returns
+    -------
+    bool
+        Whether someone replaced the outputs with complete ones of their own (say, labelled
+        more inlines): a missing or half-written output is never that.
+    """
+    if not recorded or {k: recorded.get(k) for k in ("settings", "inputs")} != step_state(step, options):
+        return False
+    outputs = _fingerprints(step.outputs, options)
+    whole = all(version is not None and _complete(path) for path, version in outputs.items())
+    return bool(outputs) and whole and recorded.get("outputs") != outputs
+
+
 def required_workers(steps: list) -> int:
     """The most workers any step asks for (a training step's ``workers``), at least 1.
 
@@ -457,6 +485,13 @@ def _run_steps(name, path, steps, client, force, folder, state_path, record, ech
             echo(f"[{step.name}] up to date, skipped")
             results.append({"step": step.name, "status": "skipped", "summary": state[key].get("summary")})
             continue
+        if not force and changed_by_hand(step, options, state.get(key)):
+            # the user's edit (more labels, a prediction with probabilities) wins over redoing the step
+            echo(f"[{step.name}] outputs changed since this workflow wrote them: kept (--force redoes it)")
+            state[key] = {**state[key], "outputs": _fingerprints(step.outputs, options)}
+            _write_json(state_path, state)
+            results.append({"step": step.name, "status": "kept", "summary": state[key].get("summary")})
+            continue
         echo(f"[{step.name}] running")
         clock = time.perf_counter()
         before = step_state(step, options)
@@ -507,7 +542,14 @@ def _metrics(results: list[dict]) -> dict:
         "class_iou",
         "where",
     )
-    return {key: evaluated[-1][key] for key in keys}
+    metrics = {key: evaluated[-1][key] for key in keys}
+    held_out = evaluated[-1]["where"] == "unlabelled"
+    metrics["scored_on"] = (
+        "held-out voxels the training labels did not cover: generalisation"
+        if held_out
+        else evaluated[-1].get("warning", f"{evaluated[-1]['where']} voxels of {evaluated[-1]['truth']}")
+    )
+    return metrics
 
 
 def _version(package: str) -> str | None:

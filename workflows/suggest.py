@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from seisfacies.pipeline.store import open_store
-from seisfacies.pipeline.suggest import choose_inlines, inline_profiles
-from seisfacies.workflows.config import SuggestConfig
+from ..pipeline.store import open_store
+from ..pipeline.suggest import choose_inlines, inline_profiles
+from .config import SuggestConfig
 
 
 def suggest_inlines(store: str | Path, config: SuggestConfig) -> dict:
@@ -22,13 +22,32 @@ def suggest_inlines(store: str | Path, config: SuggestConfig) -> dict:
     Returns
     -------
     dict
-        ``inlines`` (inline numbers, best first) and their ``scores``.
+        ``inlines`` (inline numbers, best first), their ``scores`` and the
+        ``labelled_inlines`` already labelled.
     """
-    dataset = open_store(store, require=("uncertainty",))
+    return suggested_inlines(open_store(store, require=("uncertainty",)), config.count)
+
+
+def suggested_inlines(dataset, count: int) -> dict:
+    """:func:`suggest_inlines` on an open store (one with ``uncertainty``).
+
+    Parameters
+    ----------
+    dataset : xarray.Dataset
+        The store, as :func:`~seisfacies.pipeline.store.open_store` gives it.
+    count : int
+        How many inlines.
+
+    Returns
+    -------
+    dict
+        As :func:`suggest_inlines` returns it.
+    """
     uncertainty, labelled = inline_profiles(dataset)
-    picks = choose_inlines(uncertainty, labelled, config.count)
+    picks = choose_inlines(uncertainty, labelled, count)
     numbers = dataset.inline.values
     return {
         "inlines": [int(numbers[position]) for position, _ in picks],
         "scores": [score for _, score in picks],
+        "labelled_inlines": [int(number) for number in numbers[labelled]],
     }

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from seisfacies.pipeline.commit import staged
-from seisfacies.pipeline.segy_write import write_cube
-from seisfacies.pipeline.store import check_output
-from seisfacies.pipeline.synth import make_synthetic_survey
-from seisfacies.workflows.config import SynthConfig
+from ..pipeline.commit import staged
+from ..pipeline.segy_write import write_cube
+from ..pipeline.store import check_output
+from ..pipeline.synth import make_synthetic_survey
+from .config import SynthConfig
 
 FIRST_INLINE = 100
 FIRST_CROSSLINE = 300

@@ -17,17 +17,17 @@ from pathlib import Path
 import zarr
 from tqdm.auto import tqdm
 
-from seisfacies.models import list_models, model_entry
-from seisfacies.models.checkpoint import load_checkpoint, package_version, training_progress
-from seisfacies.models.checkpoint import load_model as _load_model
-from seisfacies.models.training import local_batch
-from seisfacies.pipeline import location
-from seisfacies.pipeline.commit import write_file, writes
-from seisfacies.pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
-from seisfacies.pipeline.store import check_folder_writable, open_store, survey_record
-from seisfacies.workflows.config import PatchesConfig, TrainConfig
-from seisfacies.workflows.patches import fitting_patches
-from seisfacies.workflows.ranks import (
+from ..models import list_models, model_entry
+from ..models.checkpoint import load_checkpoint, package_version, training_progress
+from ..models.checkpoint import load_model as _load_model
+from ..models.training import local_batch
+from ..pipeline import location
+from ..pipeline.commit import write_file, writes
+from ..pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
+from ..pipeline.store import check_folder_writable, open_store, survey_record
+from .config import PatchesConfig, TrainConfig
+from .patches import fitting_patches
+from .ranks import (
     model_for,
     one_line,
     patch_attrs,
@@ -276,12 +276,39 @@ def _run_with_restarts(patches: Path, out: Path, config: TrainConfig, client, ru
 
 
 def _progress(bar):
+    """Show each epoch's record on the bar; where no bar shows (a log, a pipe), write a line now and then."""
+
     def show(record: dict) -> None:
         bar.update(record["epoch"] - bar.n)
         bar.set_postfix({key: value for key, value in record.items() if key.endswith(("loss", "accuracy"))})
-        bar.write(" ".join(f"{k}={v}" for k, v in record.items()))
+        if bar.disable and logged_epoch(record["epoch"], bar.total):
+            bar.write(" ".join(f"{k}={v}" for k, v in record.items()))
 
     return show
+
+
+def logged_epoch(epoch: int, epochs: int) -> bool:
+    """Whether a log without a progress bar gets a line for ``epoch``: first, last, every tenth of the run.
+
+    A long run leaves a dozen lines in a log, not one per epoch.
+
+    Parameters
+    ----------
+    epoch : int
+        The epoch just finished, from 1.
+    epochs : int
+        The epochs of the run.
+
+    Returns
+    -------
+    bool
+
+    >>> [epoch for epoch in range(1, 41) if logged_epoch(epoch, 40)]
+    [1, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40]
+    >>> [epoch for epoch in range(1, 4) if logged_epoch(epoch, 3)]
+    [1, 2, 3]
+    """
+    return epoch in (1, epochs) or epoch % max(1, epochs // 10) == 0
 
 
 def _checkpoint_run(out: Path) -> str | None:
@@ -317,7 +344,7 @@ def _patch_store(source: str, out: str, config: TrainConfig, client, patches_con
         raise ConfigError(
             f"{source}: neither a patch store nor a store with labels; run `seisfacies labels` first"
         )
-    from seisfacies.workflows.patches import extract_patches
+    from .patches import extract_patches
 
     _entry(config)  # an unknown model is refused before any patch is cut
     note = ""

@@ -7,7 +7,7 @@
 The functions mirror the CLI (:mod:`seisfacies.workflows.api`):
 ``sf.ingest``, ``sf.attach_labels``, ``sf.extract_patches``, ``sf.train``,
 ``sf.predict``, ``sf.evaluate``, ``sf.suggest``, ``sf.export``, ``sf.plot``, ``sf.synth``,
-``sf.run_workflow`` and ``sf.open_store``. They are imported on first use, so
+``sf.run_workflow``, ``sf.open_store`` and ``sf.local_cluster``. They are imported on first use, so
 ``import seisfacies.pipeline`` (the xarray backend, every worker reading
 SEG-Y) never loads torch or the workflows. This file is installed as
 ``seisfacies/__init__.py`` (pyproject's package-dir).
@@ -34,6 +34,7 @@ _LAZY = {
             "open_store",
             "run_workflow",
             "current_client",
+            "local_cluster",
         ],
         "seisfacies.workflows.api",
     ),
