@@ -142,9 +142,9 @@ def held_out_logits(
         logits = network(x[start : start + batch].to(device)).float()
         targets = y[start : start + batch].to(device)
         flat = logits.movedim(1, -1).reshape(-1, logits.shape[1])  # classes last, one row per pixel
-        keep = targets.reshape(-1) >= 0
-        parts.append(flat[keep].cpu())
-        classes.append(targets.reshape(-1)[keep].cpu())
+        labelled = targets.reshape(-1) >= 0
+        parts.append(flat[labelled].cpu())
+        classes.append(targets.reshape(-1)[labelled].cpu())
     logits, targets = torch.cat(parts), torch.cat(classes)
     step = max(1, -(-len(targets) // MAX_FIT_PIXELS))
     return logits[::step], targets[::step]

@@ -1,7 +1,7 @@
 """Inference on an in-memory block: what a model needs around it, and its classes.
 
 No Dask, xarray or Zarr: :mod:`seisfacies.workflows.predict` reads each block
-with the halo :func:`input_geometry` asks for, pads it, and hands it here.
+with the halo its :class:`BlockGeometry` asks for, pads it, and hands it here.
 Sections, trace windows and patch centres are cut from the block as views and
 classified a batch at a time, so memory stays near one batch.
 """
@@ -87,49 +87,102 @@ def relative_depth(starts: np.ndarray, length: int, n_samples: int) -> np.ndarra
     return ((np.asarray(starts)[:, None] + np.arange(length)) / max(n_samples - 1, 1)).astype(np.float32)
 
 
-def input_geometry(payload: dict, smooth: int = 0) -> tuple[dict[str, int], int]:
-    """Halo per dim name, and the down-sampling multiple, a checkpoint's model needs.
+@dataclass(frozen=True)
+class BlockGeometry:
+    """What a block needs around it, per dim, for one checkpoint and the predict settings.
 
-    Every dim the model looks along gets a halo, the vertical one included, so
-    a block needs only its own chunks plus the halo, never whole traces.
+    Built once per checkpoint (:meth:`of`); the task planner, the block reader
+    and the padder all read it, so the halo is decided in one place.
 
     Parameters
     ----------
-    payload : dict
-        A loaded checkpoint (its ``patch``, ``model_name`` and ``model_config``).
-    smooth : int
-        Sections on each side whose logits are averaged (fully convolutional
-        section models): their inputs, and so their neighbours, are read too.
-
-    Returns
-    -------
-    tuple
-        ``{dim: halo}`` and the grid a block's start must sit on (1 for none).
+    halo : dict[str, int]
+        Samples read on each side of a block, per dim a model looks along: the
+        receptive field (at least half a patch) across and down a section,
+        plus the neighbour sections and the smoothing reach across them.
+    grid : dict[str, int]
+        Where a block's ends sit, per dim: the network's down-sampling
+        multiple (1 across sections, and for patch models), so that the
+        result does not depend on the chunking.
+    repeat_dim : str or None
+        The dim whose volume edge repeats its last section (neighbour
+        sections, as the patches were cut); every other edge is mirrored.
+    pad_edges : bool
+        Pad the volume's edges up to the full halo (patch models). A fully
+        convolutional model pads at a block's edges itself: its edges are
+        padded only up to the grid.
 
     >>> patch = {"kind": "section", "size": 32, "orientations": ["inline"],
     ...          "volume_dims": ["inline", "crossline", "time"]}
-    >>> input_geometry({"patch": patch, "model_name": "cnn2d", "model_config": {"depth": 2}})
-    ({'crossline': 27, 'time': 27}, 4)
+    >>> geometry = BlockGeometry.of({"patch": patch, "model_name": "cnn2d", "model_config": {"depth": 2}})
+    >>> geometry.halo, geometry.grid
+    ({'crossline': 27, 'time': 27}, {'crossline': 4, 'time': 4})
     >>> patch["neighbours"] = 2  # and two inlines on each side, as input channels
-    >>> input_geometry({"patch": patch, "model_name": "cnn2d", "model_config": {"depth": 2}})[0]
-    {'crossline': 27, 'time': 27, 'inline': 2}
-    >>> input_geometry({"patch": patch, "model_name": "cnn2d", "model_config": {"depth": 2}}, smooth=2)[0]
-    {'crossline': 27, 'time': 27, 'inline': 4}
+    >>> BlockGeometry.of({"patch": patch, "model_name": "cnn2d", "model_config": {"depth": 2}}, smooth=2)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    BlockGeometry(halo={'crossline': 27, 'time': 27, 'inline': 4},
+                  grid={'crossline': 4, 'time': 4, 'inline': 1}, repeat_dim='inline', pad_edges=False)
     """
-    patch, dims = payload["patch"], payload["patch"]["volume_dims"]
-    entry = model_entry(payload["model_name"])
-    radius, multiple = entry.input_grid(payload["model_config"])
-    half = max(patch["size"] // 2, radius)
-    if patch["kind"] == "section":
-        across = dims[1] if patch["orientations"][0] == "inline" else dims[0]
-        halo = {across: half, dims[2]: half}
+
+    halo: dict[str, int]
+    grid: dict[str, int]
+    repeat_dim: str | None
+    pad_edges: bool
+
+    @classmethod
+    def of(cls, payload: dict, smooth: int = 0) -> BlockGeometry:
+        """The geometry of a loaded checkpoint's model, with ``smooth`` sections averaged on each side.
+
+        Parameters
+        ----------
+        payload : dict
+            A loaded checkpoint (its ``patch``, ``model_name`` and ``model_config``).
+        smooth : int
+            Sections on each side whose logits are averaged (fully convolutional
+            section models): their inputs, and so their neighbours, are read too.
+
+        Returns
+        -------
+        BlockGeometry
+        """
+        patch, dims = payload["patch"], payload["patch"]["volume_dims"]
+        entry = model_entry(payload["model_name"])
+        radius, multiple = entry.input_grid(payload["model_config"])
+        half = max(patch["size"] // 2, radius)
+        if patch["kind"] == "trace":
+            return cls({dims[2]: half}, {dims[2]: 1}, None, not entry.dense)
+        if patch["kind"] == "cube":
+            return cls(dict.fromkeys(dims, half), dict.fromkeys(dims, multiple), None, not entry.dense)
+        across, normal = [dim for dim in dims[:2] if dim != section_normal(patch)][0], section_normal(patch)
+        halo, grid = {across: half, dims[2]: half}, {across: multiple, dims[2]: multiple}
         reach = patch.get("neighbours", 0) + (smooth if entry.dense else 0)
-        if reach:
-            halo[section_normal(patch)] = reach
-        return halo, multiple
-    if patch["kind"] == "cube":
-        return {dims[0]: half, dims[1]: half, dims[2]: half}, multiple
-    return {dims[2]: half}, 1
+        if reach:  # sections are never down-sampled across: both ends repeat the last one
+            halo[normal], grid[normal] = reach, 1
+        return cls(halo, grid, normal if patch.get("neighbours") else None, not entry.dense)
+
+    def pad(self, block: np.ndarray, pads: dict[str, tuple[int, int]]) -> np.ndarray:
+        """Complete a block beyond the volume's edges: mirrored, or the last section repeated.
+
+        Parameters
+        ----------
+        block : numpy.ndarray
+            The part of the block inside the volume, dims in ``pads``' order.
+        pads : dict[str, tuple[int, int]]
+            Samples to add before and after, per dim.
+
+        Returns
+        -------
+        numpy.ndarray
+
+        >>> geometry = BlockGeometry({"x": 2, "y": 1}, {"x": 1, "y": 1}, "y", True)
+        >>> geometry.pad(np.array([[1, 2], [3, 4]]), {"x": (1, 0), "y": (0, 1)}).tolist()
+        [[3, 4, 4], [1, 2, 2], [3, 4, 4]]
+        """
+        for axis, (dim, pad) in enumerate(pads.items()):
+            if sum(pad):
+                widths = [pad if other == axis else (0, 0) for other in range(block.ndim)]
+                block = np.pad(block, widths, mode="edge" if dim == self.repeat_dim else "reflect")
+        return block
 
 
 def section_normal(patch: dict) -> str:
@@ -174,7 +227,7 @@ class InferenceOptions:
     smooth : int
         Fully convolutional section models: average each section's logits
         with those of ``smooth`` sections on each side (the block must hold
-        them: :func:`input_geometry` with ``smooth``).
+        them: :class:`BlockGeometry` with ``smooth``).
     block_on_device : bool, optional
         Copy the whole block to the device once (pinned memory, asynchronous
         copy) and cut the sections of fully convolutional models there.
@@ -271,7 +324,7 @@ def classify_block(
         Its checkpoint (patch kind, size, orientation, classes).
     block : numpy.ndarray
         ``(inline, crossline, vertical)`` float32, normalised, with the halo of
-        :func:`input_geometry` around the kept part.
+        :class:`BlockGeometry` around the kept part.
     keep : tuple of slice
         The part of ``block`` to classify, per axis.
     options : InferenceOptions

@@ -297,12 +297,12 @@ def train_epoch(
     optimizer: torch.optim.Optimizer,
     shards: dict[int, Shard],
     weights: torch.Tensor,
-    plan: tuple[int, int],
+    batching: tuple[int, int],
     epoch: int,
     options: FitOptions,
     device: torch.device,
 ) -> dict:
-    """One epoch; each step's batch takes ``plan[0]`` patches from every shard.
+    """One epoch; each step's batch takes ``batching[0]`` patches from every shard.
 
     Every shard is shuffled by (seed, epoch, shard), so one process holding two
     shards sees exactly the union of what two ranks with one shard each see.
@@ -317,7 +317,7 @@ def train_epoch(
         This rank's shards: shard number -> (inputs, targets).
     weights : torch.Tensor
         Class weights on ``device``.
-    plan : tuple of int
+    batching : tuple of int
         Patches per shard per step, and steps (:func:`local_batch`).
     epoch : int
         Epoch number from 0 (seeds the shuffle).
@@ -334,7 +334,7 @@ def train_epoch(
         ``train_accuracy`` over all ranks. A non-finite loss
         on any rank raises :class:`NonFiniteLoss` on every rank.
     """
-    shard_batch, steps = plan
+    shard_batch, steps = batching
     world = _world()
     each_step = _check_each_step(options, device, world)
     network.train()
@@ -486,7 +486,7 @@ def fit(
     train: dict[int, Shard],
     valid: Shard | None,
     weights: torch.Tensor,
-    plan: tuple[int, int],
+    batching: tuple[int, int],
     options: FitOptions,
     device: torch.device,
     state: dict | None = None,
@@ -506,7 +506,7 @@ def fit(
         This rank's validation patches.
     weights : torch.Tensor
         Class weights.
-    plan : tuple of int
+    batching : tuple of int
         Patches per shard per step, and steps per epoch (:func:`local_batch`).
     options : FitOptions
         Optimiser, schedule, epochs, seed, precision, time budget.
@@ -541,7 +541,7 @@ def fit(
     for epoch in range(state.get("epoch", 0), options.epochs):
         for group in optimizer.param_groups:
             group["lr"] = options.lr * learning_rate_factor(options.schedule, epoch, options.epochs)
-        train_metrics = train_epoch(network, optimizer, train, weights, plan, epoch, options, device)
+        train_metrics = train_epoch(network, optimizer, train, weights, batching, epoch, options, device)
         valid_metrics = evaluate(network, valid, options, device) if validate else {}
         record = {
             "epoch": epoch + 1,

@@ -861,3 +861,76 @@ def finished_variables(dataset, names: tuple[str, ...]) -> list[str]:
     """
     listed = set(dataset.attrs.get(INCOMPLETE_ATTR, []))
     return [name for name in names if name in dataset.variables and name not in listed]
+
+
+# ---------------------------------------------------------------- before any work: may the output be written?
+
+
+def check_output(path: str | os.PathLike, overwrite: bool, what: str = "store") -> str:
+    """Refuse to replace an existing output unless ``overwrite`` (mdio's rule).
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The file or store.
+    overwrite : bool
+        Replace an existing output.
+    what : str
+        What the output is, for the message ("store", "file", "picture").
+
+    Returns
+    -------
+    str
+        The absolute path (or the URL).
+    """
+    path = location.resolve(path)
+    if output_exists(path) and not overwrite:
+        raise StoreError(f"{path}: the {what} already exists; pass --overwrite to replace it")
+    check_folder_writable(path)
+    return path
+
+
+def check_folder_writable(path: str | os.PathLike) -> None:
+    """Make an output's folder if missing; refuse one that cannot be written, before any work starts.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file or store.
+    """
+    if location.is_url(path):  # object storage has no folders to make; its errors name the URL
+        return
+    path = Path(path)
+    folder = path.parent
+    if not folder.exists():  # an output folder that does not exist yet is made, as `mkdir -p` would
+        try:
+            folder.mkdir(parents=True)
+        except OSError as error:
+            raise StoreError(
+                f"{path}: cannot create the folder {folder} ({error.strerror}); create it or choose another"
+            ) from None
+    if not folder.is_dir():
+        raise StoreError(f"{path}: {folder} is not a folder; choose another output path")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"{path}: cannot write in the folder {folder.absolute()} (permission denied); "
+            "choose another output folder or fix its permissions"
+        )
+
+
+def check_store_writable(path: str | os.PathLike) -> None:
+    """Refuse to add variables to a store this user cannot write (the variables go in its root).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file or store.
+    """
+    if location.is_url(path):
+        return
+    path = Path(path)
+    if not (os.access(path, os.W_OK | os.X_OK) and os.access(path / "zarr.json", os.W_OK)):
+        raise StoreError(
+            f"{path}: the store is read-only for this user (permission denied); "
+            "fix its permissions or copy it somewhere writable"
+        )

@@ -30,7 +30,7 @@ DEFAULT_STRIDE = {"trace": 2, "section": 4, "cube": 4}
 
 
 @dataclass(frozen=True)
-class PatchPlan:
+class PatchSpec:
     """What to cut; the same object drives every task. Dims are by name."""
 
     kind: str
@@ -49,8 +49,8 @@ class PatchPlan:
         """Window extent along (inline, crossline, vertical).
 
         >>> dims = ("inline", "crossline", "time")
-        >>> plan = PatchPlan("section", dims, (9, 9, 9), 4, 1, ("crossline",), 8, 0, True)
-        >>> plan.extent("crossline")
+        >>> spec = PatchSpec("section", dims, (9, 9, 9), 4, 1, ("crossline",), 8, 0, True)
+        >>> spec.extent("crossline")
         (4, 1, 4)
         """
         if self.kind == "trace":
@@ -68,16 +68,16 @@ class PatchPlan:
         ``vertical_block`` is set.
 
         >>> dims = ("inline", "crossline", "time")
-        >>> plan = PatchPlan("section", dims, (9, 9, 90), 8, 1, ("inline", "crossline"), 8, 0, True)
-        >>> plan.block(), plan.with_vertical_blocks().block()
+        >>> spec = PatchSpec("section", dims, (9, 9, 90), 8, 1, ("inline", "crossline"), 8, 0, True)
+        >>> spec.block(), spec.with_vertical_blocks().block()
         ((16, 16, 90), (16, 16, 16))
         """
-        reach = [max(self.extent(o)[axis] for o in self.orientations) for axis in range(3)]
-        vertical = max(self.vertical_block, 2 * reach[2]) if self.vertical_block else self.sizes[2]
-        return (max(self.split_block, 2 * reach[0]), max(self.split_block, 2 * reach[1]), vertical)
+        window = [max(self.extent(o)[axis] for o in self.orientations) for axis in range(3)]
+        vertical = max(self.vertical_block, 2 * window[2]) if self.vertical_block else self.sizes[2]
+        return (max(self.split_block, 2 * window[0]), max(self.split_block, 2 * window[1]), vertical)
 
-    def with_vertical_blocks(self) -> PatchPlan:
-        """The same plan with split blocks cut along the vertical axis as well (at twice the window)."""
+    def with_vertical_blocks(self) -> PatchSpec:
+        """The same spec with split blocks cut along the vertical axis as well (at twice the window)."""
         return replace(self, vertical_block=max(self.split_block, 1))
 
 
@@ -163,7 +163,7 @@ def _mix(state: np.ndarray) -> np.ndarray:
     return state ^ (state >> np.uint64(31))
 
 
-def candidates(plan: PatchPlan, labels: np.ndarray, origin: tuple[int, int, int]) -> dict[str, np.ndarray]:
+def candidates(spec: PatchSpec, labels: np.ndarray, origin: tuple[int, int, int]) -> dict[str, np.ndarray]:
     """Centres in a labels block (starting at ``origin``) that may become patches.
 
     A candidate is labelled, on the global stride grid along the axes its
@@ -173,8 +173,8 @@ def candidates(plan: PatchPlan, labels: np.ndarray, origin: tuple[int, int, int]
 
     Parameters
     ----------
-    plan : PatchPlan
-        The task plan.
+    spec : PatchSpec
+        What to cut: kind, window, stride, orientations, split blocks.
     labels : np.ndarray
         Class per voxel, -1 unlabelled.
     origin : tuple[int, int, int]
@@ -187,31 +187,31 @@ def candidates(plan: PatchPlan, labels: np.ndarray, origin: tuple[int, int, int]
     >>> labels = np.full((8, 8, 8), -1)
     >>> labels[3] = 1  # one labelled inline, off the stride-2 grid
     >>> dims = ("inline", "crossline", "time")
-    >>> plan = PatchPlan("section", dims, (8, 8, 8), 4, 2, ("inline",), 4, 0, True)
-    >>> sorted(set(candidates(plan, labels, (0, 0, 0))["i"].tolist()))
+    >>> spec = PatchSpec("section", dims, (8, 8, 8), 4, 2, ("inline",), 4, 0, True)
+    >>> sorted(set(candidates(spec, labels, (0, 0, 0))["i"].tolist()))
     [3]
     """
     found = {name: [] for name in ("i", "j", "k", "orientation", "label", "block_i", "block_j", "block_k")}
-    block = plan.block()
-    for orientation in plan.orientations:
-        extent = plan.extent(orientation)
-        steps = [plan.stride if length > 1 else 1 for length in extent]
+    block = spec.block()
+    for orientation in spec.orientations:
+        extent = spec.extent(orientation)
+        steps = [spec.stride if length > 1 else 1 for length in extent]
         grid = [np.arange((-o) % step, n, step) for o, n, step in zip(origin, labels.shape, steps)]
         on_grid = labels[np.ix_(*grid)]
         local = np.nonzero(on_grid >= 0)
         centre = [grid[axis][local[axis]] + origin[axis] for axis in range(3)]
         values = on_grid[local]
-        keep = np.ones(len(values), bool)
+        fits = np.ones(len(values), bool)
         for axis in range(3):
             start = window_start(centre[axis], extent[axis])
-            keep &= (start >= 0) & (start + extent[axis] <= plan.sizes[axis])
-            keep &= start // block[axis] == (start + extent[axis] - 1) // block[axis]
+            fits &= (start >= 0) & (start + extent[axis] <= spec.sizes[axis])
+            fits &= start // block[axis] == (start + extent[axis] - 1) // block[axis]
         for name, array in zip(("i", "j", "k"), centre):
-            found[name].append(array[keep])
-        found["label"].append(values[keep])
-        found["orientation"].append(np.full(int(keep.sum()), ORIENTATIONS[orientation], np.int8))
+            found[name].append(array[fits])
+        found["label"].append(values[fits])
+        found["orientation"].append(np.full(int(fits.sum()), ORIENTATIONS[orientation], np.int8))
         for axis, name in enumerate(("block_i", "block_j", "block_k")):
-            found[name].append(window_start(centre[axis][keep], extent[axis]) // block[axis])
+            found[name].append(window_start(centre[axis][fits], extent[axis]) // block[axis])
     return {name: np.concatenate(parts) for name, parts in found.items()}
 
 

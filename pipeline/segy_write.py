@@ -38,7 +38,7 @@ def create_file(spec: SegyWriteSpec, head: bytes, n_traces: int) -> None:
     Parameters
     ----------
     spec : SegyWriteSpec
-        The cluster to connect to or start.
+        The file to write and its layout (formats, sizes, byte order).
     head : bytes
     n_traces : int
     """
@@ -56,7 +56,7 @@ def write_block(spec: SegyWriteSpec, trace_index: np.ndarray, headers: np.ndarra
     Parameters
     ----------
     spec : SegyWriteSpec
-        The cluster to connect to or start.
+        The file to write and its layout (formats, sizes, byte order).
     trace_index : np.ndarray
         Trace position per (inline, crossline).
     headers : np.ndarray

@@ -1,4 +1,4 @@
-"""The seisfacies Zarr store: layout, template, region writes, completeness.
+"""The seisfacies Zarr store: its layout, the template written first, and opening it whole.
 
 Layout (the contract users and later steps rely on; see docs/store.md):
 
@@ -6,25 +6,25 @@ Layout (the contract users and later steps rely on; see docs/store.md):
 * ``cdp_x``, ``cdp_y`` float64 and ``trace_mask`` bool ``(inline, crossline)``
 * ``trace_headers`` uint8 ``(inline, crossline, header_byte)``: the raw 240 bytes
 * ``trace_index`` int64 ``(inline, crossline)``: trace number in the source, -1 if none
-* later steps add ``labels``, ``facies`` and ``probability``.
+* later steps add ``labels``, ``facies``, ``probability`` and ``uncertainty``.
 
-How a store or an added variable becomes visible (temporary names, the
-pending group, locks, write ids) is :mod:`seisfacies.pipeline.commit`.
+Next door: reading and writing one region is :mod:`.regions`; the trace
+headers as named fields, :mod:`.trace_headers`; what a model knows of its
+training survey, :mod:`.survey`; how a store or an added variable becomes
+visible (temporary names, the pending group, locks, write ids, refusing an
+existing output), :mod:`.commit`.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from pathlib import Path
 
-import numpy as np
 import xarray as xr
 import zarr
 from zarr.codecs import BloscCodec
 
 from . import location
-from .blocks import Region
 from .commit import (
     INCOMPLETE_ATTR,
     PENDING_GROUP,
@@ -35,7 +35,6 @@ from .commit import (
     consolidating,
     describe_holder,
     lock_holder,
-    output_exists,
     zarr_store,
 )
 from .exceptions import StoreError
@@ -118,76 +117,6 @@ def parse_chunks(text: str | None, vertical: str) -> dict[str, int]:
     if min(chunks.values()) < 1:
         raise StoreError(f"--chunks {text!r}: chunk sizes must be positive")
     return chunks
-
-
-def check_output(path: str | os.PathLike, overwrite: bool, what: str = "store") -> str:
-    """Refuse to replace an existing output unless ``overwrite`` (mdio's rule).
-
-    Parameters
-    ----------
-    path : str | os.PathLike
-        The file or store.
-    overwrite : bool
-        Replace an existing output.
-    what : str
-        What the output is, for the message ("store", "file", "picture").
-
-    Returns
-    -------
-    str
-        The absolute path (or the URL).
-    """
-    path = location.resolve(path)
-    if output_exists(path) and not overwrite:
-        raise StoreError(f"{path}: the {what} already exists; pass --overwrite to replace it")
-    check_folder_writable(path)
-    return path
-
-
-def check_folder_writable(path: str | os.PathLike) -> None:
-    """Make an output's folder if missing; refuse one that cannot be written, before any work starts.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file or store.
-    """
-    if location.is_url(path):  # object storage has no folders to make; its errors name the URL
-        return
-    path = Path(path)
-    folder = path.parent
-    if not folder.exists():  # an output folder that does not exist yet is made, as `mkdir -p` would
-        try:
-            folder.mkdir(parents=True)
-        except OSError as error:
-            raise StoreError(
-                f"{path}: cannot create the folder {folder} ({error.strerror}); create it or choose another"
-            ) from None
-    if not folder.is_dir():
-        raise StoreError(f"{path}: {folder} is not a folder; choose another output path")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise StoreError(
-            f"{path}: cannot write in the folder {folder.absolute()} (permission denied); "
-            "choose another output folder or fix its permissions"
-        )
-
-
-def check_store_writable(path: str | os.PathLike) -> None:
-    """Refuse to add variables to a store this user cannot write (the variables go in its root).
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The file or store.
-    """
-    if location.is_url(path):
-        return
-    path = Path(path)
-    if not (os.access(path, os.W_OK | os.X_OK) and os.access(path / "zarr.json", os.W_OK)):
-        raise StoreError(
-            f"{path}: the store is read-only for this user (permission denied); "
-            "fix its permissions or copy it somewhere writable"
-        )
 
 
 def encoding_for(dataset: xr.Dataset, chunks: dict[str, int], uncompressed: tuple[str, ...] = ()) -> dict:
@@ -298,44 +227,6 @@ def add_variables_template(dataset: xr.Dataset, path: str | os.PathLike, chunks:
         raise
 
 
-def write_region(path: str, variable: str, region: Region, values: np.ndarray) -> None:
-    """Write ``values`` into ``region`` (dim -> slice, in the variable's dim order).
-
-    Parameters
-    ----------
-    path : str
-        The file or store.
-    variable : str
-        A store variable name.
-    region : Region
-        Index range per dim name.
-    values : np.ndarray
-        The region's values.
-    """
-    array = zarr.open_array(store=path, path=variable, mode="r+", zarr_format=3)
-    array[tuple(region.values())] = values
-
-
-def read_region(path: str, variable: str, region: Region) -> np.ndarray:
-    """Read ``region`` (dim -> slice, in the variable's dim order) of one variable.
-
-    Parameters
-    ----------
-    path : str
-        The file or store.
-    variable : str
-        A store variable name.
-    region : Region
-        Index range per dim name.
-
-    Returns
-    -------
-    np.ndarray
-    """
-    array = zarr.open_array(store=path, path=variable, mode="r", zarr_format=3)
-    return array[tuple(region.values())]
-
-
 def _has_consolidated(path: str | os.PathLike) -> bool:
     """Whether the root holds its consolidated metadata.
 
@@ -404,152 +295,3 @@ def _incomplete(path: str, name: str) -> StoreError:
         f"{path}: variable {name!r} is incomplete (a run stopped before it finished); "
         f"re-run `{PRODUCERS[name]}` with --overwrite"
     )
-
-
-def trace_header_fields(dataset: xr.Dataset) -> xr.Dataset:
-    """The raw trace headers of a store decoded into named fields (segyio's names), lazily.
-
-    Parameters
-    ----------
-    dataset : xr.Dataset
-        A store with ``trace_headers`` (from :func:`open_store`).
-
-    Returns
-    -------
-    xr.Dataset
-        One int32 ``(inline, crossline)`` variable per field (``INLINE_3D``,
-        ``CDP_X``, ``SourceGroupScalar``, ...), computed chunk by chunk on access.
-    """
-    import segyio
-
-    from . import segy_format as fmt
-
-    raw = dataset["trace_headers"]
-    endian = dataset.attrs["byte_order"]
-    fields = {}
-    for field in sorted(segyio.TraceField.enums(), key=int):
-        byte, name = int(field), str(field)
-        size = fmt.TRACE_FIELD_SIZES.get(byte)
-        if size is None or name in fields:
-            continue
-        fields[name] = xr.apply_ufunc(
-            _decode_field,
-            raw,
-            kwargs={"byte": byte, "size": size, "endian": endian},
-            input_core_dims=[["header_byte"]],
-            dask="parallelized",
-            output_dtypes=[np.int32],
-        ).assign_attrs(long_name=f"trace header bytes {byte}-{byte + size - 1}", byte=byte)
-    return xr.Dataset(fields, attrs={"source_file": dataset.attrs.get("source_file", "")})
-
-
-def _decode_field(raw: np.ndarray, byte: int, size: int, endian: str) -> np.ndarray:
-    from .segy_format import header_field
-
-    flat = raw.reshape(-1, raw.shape[-1])
-    return header_field(flat, byte, size, endian).astype(np.int32).reshape(raw.shape[:-1])
-
-
-def open_trace_headers(store: str | os.PathLike) -> xr.Dataset:
-    """Open a store's trace headers as named fields: one call, nothing read yet.
-
-    Parameters
-    ----------
-    store : str or os.PathLike
-        A store written by ``seisfacies ingest``.
-
-    Returns
-    -------
-    xr.Dataset
-        See :func:`trace_header_fields`.
-    """
-    return trace_header_fields(open_store(store, require=("trace_headers",)))
-
-
-def survey_record(dataset: xr.Dataset) -> dict:
-    """A store's geometry in plain data: vertical axis, its step and the sizes.
-
-    Parameters
-    ----------
-    dataset : xr.Dataset
-        A store (from :func:`open_store`).
-
-    Returns
-    -------
-    dict
-        ``vertical``, ``vertical_step`` and ``sizes``.
-    """
-    vertical = vertical_dim(dataset)
-    values = dataset[vertical].values[:2]
-    step = float(values[1] - values[0]) if len(values) > 1 else 0.0
-    return {"vertical": vertical, "vertical_step": step, "sizes": dict(dataset.amplitude.sizes)}
-
-
-def amplitude_statistics(store: str | os.PathLike, dataset: xr.Dataset, chunks: int = 4) -> dict:
-    """Mean and standard deviation of the finite amplitudes in a few chunks spread over the volume.
-
-    Parameters
-    ----------
-    store : str or os.PathLike
-        The store.
-    dataset : xr.Dataset
-        The same store, opened (for its sizes and chunking).
-    chunks : int
-        How many chunks to read (bounded memory, whatever the survey's size).
-
-    Returns
-    -------
-    dict
-        ``amplitude_mean`` and ``amplitude_std``.
-    """
-    from .blocks import regions
-
-    plan = regions(dict(dataset.amplitude.sizes), store_chunks(dataset))
-    picks = [plan[int(i)] for i in np.linspace(0, len(plan) - 1, min(chunks, len(plan)))]
-    values = np.concatenate([read_region(str(store), "amplitude", region).ravel() for region in picks])
-    values = values[np.isfinite(values)]
-    return {"amplitude_mean": float(values.mean()), "amplitude_std": float(values.std())}
-
-
-#: How far a store may be from the training survey before predict warns.
-STD_RATIO_WARN = 3.0
-MEAN_SHIFT_WARN = 1.0  # in training standard deviations
-
-
-def survey_differences(trained: dict, here: dict) -> list[str]:
-    """Strong differences between the training survey and a store, as sentences.
-
-    Parameters
-    ----------
-    trained : dict
-        The checkpoint's ``training_survey``.
-    here : dict
-        The same fields for the store to predict.
-
-    Returns
-    -------
-    list of str
-        Empty when nothing differs strongly.
-
-    >>> survey_differences({"vertical_step": 4.0, "amplitude_mean": 0.0, "amplitude_std": 1.0},
-    ...                    {"vertical_step": 2.0, "amplitude_mean": 0.1, "amplitude_std": 9.0})
-    ... # doctest: +NORMALIZE_WHITESPACE
-    ['its sample interval is 2 where the model was trained on 4',
-     "its amplitudes spread 9x as wide as the training survey's (std 9 against 1)"]
-    """
-    found = []
-    step, step_here = trained.get("vertical_step"), here.get("vertical_step")
-    if step and step_here and abs(step_here - step) > 0.01 * abs(step):
-        found.append(f"its sample interval is {step_here:g} where the model was trained on {step:g}")
-    std, std_here = trained.get("amplitude_std"), here.get("amplitude_std")
-    if std and std_here:
-        ratio = std_here / std
-        if ratio > STD_RATIO_WARN or ratio < 1 / STD_RATIO_WARN:
-            found.append(
-                f"its amplitudes spread {ratio:.2g}x as wide as the training survey's "
-                f"(std {std_here:.3g} against {std:.3g})"
-            )
-        shift = abs(here.get("amplitude_mean", 0.0) - trained.get("amplitude_mean", 0.0)) / std
-        if shift > MEAN_SHIFT_WARN:
-            found.append(f"its mean amplitude is {shift:.2g} training standard deviations off")
-    return found

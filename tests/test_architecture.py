@@ -218,6 +218,22 @@ def test_every_command_with_options_has_a_config():
     assert set(cli.commands) == set(COMMANDS) | run_only
 
 
+def test_every_step_is_a_command_and_a_python_function_made_from_its_row():
+    import seisfacies as sf
+    from seisfacies.workflows.steps import STEPS
+
+    assert {step.api_name for step in STEPS.values()} <= set(sf.__all__)  # a new step's sf. name is listed
+    for name, step in STEPS.items():
+        command = cli.commands[name]
+        assert command.help == step.summary
+        arguments = [param.name for param in command.params if isinstance(param, click.Argument)]
+        assert arguments == list(step.arguments)
+        function = getattr(sf, step.api_name)
+        parameters = list(inspect.signature(function).parameters)
+        assert parameters[: len(arguments)] == list(step.python_names or step.arguments), name
+        assert ("client" in parameters) == step.client and function.__doc__.startswith(step.summary)
+
+
 def test_workflow_steps_take_the_same_models():
     from seisfacies.workflows.run import STEPS
 

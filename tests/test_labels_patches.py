@@ -250,7 +250,7 @@ def test_patches_need_labels(volume_store, tmp_path):
 
 
 def test_cut_tasks_own_whole_chunks_of_one_volume_column_and_every_row_once():
-    from seisfacies.pipeline.patches import PatchPlan
+    from seisfacies.pipeline.patches import PatchSpec
     from seisfacies.workflows.patches import PATCH_CHUNK, cut_spans
 
     rng = np.random.default_rng(0)
@@ -259,8 +259,8 @@ def test_cut_tasks_own_whole_chunks_of_one_volume_column_and_every_row_once():
     order = np.lexsort((j, i, column))  # volume order, chunk column by chunk column
     rows = {"i": i[order], "j": j[order]}
     dims = ("inline", "crossline", "time")
-    plan = PatchPlan("section", dims, (192, 192, 256), 64, 4, ("inline",), 8, 0, True)
-    spans = cut_spans(rows, plan, {"inline": 64, "crossline": 64, "time": 256})
+    spec = PatchSpec("section", dims, (192, 192, 256), 64, 4, ("inline",), 8, 0, True)
+    spans = cut_spans(rows, spec, {"inline": 64, "crossline": 64, "time": 256})
     assert spans[0][0] == 0 and spans[-1][1] == 5000
     assert all(stop == start for (_, stop), (start, _) in zip(spans, spans[1:]))  # every row once
     assert all(start % PATCH_CHUNK == 0 for start, _ in spans)  # no two tasks write one chunk

@@ -12,7 +12,8 @@ import xarray as xr
 
 import seisfacies as sf
 from seisfacies.pipeline.commit import commit_variables, pending_name
-from seisfacies.pipeline.store import add_variables_template, write_region
+from seisfacies.pipeline.regions import write_region
+from seisfacies.pipeline.store import add_variables_template
 
 
 @pytest.fixture(scope="module")

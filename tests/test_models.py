@@ -274,14 +274,14 @@ def test_classify_block_equals_the_model_on_whole_sections(orientation):
     assert np.allclose(output.probability.astype(np.float32).sum(0), 1.0, atol=5e-3)
 
 
-def test_input_geometry_covers_each_dim_a_model_looks_along():
-    from seisfacies.models.inference import input_geometry
+def test_block_geometry_covers_each_dim_a_model_looks_along():
+    from seisfacies.models.inference import BlockGeometry
 
     dims = ["inline", "crossline", "depth"]
     trace = {"kind": "trace", "size": 24, "orientations": [], "volume_dims": dims}
     cube = {"kind": "cube", "size": 8, "orientations": [], "volume_dims": dims}
-    assert input_geometry({"patch": trace, "model_name": "mlp", "model_config": {}}) == ({"depth": 12}, 1)
-    halo, multiple = input_geometry({"patch": cube, "model_name": "cnn3d", "model_config": {"depth": 1}})
-    assert (
-        set(halo) == set(dims) and multiple == 2 and min(halo.values()) > 4
-    )  # the receptive field, not 8 // 2
+    mlp = BlockGeometry.of({"patch": trace, "model_name": "mlp", "model_config": {}})
+    assert (mlp.halo, mlp.grid, mlp.pad_edges) == ({"depth": 12}, {"depth": 1}, True)
+    cnn3d = BlockGeometry.of({"patch": cube, "model_name": "cnn3d", "model_config": {"depth": 1}})
+    assert set(cnn3d.halo) == set(dims) and set(cnn3d.grid.values()) == {2} and not cnn3d.pad_edges
+    assert min(cnn3d.halo.values()) > 4  # the receptive field, not 8 // 2

@@ -118,7 +118,8 @@ def _store_with_uncertainty(survey, folder, profile: np.ndarray, labelled_positi
     """A store whose ``uncertainty`` is ``profile`` along the inlines, labels on one inline."""
     from seisfacies.pipeline.commit import commit_variables, pending_name
     from seisfacies.pipeline.labels import prediction_template
-    from seisfacies.pipeline.store import add_variables_template, store_chunks, write_region
+    from seisfacies.pipeline.regions import write_region
+    from seisfacies.pipeline.store import add_variables_template, store_chunks
 
     store = folder / "s.zarr"
     segy_to_zarr(survey["seismic"], store, IngestConfig(chunks="16,16,32"))

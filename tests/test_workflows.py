@@ -220,10 +220,10 @@ def test_train_runs_again_when_the_models_defaults_or_the_release_change(monkeyp
     import dataclasses
 
     from seisfacies.models import registry
-    from seisfacies.workflows import config as cfg
     from seisfacies.workflows import run
 
-    step, options = run.STEPS["train"], cfg.TrainStep(source="p.zarr", model_path="m.pt", model="cnn2d")
+    step = run.STEPS["train"]
+    options = step.model(source="p.zarr", model_path="m.pt", model="cnn2d")
     entry = registry.model_entry("cnn2d")
     seen = [run.step_state(step, options)["settings"]]
     monkeypatch.setitem(registry._REGISTRY, "cnn2d", dataclasses.replace(entry, epochs=12))

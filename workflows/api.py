@@ -11,12 +11,14 @@ process. Exposed as ``import seisfacies as sf``; ``sf.train(...)`` is
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
+import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from . import config as cfg
 from .options import build_config
+from .steps import STEPS, Step
 
 
 def _config(config_class: type, options: dict):
@@ -85,233 +87,55 @@ def local_cluster(
         yield client
 
 
-def synth(out_dir: str | Path, **options) -> dict:
-    """Write a synthetic labelled survey: ``seismic.sgy`` and ``labels.sgy`` in ``out_dir``.
+def step_function(step: Step) -> Callable[..., dict]:
+    """The ``sf.<api_name>`` function of a step: its paths, then its options as keywords.
 
     Parameters
     ----------
-    out_dir : str or Path
-        The folder to write.
-    **options
-        ``shape``, ``seed``, ``overwrite`` (see ``seisfacies synth --help``).
+    step : Step
+        A row of :data:`~seisfacies.workflows.steps.STEPS`.
 
     Returns
     -------
-    dict
-        Paths and class names.
+    callable
+        ``function(*paths, client=None, **options) -> dict``, with a signature
+        and a numpydoc docstring made from the step's row and config.
     """
-    from .synth import write_synthetic_survey
+    names = step.python_names or step.arguments
 
-    return write_synthetic_survey(out_dir, _config(cfg.SynthConfig, options))
+    def function(*paths, client=None, **options) -> dict:
+        given = [*paths, *(options.pop(name) for name in names[len(paths) :] if name in options)]
+        if len(given) != len(names):
+            raise TypeError(f"{step.api_name}() takes the paths {', '.join(names)}; {len(given)} given")
+        config = _config(step.config, options)
+        return step.call(given, config, current_client(client) if step.client else None)
 
-
-def ingest(segy: str | Path, store: str | Path, *, client=None, **options) -> dict:
-    """Ingest a post-stack SEG-Y file into a chunked Zarr v3 store.
-
-    Parameters
-    ----------
-    segy : str or Path
-        The SEG-Y file.
-    store : str or Path
-        The store to write.
-    client : distributed.Client, optional
-        Default: the current client, else this process.
-    **options
-        ``chunks``, ``iline_byte``, ``xline_byte``, ``endian``, ``domain``,
-        ``nonfinite``, ``sample_interval``, ``overwrite``.
-
-    Returns
-    -------
-    dict
-        The ingest summary (geometry, sizes, seconds).
-    """
-    from .ingest import segy_to_zarr
-
-    return segy_to_zarr(segy, store, _config(cfg.IngestConfig, options), current_client(client))
+    parameters = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names]
+    if step.client:
+        parameters.append(inspect.Parameter("client", inspect.Parameter.KEYWORD_ONLY, default=None))
+    parameters.append(inspect.Parameter("options", inspect.Parameter.VAR_KEYWORD))
+    function.__signature__ = inspect.Signature(parameters, return_annotation=dict)
+    function.__name__ = function.__qualname__ = step.api_name
+    function.__doc__ = _docstring(step, names)
+    return function
 
 
-def attach_labels(store: str | Path, source: str | Path, *, client=None, **options) -> dict:
-    """Attach labels (SEG-Y volume, .npy, Zarr or CSV points) to a store.
-
-    Parameters
-    ----------
-    store : str or Path
-        A store written by :func:`ingest`.
-    source : str or Path
-        The label source.
-    client : distributed.Client, optional
-        Default: the current client, else this process.
-    **options
-        ``classes``, ``unlabelled``, ``inlines``, ``overwrite``.
-
-    Returns
-    -------
-    dict
-        Classes and labelled voxels per class.
-    """
-    from .labels import attach_labels as attach
-
-    return attach(store, source, _config(cfg.LabelsConfig, options), current_client(client))
+def _docstring(step: Step, names: tuple[str, ...]) -> str:
+    lines = [step.summary, "", "Parameters", "----------"]
+    for name, text in zip(names, step.argument_help):
+        lines += [f"{name} : str or Path", f"    {text}"]
+    if step.client:
+        lines += [
+            "client : distributed.Client, optional",
+            "    Default: the current client, else this process.",
+        ]
+    options = ", ".join(f"``{field}``" for field in step.config.model_fields)
+    text = f"The options of ``seisfacies {step.name}``, by field name: {options}."
+    lines += ["**options", textwrap.fill(text, 96, initial_indent="    ", subsequent_indent="    ")]
+    return "\n".join([*lines, "", "Returns", "-------", "dict", f"    {step.returns}", ""])
 
 
-def extract_patches(store: str | Path, patches: str | Path, *, client=None, **options) -> dict:
-    """Cut class-balanced training patches from a labelled store.
-
-    Parameters
-    ----------
-    store : str or Path
-        A store with labels.
-    patches : str or Path
-        The patch store to write.
-    client : distributed.Client, optional
-        Default: the current client, else this process.
-    **options
-        ``kind``, ``size``, ``stride``, ``per_class``, ``orientation``, ...
-
-    Returns
-    -------
-    dict
-        Patch counts per split and class.
-    """
-    from .patches import extract_patches as extract
-
-    return extract(store, patches, _config(cfg.PatchesConfig, options), current_client(client))
-
-
-def train(source: str | Path, model_path: str | Path, *, client=None, **options) -> dict:
-    """Train a model on a patch store, or on a labelled store (patches are cut first).
-
-    Parameters
-    ----------
-    source : str or Path
-        A patch store or a store with labels.
-    model_path : str or Path
-        The checkpoint to write.
-    client : distributed.Client, optional
-        Default: the current client, else this process.
-    **options
-        ``model``, ``optimizer``, ``epochs``, ``lr``, ``workers``, ...
-
-    Returns
-    -------
-    dict
-        Final losses and accuracies, epochs, seconds and file names.
-    """
-    from .train import train_model
-
-    return train_model(source, model_path, _config(cfg.TrainConfig, options), current_client(client))
-
-
-def predict(store: str | Path, model_path: str | Path, *, client=None, **options) -> dict:
-    """Classify every voxel of a store (writes ``facies``, and ``probability`` if asked).
-
-    Parameters
-    ----------
-    store : str or Path
-        The store.
-    model_path : str or Path
-        A checkpoint written by :func:`train`.
-    client : distributed.Client, optional
-        Default: the current client, else this process.
-    **options
-        ``probabilities``, ``uncertainty``, ``batch_size``, ``device``, ``precision``, ``overwrite``.
-
-    Returns
-    -------
-    dict
-        Variables written, tasks and the model's provenance.
-    """
-    from .predict import predict_volume
-
-    return predict_volume(store, model_path, _config(cfg.PredictConfig, options), current_client(client))
-
-
-def evaluate(store: str | Path, *, client=None, **options) -> dict:
-    """Pixel accuracy, class accuracy, IoU, FWIoU and the confusion matrix of ``facies``.
-
-    Parameters
-    ----------
-    store : str or Path
-        A store with ``facies``.
-    client : distributed.Client, optional
-        Default: the current client, else this process.
-    **options
-        ``truth``, ``where``, ``unlabelled``.
-
-    Returns
-    -------
-    dict
-        The metrics.
-    """
-    from .evaluate import evaluate_store
-
-    return evaluate_store(store, _config(cfg.EvaluateConfig, options), current_client(client))
-
-
-def suggest(store: str | Path, **options) -> dict:
-    """The inlines to label next, from the store's ``uncertainty`` (``predict(..., uncertainty=True)``).
-
-    Parameters
-    ----------
-    store : str or Path
-        A store with ``uncertainty``.
-    **options
-        ``count``.
-
-    Returns
-    -------
-    dict
-        ``inlines`` (numbers, best first) and ``scores``.
-    """
-    from .suggest import suggest_inlines
-
-    return suggest_inlines(store, _config(cfg.SuggestConfig, options))
-
-
-def export(store: str | Path, out: str | Path, *, client=None, **options) -> dict:
-    """Write a store variable as SEG-Y with the source file's headers.
-
-    Parameters
-    ----------
-    store : str or Path
-        The store.
-    out : str or Path
-        The SEG-Y file to write.
-    client : distributed.Client, optional
-        Default: the current client, else this process.
-    **options
-        ``variable``, ``class_name`` (one class of ``probability``), ``overwrite``.
-
-    Returns
-    -------
-    dict
-        What was written.
-    """
-    from .export import zarr_to_segy
-
-    return zarr_to_segy(store, out, _config(cfg.ExportConfig, options), current_client(client))
-
-
-def plot(store: str | Path, out: str | Path, **options) -> dict:
-    """Draw a section with the predicted facies (and the labels beside it).
-
-    Parameters
-    ----------
-    store : str or Path
-        The store.
-    out : str or Path
-        The picture to write (PNG).
-    **options
-        ``inline``, ``crossline``, ``time``, ``overwrite``.
-
-    Returns
-    -------
-    dict
-        The picture's path.
-    """
-    from .plot import plot_section
-
-    return plot_section(store, out, _config(cfg.PlotConfig, options))
+globals().update({step.api_name: step_function(step) for step in STEPS.values()})
 
 
 def open_store(store: str | Path, require: tuple[str, ...] = ("amplitude",)):

@@ -18,19 +18,8 @@ from pathlib import Path
 import click
 
 from ..pipeline.exceptions import SeisFaciesError
-from .config import (
-    EvaluateConfig,
-    ExportConfig,
-    IngestConfig,
-    LabelsConfig,
-    PatchesConfig,
-    PlotConfig,
-    PredictConfig,
-    SuggestConfig,
-    SynthConfig,
-    TrainConfig,
-)
 from .options import build_config, with_config_options
+from .steps import STEPS, Step, imported
 
 
 class UserError(click.ClickException):
@@ -143,12 +132,12 @@ def emit(summary: dict, as_json: bool = False, text: str | None = None) -> None:
 
 
 def scheduler_option(function: Callable) -> Callable:
-    """Scheduler option.
+    """Add ``--scheduler ADDRESS`` (default ``$DASK_SCHEDULER_ADDRESS``) to a command.
 
     Parameters
     ----------
     function : Callable
-        The function each task runs.
+        The command function; it receives ``scheduler``.
 
     Returns
     -------
@@ -164,12 +153,12 @@ def scheduler_option(function: Callable) -> Callable:
 
 
 def json_option(function: Callable) -> Callable:
-    """Json option.
+    """Add ``--json`` (print the summary as JSON) to a command.
 
     Parameters
     ----------
     function : Callable
-        The function each task runs.
+        The command function; it receives ``as_json``.
 
     Returns
     -------
@@ -210,141 +199,42 @@ def cli() -> None:
     """Seismic facies classification on Dask: SEG-Y -> Zarr -> patches -> PyTorch -> facies."""
 
 
-@cli.command()
-@click.argument("out_dir", type=click.Path(file_okay=False))
-@with_config_options(SynthConfig)
-def synth(out_dir: str, **options) -> None:
-    """Write a synthetic labelled survey: OUT_DIR/seismic.sgy and OUT_DIR/labels.sgy."""
-    from .synth import write_synthetic_survey
+def step_command(step: Step) -> click.Command:
+    """The ``seisfacies NAME`` command of a step: its paths, its config's options, one call, the summary.
 
-    emit(write_synthetic_survey(out_dir, build_config(SynthConfig, **options)))
+    Parameters
+    ----------
+    step : Step
+        A row of :data:`~seisfacies.workflows.steps.STEPS`.
 
+    Returns
+    -------
+    click.Command
+    """
 
-@cli.command()
-@click.argument("segy", type=PATH)
-@click.argument("store", type=PATH)
-@with_config_options(IngestConfig)
-@scheduler_option
-@json_option
-def ingest(segy: str, store: str, scheduler: str | None, as_json: bool, **options) -> None:
-    """Ingest a post-stack SEG-Y file into a chunked Zarr v3 store."""
-    from .ingest import segy_to_zarr
+    def command(scheduler: str | None = None, as_json: bool = False, **values) -> None:
+        paths = [values.pop(argument) for argument in step.arguments]
+        config = build_config(step.config, **values)
+        if not step.client:
+            summary = step.call(paths, config, None)
+        else:  # a training step sizes its local cluster to its ranks
+            workers = None if scheduler else getattr(config, "workers", None)
+            with cluster_client(scheduler, workers, local_threads=step.local_threads) as client:
+                summary = step.call(paths, config, client)
+        emit(summary, as_json, text=imported(step.report)(summary) if step.report and not as_json else None)
 
-    config = build_config(IngestConfig, **options)
-    with cluster_client(scheduler, local_threads=True) as client:
-        emit(segy_to_zarr(segy, store, config, client), as_json)
-
-
-@cli.command()
-@click.argument("store", type=PATH)
-@click.argument("out", type=PATH)
-@with_config_options(ExportConfig)
-@scheduler_option
-@json_option
-def export(store: str, out: str, scheduler: str | None, as_json: bool, **options) -> None:
-    """Write a store variable as SEG-Y with the source file's headers."""
-    from .export import zarr_to_segy
-
-    config = build_config(ExportConfig, **options)
-    with cluster_client(scheduler) as client:
-        emit(zarr_to_segy(store, out, config, client), as_json)
+    command = json_option(command)
+    if step.client:
+        command = scheduler_option(command)
+    command = with_config_options(step.config, step.required)(command)
+    metavars = step.metavars or tuple(argument.upper() for argument in step.arguments)
+    for argument, metavar in reversed(list(zip(step.arguments, metavars))):
+        command = click.argument(argument, metavar=metavar, type=PATH)(command)
+    return click.command(step.name, help=step.summary)(command)
 
 
-@cli.command()
-@click.argument("store", type=PATH)
-@click.argument("source", type=PATH)
-@with_config_options(LabelsConfig)
-@scheduler_option
-@json_option
-def labels(store: str, source: str, scheduler: str | None, as_json: bool, **options) -> None:
-    """Attach labels (SEG-Y volume, .npy, Zarr or CSV points) to a store."""
-    from .labels import attach_labels
-
-    config = build_config(LabelsConfig, **options)
-    with cluster_client(scheduler) as client:
-        emit(attach_labels(store, source, config, client), as_json)
-
-
-@cli.command()
-@click.argument("store", type=PATH)
-@click.argument("patches", type=PATH)
-@with_config_options(PatchesConfig, required=("kind",))
-@scheduler_option
-@json_option
-def patches(store: str, patches: str, scheduler: str | None, as_json: bool, **options) -> None:
-    """Cut class-balanced training patches from a labelled store."""
-    from .patches import extract_patches
-
-    config = build_config(PatchesConfig, **options)
-    with cluster_client(scheduler) as client:
-        emit(extract_patches(store, patches, config, client), as_json)
-
-
-@cli.command()
-@click.argument("source", type=PATH)
-@click.argument("model_path", metavar="MODEL.pt", type=PATH)
-@with_config_options(TrainConfig)
-@scheduler_option
-@json_option
-def train(source: str, model_path: str, scheduler: str | None, as_json: bool, **options) -> None:
-    """Train a model on a patch store (or a labelled store: patches are cut first)."""
-    from .train import train_model
-
-    config = build_config(TrainConfig, **options)
-    with cluster_client(scheduler, workers=config.workers if not scheduler else None) as client:
-        emit(train_model(source, model_path, config, client), as_json)
-
-
-@cli.command()
-@click.argument("store", type=PATH)
-@click.argument("model_path", metavar="MODEL.pt", type=PATH)
-@with_config_options(PredictConfig)
-@scheduler_option
-@json_option
-def predict(store: str, model_path: str, scheduler: str | None, as_json: bool, **options) -> None:
-    """Classify every voxel of a store with a trained model (writes `facies`)."""
-    from .predict import predict_volume
-
-    config = build_config(PredictConfig, **options)
-    with cluster_client(scheduler) as client:
-        emit(predict_volume(store, model_path, config, client), as_json)
-
-
-@cli.command()
-@click.argument("store", type=PATH)
-@with_config_options(EvaluateConfig)
-@scheduler_option
-@json_option
-def evaluate(store: str, scheduler: str | None, as_json: bool, **options) -> None:
-    """Pixel accuracy, mean class accuracy, mean IoU, FWIoU and the confusion matrix."""
-    from .evaluate import evaluate_store, report
-
-    config = build_config(EvaluateConfig, **options)
-    with cluster_client(scheduler) as client:
-        summary = evaluate_store(store, config, client)
-    emit(summary, as_json, text=None if as_json else report(summary))
-
-
-@cli.command()
-@click.argument("store", type=PATH)
-@with_config_options(SuggestConfig)
-@json_option
-def suggest(store: str, as_json: bool, **options) -> None:
-    """Name the inlines to label next: uncertain ones, away from labelled inlines and each other."""
-    from .suggest import suggest_inlines
-
-    emit(suggest_inlines(store, build_config(SuggestConfig, **options)), as_json)
-
-
-@cli.command()
-@click.argument("store", type=PATH)
-@click.argument("out", type=PATH)
-@with_config_options(PlotConfig)
-def plot(store: str, out: str, **options) -> None:
-    """Draw a section with the predicted facies (and the labels beside it)."""
-    from .plot import plot_section
-
-    emit(plot_section(store, out, build_config(PlotConfig, **options)))
+for _step in STEPS.values():
+    cli.add_command(step_command(_step))
 
 
 @cli.command("run")

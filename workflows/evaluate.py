@@ -13,7 +13,8 @@ from ..pipeline.cluster import run_tasks
 from ..pipeline.exceptions import ConfigError
 from ..pipeline.labels import LabelSource, open_label_source, read_labels, to_classes
 from ..pipeline.metrics import UNCLASSIFIED, class_table, confusion_matrix, confusion_table, scores
-from ..pipeline.store import open_store, read_region, store_chunks
+from ..pipeline.regions import read_region
+from ..pipeline.store import open_store, store_chunks
 from .config import EvaluateConfig
 
 
@@ -27,7 +28,7 @@ class ConfusionTask:
 
 
 def region_confusion(task: ConfusionTask) -> np.ndarray:
-    """Region confusion.
+    """The confusion matrix of one region: true classes by rows, predicted by columns.
 
     Parameters
     ----------

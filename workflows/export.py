@@ -11,10 +11,11 @@ from ..pipeline import location
 from ..pipeline import segy_format as fmt
 from ..pipeline.blocks import Region, regions
 from ..pipeline.cluster import run_tasks
-from ..pipeline.commit import staged, writes
+from ..pipeline.commit import check_output, staged, writes
 from ..pipeline.exceptions import SegyFormatError, StoreError
+from ..pipeline.regions import read_region
 from ..pipeline.segy_write import SegyWriteSpec, create_file, write_block
-from ..pipeline.store import check_output, open_store, read_region, vertical_dim
+from ..pipeline.store import open_store, vertical_dim
 from .config import ExportConfig
 
 

@@ -13,15 +13,11 @@ import numpy as np
 from ..pipeline import segy_format as fmt
 from ..pipeline.blocks import Region, slab_regions
 from ..pipeline.cluster import client_mapper, run_tasks
-from ..pipeline.commit import commit_store, staged, writes
+from ..pipeline.commit import check_output, commit_store, staged, writes
 from ..pipeline.exceptions import SegyFormatError
+from ..pipeline.regions import write_region
 from ..pipeline.segy import SegyLayout, SegySurvey, read_block, scan_survey, survey_dataset
-from ..pipeline.store import (
-    check_output,
-    parse_chunks,
-    write_region,
-    write_template,
-)
+from ..pipeline.store import parse_chunks, write_template
 from .config import IngestConfig
 
 #: Bytes of samples one ingest task holds; bounds worker memory whatever the survey size.

@@ -11,7 +11,7 @@ import numpy as np
 from ..pipeline import location
 from ..pipeline.blocks import Region, regions
 from ..pipeline.cluster import run_tasks
-from ..pipeline.commit import commit_variables, finished_variables, pending_name, writes
+from ..pipeline.commit import check_store_writable, commit_variables, finished_variables, pending_name, writes
 from ..pipeline.exceptions import LabelError, StoreError
 from ..pipeline.labels import (
     LabelSource,
@@ -21,14 +21,8 @@ from ..pipeline.labels import (
     read_labels,
     to_classes,
 )
-from ..pipeline.store import (
-    add_variables_template,
-    check_store_writable,
-    open_store,
-    store_chunks,
-    vertical_dim,
-    write_region,
-)
+from ..pipeline.regions import write_region
+from ..pipeline.store import add_variables_template, open_store, store_chunks, vertical_dim
 from .config import LabelsConfig
 
 
@@ -121,11 +115,11 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
     chunks = store_chunks(dataset)
     plan = regions(dict(dataset.amplitude.sizes), chunks)
     n_classes = len(names) or None
-    keep = _kept_rows(dataset, config.inlines)
+    kept_rows = _kept_rows(dataset, config.inlines)
     try:
         counts = run_tasks(
             region_class_counts,
-            [LabelTask(label_source, r, n_classes, keep) for r in plan],
+            [LabelTask(label_source, r, n_classes, kept_rows) for r in plan],
             client,
             "check labels",
         )
@@ -143,7 +137,7 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
         )
     )
     add_variables_template(template, store, chunks)
-    tasks = [LabelTask(label_source, r, len(names), keep, str(store)) for r in plan]
+    tasks = [LabelTask(label_source, r, len(names), kept_rows, str(store)) for r in plan]
     run_tasks(write_label_region, tasks, client, "write labels")
     commit_variables(store, ["labels"], {"class_names": list(names)})
     counts_by_name = {name: int(total[n]) if n < len(total) else 0 for n, name in enumerate(names)}

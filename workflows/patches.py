@@ -18,13 +18,13 @@ import xarray as xr
 from ..pipeline import location
 from ..pipeline.blocks import Region, regions
 from ..pipeline.cluster import run_tasks
-from ..pipeline.commit import commit_store, staged, writes
+from ..pipeline.commit import check_output, commit_store, staged, writes
 from ..pipeline.exceptions import ConfigError, LabelError
 from ..pipeline.patches import (
     DEFAULT_SIZE,
     DEFAULT_STRIDE,
     ORIENTATIONS,
-    PatchPlan,
+    PatchSpec,
     candidates,
     choose_validation_blocks,
     cut_windows,
@@ -33,14 +33,8 @@ from ..pipeline.patches import (
     squeeze_window,
     window_start,
 )
-from ..pipeline.store import (
-    check_output,
-    open_store,
-    read_region,
-    store_chunks,
-    write_region,
-    write_template,
-)
+from ..pipeline.regions import read_region, write_region
+from ..pipeline.store import open_store, store_chunks, write_template
 from .config import PatchesConfig
 
 #: Patches per Zarr chunk of the patch store; cut tasks own whole chunks.
@@ -55,7 +49,7 @@ ROW_FIELDS = ("i", "j", "k", "orientation", "label", "split", "flip", "scale")
 @dataclass(frozen=True)
 class PassTask:
     store: str
-    plan: PatchPlan
+    spec: PatchSpec
     region: Region
     validation_blocks: frozenset = frozenset()
     probability: np.ndarray | None = None  # (split, class)
@@ -64,7 +58,7 @@ class PassTask:
 def _region_candidates(task: PassTask) -> dict[str, np.ndarray]:
     labels = read_region(task.store, "labels", task.region)
     origin = tuple(part.start for part in task.region.values())
-    return candidates(task.plan, labels, origin)
+    return candidates(task.spec, labels, origin)
 
 
 def count_region(task: PassTask) -> np.ndarray:
@@ -111,12 +105,12 @@ def select_region(task: PassTask) -> dict[str, np.ndarray]:
     found_keys = _block_key(found["block_i"], found["block_j"], found["block_k"])
     split = np.isin(found_keys, _block_key(*chosen.T))
     split = split.astype(np.int8)
-    draw = position_hash(task.plan.seed, found["i"], found["j"], found["k"], found["orientation"])
-    keep = draw < task.probability[split, found["label"]]
+    draw = position_hash(task.spec.seed, found["i"], found["j"], found["k"], found["orientation"])
+    drawn = draw < task.probability[split, found["label"]]
     return {
-        **{name: found[name][keep] for name in ("i", "j", "k", "orientation", "label")},
-        "split": split[keep],
-        "draw": draw[keep],
+        **{name: found[name][drawn] for name in ("i", "j", "k", "orientation", "label")},
+        "split": split[drawn],
+        "draw": draw[drawn],
     }
 
 
@@ -124,7 +118,7 @@ def select_region(task: PassTask) -> dict[str, np.ndarray]:
 class CutTask:
     store: str
     out: str
-    plan: PatchPlan
+    spec: PatchSpec
     start: int
     rows: dict  # ROW_FIELDS -> arrays
     chunks: dict
@@ -142,11 +136,11 @@ def cut_rows(task: CutTask) -> np.ndarray:
     -------
     np.ndarray
     """
-    plan, rows = task.plan, task.rows
+    spec, rows = task.spec, task.rows
     n = len(rows["i"])
-    x = np.empty((n, *_x_shape(plan)), np.float32)
-    y = np.empty((n, *_y_shape(plan)), np.int16)
-    region_id = (rows["i"] // task.chunks[plan.dims[0]]) * 100003 + rows["j"] // task.chunks[plan.dims[1]]
+    x = np.empty((n, *_x_shape(spec)), np.float32)
+    y = np.empty((n, *_y_shape(spec)), np.int16)
+    region_id = (rows["i"] // task.chunks[spec.dims[0]]) * 100003 + rows["j"] // task.chunks[spec.dims[1]]
     for region in np.unique(region_id):
         members = np.flatnonzero(region_id == region)
         for orientation, code in ORIENTATIONS.items():
@@ -157,7 +151,7 @@ def cut_rows(task: CutTask) -> np.ndarray:
     if flipped.any():  # mirror along the section (crossline for cubes); polarity unchanged
         # the width (crossline for cubes) is the second-last axis, with or without neighbour channels
         x[flipped] = np.flip(x[flipped], axis=x.ndim - 2)
-        if plan.dense:
+        if spec.dense:
             y[flipped] = np.flip(y[flipped], axis=y.ndim - 2)
     if (rows["scale"] != 1).any():
         x *= rows["scale"].reshape(-1, *[1] * (x.ndim - 1))
@@ -208,40 +202,40 @@ def moments(values: np.ndarray, block: int = 256) -> np.ndarray:
 
 
 def _cut_group(task: CutTask, chosen: np.ndarray, orientation: str, x: np.ndarray, y: np.ndarray) -> None:
-    plan, rows = task.plan, task.rows
-    extent = plan.extent(orientation)
+    spec, rows = task.spec, task.rows
+    extent = spec.extent(orientation)
     starts = np.stack(
         [window_start(rows[name][chosen], extent[axis]) for axis, name in enumerate(("i", "j", "k"))], axis=1
     )
     across = 0 if orientation == "inline" else 1
-    channels = neighbour_starts(starts, across, plan.neighbours, plan.sizes[across])
-    reach = np.concatenate(channels)
-    low, high = reach.min(axis=0), reach.max(axis=0) + np.array(extent)
-    box = {dim: slice(int(a), int(b)) for dim, a, b in zip(plan.dims, low, high)}
+    channels = neighbour_starts(starts, across, spec.neighbours, spec.sizes[across])
+    every_start = np.concatenate(channels)
+    low, high = every_start.min(axis=0), every_start.max(axis=0) + np.array(extent)
+    box = {dim: slice(int(a), int(b)) for dim, a, b in zip(spec.dims, low, high)}
     amplitude = read_region(task.store, "amplitude", box)
     windows = [
-        squeeze_window(cut_windows(amplitude, tuple(low), shifted, extent), plan.kind) for shifted in channels
+        squeeze_window(cut_windows(amplitude, tuple(low), shifted, extent), spec.kind) for shifted in channels
     ]
-    x[chosen] = np.stack(windows, axis=1) if plan.neighbours else windows[0]
-    if plan.dense:
+    x[chosen] = np.stack(windows, axis=1) if spec.neighbours else windows[0]
+    if spec.dense:
         labels = read_region(task.store, "labels", box)
-        y[chosen] = squeeze_window(cut_windows(labels, tuple(low), starts, extent), plan.kind)
+        y[chosen] = squeeze_window(cut_windows(labels, tuple(low), starts, extent), spec.kind)
     else:
-        y[chosen] = rows["label"][chosen].reshape(-1, *_y_shape(plan))
+        y[chosen] = rows["label"][chosen].reshape(-1, *_y_shape(spec))
 
 
-def _x_shape(plan: PatchPlan) -> tuple[int, ...]:
-    if plan.neighbours:
-        return (2 * plan.neighbours + 1, plan.size, plan.size)
-    return {"trace": (plan.size,), "section": (plan.size, plan.size), "cube": (plan.size,) * 3}[plan.kind]
+def _x_shape(spec: PatchSpec) -> tuple[int, ...]:
+    if spec.neighbours:
+        return (2 * spec.neighbours + 1, spec.size, spec.size)
+    return {"trace": (spec.size,), "section": (spec.size, spec.size), "cube": (spec.size,) * 3}[spec.kind]
 
 
-def _y_shape(plan: PatchPlan) -> tuple[int, ...]:
-    return _x_shape(plan)[-2 if plan.kind == "section" else 0 :] if plan.dense else ()
+def _y_shape(spec: PatchSpec) -> tuple[int, ...]:
+    return _x_shape(spec)[-2 if spec.kind == "section" else 0 :] if spec.dense else ()
 
 
-def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
-    """Make plan.
+def patch_spec(dataset: xr.Dataset, config: PatchesConfig) -> PatchSpec:
+    """What to cut, decided once on the client: kind, window size, orientations, classes, inputs.
 
     Parameters
     ----------
@@ -252,7 +246,7 @@ def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
 
     Returns
     -------
-    PatchPlan
+    PatchSpec
     """
     dims = tuple(dataset.amplitude.dims)
     kind = config.kind
@@ -272,7 +266,7 @@ def make_plan(dataset: xr.Dataset, config: PatchesConfig) -> PatchPlan:
             "option --inputs depth: a trace patch is one window of samples, not channels; "
             "use section or cube patches for the depth input"
         )
-    return PatchPlan(
+    return PatchSpec(
         kind,
         dims,
         tuple(dataset.amplitude.shape),
@@ -309,38 +303,38 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
     store, out = location.resolve(store), location.resolve(out)
     dataset = open_store(store, require=("amplitude", "labels"))
     out = check_output(out, config.overwrite, "patch store")
-    plan = make_plan(dataset, config)
+    spec = patch_spec(dataset, config)
     names = tuple(dataset.labels.attrs["flag_meanings"].split())
     plan_regions = regions(dict(dataset.amplitude.sizes), store_chunks(dataset))
-    block_class = _count_candidates(store, plan, plan_regions, client)
-    if config.val_fraction > 0 and len(_block_totals(block_class, plan)) < 2:
+    block_class = _count_candidates(store, spec, plan_regions, client)
+    if config.val_fraction > 0 and len(_block_totals(block_class, spec)) < 2:
         # too small for two columns of whole traces: blocks along the vertical keep the split apart
-        deeper = plan.with_vertical_blocks()
+        deeper = spec.with_vertical_blocks()
         counted = _count_candidates(store, deeper, plan_regions, client)
         if len(_block_totals(counted, deeper)) >= 2:
-            plan, block_class = deeper, counted
+            spec, block_class = deeper, counted
     if not len(block_class):
         raise LabelError(
-            f"{store}: no labelled position fits a {plan.kind} window of size {plan.size} "
-            f"(stride {plan.stride}); label more, or use a smaller --size or --stride"
+            f"{store}: no labelled position fits a {spec.kind} window of size {spec.size} "
+            f"(stride {spec.stride}); label more, or use a smaller --size or --stride"
         )
-    class_blocks = _class_blocks(block_class, plan)
+    class_blocks = _class_blocks(block_class, spec)
     validation = choose_validation_blocks(
-        _block_totals(block_class, plan), config.val_fraction, config.seed, class_blocks
+        _block_totals(block_class, spec), config.val_fraction, config.seed, class_blocks
     )
-    available = _available(block_class, validation, len(names), plan)
+    available = _available(block_class, validation, len(names), spec)
     targets = _targets(available, config.per_class, config.val_fraction)
     probability = np.minimum(1.0, 1.25 * targets / np.maximum(available, 1) + 1e-9)
-    selected = _select(store, plan, plan_regions, validation, probability, client)
+    selected = _select(store, spec, plan_regions, validation, probability, client)
     short = _drawn(selected, targets.shape) < targets
     if short.any():  # the hash draw came short: draw those (split, class) pairs again, keeping all
-        selected = _select(store, plan, plan_regions, validation, np.where(short, 1.0, probability), client)
-    rows = _final_rows(selected, targets, config, plan, store_chunks(dataset))
-    _check_validation(rows, config, plan, len(_block_totals(block_class, plan)), dataset)
+        selected = _select(store, spec, plan_regions, validation, np.where(short, 1.0, probability), client)
+    rows = _final_rows(selected, targets, config, spec, store_chunks(dataset))
+    _check_validation(rows, config, spec, len(_block_totals(block_class, spec)), dataset)
     with staged(out) as partial:
         # x is stored raw: amplitude windows shrink by under 10% and compressing them halves the cut rate
         write_template(
-            _patch_template(rows, plan, names, dataset, store, config),
+            _patch_template(rows, spec, names, dataset, store, config),
             partial,
             {"patch": PATCH_CHUNK},
             uncompressed=("x",),
@@ -349,18 +343,18 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
             CutTask(
                 str(store),
                 str(partial),
-                plan,
+                spec,
                 start,
                 {name: values[start:stop] for name, values in rows.items()},
                 store_chunks(dataset),
             )
-            for start, stop in cut_spans(rows, plan, store_chunks(dataset))
+            for start, stop in cut_spans(rows, spec, store_chunks(dataset))
         ]
         sums = np.sum(run_tasks(cut_rows, cut, client, "cut patches"), axis=0)
         mean = sums[0] / max(sums[2], 1)
         std = float(np.sqrt(max(sums[1] / max(sums[2], 1) - mean**2, 0.0))) or 1.0
         commit_store(partial, {"mean": float(mean), "std": std})
-    summary = _summary(out, plan, rows, names, mean, std)
+    summary = _summary(out, spec, rows, names, mean, std)
     untested = [
         names[label] for label, blocks in class_blocks.items() if validation and not blocks & validation
     ]
@@ -371,7 +365,7 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
     return summary
 
 
-def cut_spans(rows: dict, plan: PatchPlan, chunks: dict[str, int]) -> list[tuple[int, int]]:
+def cut_spans(rows: dict, spec: PatchSpec, chunks: dict[str, int]) -> list[tuple[int, int]]:
     """Row ranges of the cut tasks: whole patch-store chunks, one chunk column of the volume each.
 
     Rows come in volume order, chunk column by chunk column. A task takes the
@@ -382,7 +376,7 @@ def cut_spans(rows: dict, plan: PatchPlan, chunks: dict[str, int]) -> list[tuple
     ----------
     rows : dict
         The patches' positions, in volume order (``i`` and ``j`` used).
-    plan : PatchPlan
+    spec : PatchSpec
         The patch geometry (dims and patch shape).
     chunks : dict[str, int]
         The volume store's chunks.
@@ -394,8 +388,8 @@ def cut_spans(rows: dict, plan: PatchPlan, chunks: dict[str, int]) -> list[tuple
     """
     total = len(rows["i"])
     starts = np.arange(0, total, PATCH_CHUNK)
-    column = rows["i"][starts] // chunks[plan.dims[0]] * 100003 + rows["j"][starts] // chunks[plan.dims[1]]
-    most = max(1, CUT_BUDGET_BYTES // (PATCH_CHUNK * 4 * int(np.prod(_x_shape(plan)))))
+    column = rows["i"][starts] // chunks[spec.dims[0]] * 100003 + rows["j"][starts] // chunks[spec.dims[1]]
+    most = max(1, CUT_BUDGET_BYTES // (PATCH_CHUNK * 4 * int(np.prod(_x_shape(spec)))))
     spans, first = [], 0
     for index in range(1, len(starts) + 1):
         if index == len(starts) or column[index] != column[first] or index - first == most:
@@ -404,8 +398,8 @@ def cut_spans(rows: dict, plan: PatchPlan, chunks: dict[str, int]) -> list[tuple
     return spans
 
 
-def _select(store, plan, plan_regions, validation, probability, client) -> list[dict]:
-    tasks = [PassTask(str(store), plan, r, frozenset(validation), probability) for r in plan_regions]
+def _select(store, spec, plan_regions, validation, probability, client) -> list[dict]:
+    tasks = [PassTask(str(store), spec, r, frozenset(validation), probability) for r in plan_regions]
     return run_tasks(select_region, tasks, client, "select patches")
 
 
@@ -417,36 +411,36 @@ def _drawn(selected: list[dict], shape: tuple[int, int]) -> np.ndarray:
     return counts
 
 
-def _count_candidates(store: str, plan: PatchPlan, plan_regions: list, client) -> np.ndarray:
+def _count_candidates(store: str, spec: PatchSpec, plan_regions: list, client) -> np.ndarray:
     """Candidate counts per (block, class), from every region."""
-    tasks = [PassTask(str(store), plan, region) for region in plan_regions]
+    tasks = [PassTask(str(store), spec, region) for region in plan_regions]
     return np.concatenate(run_tasks(count_region, tasks, client, "count candidates"))
 
 
-def _block_totals(block_class: np.ndarray, plan: PatchPlan) -> dict[tuple[int, ...], int]:
+def _block_totals(block_class: np.ndarray, spec: PatchSpec) -> dict[tuple[int, ...], int]:
     """Candidates per split block, keyed by its (inline, crossline[, vertical]) index."""
     totals: dict[tuple[int, ...], int] = {}
     for row in block_class.tolist():
-        key = _block_of(row, plan)
+        key = _block_of(row, spec)
         totals[key] = totals.get(key, 0) + row[-1]
     return totals
 
 
-def _class_blocks(block_class: np.ndarray, plan: PatchPlan) -> dict[int, set]:
+def _class_blocks(block_class: np.ndarray, spec: PatchSpec) -> dict[int, set]:
     """Each class's split blocks that hold a candidate of it."""
     blocks: dict[int, set] = {}
     for row in block_class.tolist():
         if row[-1]:
-            blocks.setdefault(row[3], set()).add(_block_of(row, plan))
+            blocks.setdefault(row[3], set()).add(_block_of(row, spec))
     return blocks
 
 
-def _block_of(row: list, plan: PatchPlan) -> tuple[int, ...]:
+def _block_of(row: list, spec: PatchSpec) -> tuple[int, ...]:
     """A count row's block; blocks of whole traces keep their two-index key (and so their hashed order)."""
-    return tuple(row[:3]) if plan.vertical_block else tuple(row[:2])
+    return tuple(row[:3]) if spec.vertical_block else tuple(row[:2])
 
 
-def _check_validation(rows: dict, config: PatchesConfig, plan: PatchPlan, blocks: int, dataset) -> None:
+def _check_validation(rows: dict, config: PatchesConfig, spec: PatchSpec, blocks: int, dataset) -> None:
     """Refuse a split that asked for validation patches and got none, naming what would give some.
 
     Validation patches come from whole split blocks (twice the window, at
@@ -456,10 +450,10 @@ def _check_validation(rows: dict, config: PatchesConfig, plan: PatchPlan, blocks
     """
     if config.val_fraction <= 0 or np.any(rows["split"] == 1):
         return
-    block = plan.block()
+    block = spec.block()
     extent = max(dataset.amplitude.shape[:2])
     hints = [f"--size {max(extent // 4, 1)} or smaller"]
-    if len(plan.orientations) > 1:
+    if len(spec.orientations) > 1:
         hints.append("--orientation inline")
     hints += ["labels on a larger area", "--val-fraction 0 (no validation)"]
     raise LabelError(
@@ -470,10 +464,10 @@ def _check_validation(rows: dict, config: PatchesConfig, plan: PatchPlan, blocks
     )
 
 
-def _available(block_class: np.ndarray, validation: set, n_classes: int, plan: PatchPlan) -> np.ndarray:
+def _available(block_class: np.ndarray, validation: set, n_classes: int, spec: PatchSpec) -> np.ndarray:
     available = np.zeros((2, n_classes), np.int64)
     for row in block_class.tolist():
-        available[int(_block_of(row, plan) in validation), row[3]] += row[4]
+        available[int(_block_of(row, spec) in validation), row[3]] += row[4]
     return available
 
 
@@ -484,32 +478,32 @@ def _targets(available: np.ndarray, per_class: int, val_fraction: float) -> np.n
 
 
 def _final_rows(
-    selected: list[dict], targets: np.ndarray, config: PatchesConfig, plan: PatchPlan, chunks: dict[str, int]
+    selected: list[dict], targets: np.ndarray, config: PatchesConfig, spec: PatchSpec, chunks: dict[str, int]
 ) -> dict:
     """Exact counts per (split, class) by lowest draw, then augmented copies, in volume order."""
     merged = {name: np.concatenate([part[name] for part in selected]) for name in selected[0]}
-    keep = np.zeros(len(merged["i"]), bool)
+    taken = np.zeros(len(merged["i"]), bool)
     for split in (0, 1):
         for label in range(targets.shape[1]):
             members = np.flatnonzero((merged["split"] == split) & (merged["label"] == label))
-            keep[members[np.argsort(merged["draw"][members], kind="stable")[: targets[split, label]]]] = True
-    rows = {name: merged[name][keep] for name in ("i", "j", "k", "orientation", "label", "split")}
+            taken[members[np.argsort(merged["draw"][members], kind="stable")[: targets[split, label]]]] = True
+    rows = {name: merged[name][taken] for name in ("i", "j", "k", "orientation", "label", "split")}
     rows["flip"] = np.zeros(len(rows["i"]), np.int8)
     rows["scale"] = np.ones(len(rows["i"]), np.float32)
-    rows = _augmented(rows, config, plan)
+    rows = _augmented(rows, config, spec)
     # chunk by chunk, so each cut task reads one or two chunks (plus halo)
-    chunk_i, chunk_j = rows["i"] // chunks[plan.dims[0]], rows["j"] // chunks[plan.dims[1]]
+    chunk_i, chunk_j = rows["i"] // chunks[spec.dims[0]], rows["j"] // chunks[spec.dims[1]]
     order = np.lexsort((rows["flip"], rows["orientation"], rows["k"], rows["j"], rows["i"], chunk_j, chunk_i))
     return {name: values[order] for name, values in rows.items()}
 
 
-def _augmented(rows: dict, config: PatchesConfig, plan: PatchPlan) -> dict:
+def _augmented(rows: dict, config: PatchesConfig, spec: PatchSpec) -> dict:
     """Add one copy per training patch: flipped along the section and/or scaled."""
     if not config.augment:
         return rows
     train = rows["split"] == 0
     copies = {name: values[train].copy() for name, values in rows.items()}
-    if "flip" in config.augment and plan.kind != "trace":
+    if "flip" in config.augment and spec.kind != "trace":
         copies["flip"][:] = 1
     if "scale" in config.augment:
         draw = position_hash(config.seed + 7, copies["i"], copies["j"], copies["k"], copies["orientation"])
@@ -517,24 +511,24 @@ def _augmented(rows: dict, config: PatchesConfig, plan: PatchPlan) -> dict:
     return {name: np.concatenate([rows[name], copies[name]]) for name in rows}
 
 
-def _patch_template(rows: dict, plan: PatchPlan, names, dataset, store, config) -> xr.Dataset:
+def _patch_template(rows: dict, spec: PatchSpec, names, dataset, store, config) -> xr.Dataset:
     n = len(rows["i"])
     window_dims = {
         "trace": ("window_vertical",),
         "section": ("window_width", "window_vertical"),
         "cube": ("window_inline", "window_crossline", "window_vertical"),
-    }[plan.kind]
-    x_dims = ("section_offset", *window_dims) if plan.neighbours else window_dims
+    }[spec.kind]
+    x_dims = ("section_offset", *window_dims) if spec.neighbours else window_dims
     chunk = (min(PATCH_CHUNK, n),)
     variables = {
         "x": (
             ("patch", *x_dims),
-            da.zeros((n, *_x_shape(plan)), dtype=np.float32, chunks=chunk + _x_shape(plan)),
+            da.zeros((n, *_x_shape(spec)), dtype=np.float32, chunks=chunk + _x_shape(spec)),
             {"long_name": "Seismic amplitude patches (raw; normalise with attrs mean/std)"},
         ),
         "y": (
-            ("patch", *window_dims[len(window_dims) - len(_y_shape(plan)) :]),
-            da.zeros((n, *_y_shape(plan)), dtype=np.int16, chunks=chunk + _y_shape(plan)),
+            ("patch", *window_dims[len(window_dims) - len(_y_shape(spec)) :]),
+            da.zeros((n, *_y_shape(spec)), dtype=np.int16, chunks=chunk + _y_shape(spec)),
             {
                 "long_name": "Facies labels of the patches (-1: unlabelled)",
                 "flag_values": list(range(len(names))),
@@ -553,20 +547,20 @@ def _patch_template(rows: dict, plan: PatchPlan, names, dataset, store, config) 
     ):
         variables[name] = (("patch",), da.zeros(n, dtype=dtype, chunks=chunk))
     attrs = {
-        "kind": plan.kind,
-        "size": plan.size,
-        "stride": plan.stride,
-        "dense": plan.dense,
-        "orientations": list(plan.orientations),
-        "volume_dims": list(plan.dims),
-        "volume_shape": list(plan.sizes),
+        "kind": spec.kind,
+        "size": spec.size,
+        "stride": spec.stride,
+        "dense": spec.dense,
+        "orientations": list(spec.orientations),
+        "volume_dims": list(spec.dims),
+        "volume_shape": list(spec.sizes),
         "class_names": list(names),
         "seed": config.seed,
         "val_fraction": config.val_fraction,
         "split_block": config.split_block,
-        "split_blocks": list(plan.block()),  # the blocks actually used: inline, crossline, vertical
+        "split_blocks": list(spec.block()),  # the blocks actually used: inline, crossline, vertical
         "augment": list(config.augment),
-        "neighbours": plan.neighbours,
+        "neighbours": spec.neighbours,
         "inputs": list(config.inputs),
         "source_store": store if location.is_url(store) else str(Path(store).resolve()),
         "split_meanings": "0 train, 1 validation",
@@ -575,7 +569,7 @@ def _patch_template(rows: dict, plan: PatchPlan, names, dataset, store, config) 
     return xr.Dataset(variables, attrs=attrs)
 
 
-def _summary(out, plan, rows, names, mean, std) -> dict:
+def _summary(out, spec, rows, names, mean, std) -> dict:
     per_split = {}
     for split, split_name in ((0, "train"), (1, "validation")):
         members = rows["split"] == split
@@ -584,8 +578,8 @@ def _summary(out, plan, rows, names, mean, std) -> dict:
         }
     return {
         "patches": str(out),
-        "kind": plan.kind,
-        "size": plan.size,
+        "kind": spec.kind,
+        "size": spec.size,
         "count": int(len(rows["i"])),
         **per_split,
         "mean": round(float(mean), 4),
@@ -645,10 +639,10 @@ def fitting_patches(model: str, sizes: tuple[int, int, int]) -> tuple[PatchesCon
     (48, '--size 64 does not fit the 48 x 48 x 64 volume; section patches of 48 instead')
     """
     config = default_patches(model)
-    reach = {"section": min(sizes[1:]), "cube": min(sizes), "trace": sizes[2]}[config.kind]
-    if config.size <= reach:
+    largest = {"section": min(sizes[1:]), "cube": min(sizes), "trace": sizes[2]}[config.kind]
+    if config.size <= largest:
         return config, ""
-    size = reach // PATCH_SIZE_STEP * PATCH_SIZE_STEP
+    size = largest // PATCH_SIZE_STEP * PATCH_SIZE_STEP
     if size < PATCH_SIZE_STEP:
         raise ConfigError(
             f"the {' x '.join(map(str, sizes))} volume is too small for {config.kind} patches; "

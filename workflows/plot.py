@@ -14,10 +14,10 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from ..pipeline.commit import write_file, writes  # noqa: E402
+from ..pipeline.commit import check_output, write_file, writes  # noqa: E402
 from ..pipeline.exceptions import ConfigError  # noqa: E402
 from ..pipeline.labels import open_label_source, read_labels, to_classes  # noqa: E402
-from ..pipeline.store import check_output, open_store, vertical_dim  # noqa: E402
+from ..pipeline.store import open_store, vertical_dim
 from .config import PlotConfig  # noqa: E402
 from .suggest import suggested_inlines  # noqa: E402
 

@@ -22,18 +22,17 @@ import torch
 
 from ..models.checkpoint import training_progress
 from ..models.inference import (
+    BlockGeometry,
     InferenceOptions,
     classify_block,
-    input_geometry,
     normalise_finite,
     relative_depth,
-    section_normal,
 )
-from ..models.registry import model_entry
 from ..pipeline import location
 from ..pipeline.blocks import Region, aligned_halo_block, slab_regions
 from ..pipeline.cluster import live_workers, run_tasks
 from ..pipeline.commit import (
+    check_store_writable,
     commit_variables,
     finished_variables,
     pending_name,
@@ -42,18 +41,9 @@ from ..pipeline.commit import (
 )
 from ..pipeline.exceptions import ModelError, StoreError
 from ..pipeline.labels import class_dtype, prediction_template
-from ..pipeline.store import (
-    add_variables_template,
-    amplitude_statistics,
-    check_store_writable,
-    open_store,
-    read_region,
-    store_chunks,
-    survey_differences,
-    survey_record,
-    vertical_dim,
-    write_region,
-)
+from ..pipeline.regions import read_region, write_region
+from ..pipeline.store import add_variables_template, open_store, store_chunks, vertical_dim
+from ..pipeline.survey import amplitude_statistics, survey_differences, survey_record
 from .config import PredictConfig
 from .devices import (
     PREDICT_TASKS_PER_GPU,
@@ -75,6 +65,7 @@ class PredictTask:
     sizes: dict
     config: PredictConfig
     torch_threads: int
+    geometry: BlockGeometry  # the halo, grid and edge rule, decided once from the checkpoint on the client
     devices: dict | None = None  # worker address -> "cuda:N", so a host's workers spread over its GPUs
 
 
@@ -109,30 +100,6 @@ def _device(config: PredictConfig, devices: dict | None) -> str:
     return "cpu"
 
 
-def _pad_block(block: np.ndarray, pads: dict[str, tuple[int, int]], patch: dict) -> np.ndarray:
-    """Pad beyond the volume's edges: mirrored; neighbour sections repeat the last one, as in the patches."""
-    if not any(sum(pad) for pad in pads.values()):
-        return block
-    repeat = section_normal(patch) if patch.get("neighbours") else None
-    for axis, (dim, pad) in enumerate(pads.items()):
-        if sum(pad):
-            widths = [pad if other == axis else (0, 0) for other in range(block.ndim)]
-            block = np.pad(block, widths, mode="edge" if dim == repeat else "reflect")
-    return block
-
-
-def _block_grid(patch: dict, halo: dict[str, int], multiple: int) -> dict[str, int]:
-    """The grid a block's ends sit on, per dim: the network's down-sampling, but none across sections.
-
-    A section model never down-samples across its sections (they are input
-    channels, or logits averaged by smoothing), so a block there ends at the
-    volume's last section, as it starts at the first: both ends repeat their
-    last section, and the result does not depend on where the volume ends.
-    """
-    across = section_normal(patch) if patch["kind"] == "section" else None
-    return {dim: 1 if dim == across else multiple for dim in halo}
-
-
 def predict_block(task: PredictTask, checkpoint: bytes) -> int:
     """Predict one chunk-aligned region; returns how many voxels were left unclassified.
 
@@ -151,12 +118,11 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
     prepare_torch_process(task.torch_threads)
     device = _device(task.config, task.devices)
     model, payload = _worker_model(checkpoint, task.model_sha256, device)
-    halo, multiple = input_geometry(payload, task.config.smooth)
-    dense = model_entry(payload["model_name"]).dense  # fully convolutional: pads at the block's edges itself
-    grid = _block_grid(payload["patch"], halo, multiple)
-    read, pads, keep = aligned_halo_block(task.region, halo, task.sizes, grid, pad_edges=not dense)
-    block = read_region(task.store, "amplitude", read).astype(np.float32, copy=False)
-    block = _pad_block(block, pads, payload["patch"])
+    geometry = task.geometry
+    read, pads, keep = aligned_halo_block(
+        task.region, geometry.halo, task.sizes, geometry.grid, geometry.pad_edges
+    )
+    block = geometry.pad(read_region(task.store, "amplitude", read).astype(np.float32, copy=False), pads)
     depth = _block_depth(payload["patch"], read, pads, task.sizes, block.shape[2])
     # non-finite voxels are left unclassified (-1) below instead of getting a made-up class
     invalid = normalise_finite(block, payload["normalisation"]["mean"], payload["normalisation"]["std"])
@@ -236,7 +202,7 @@ TASK_BUDGET_BYTES = 32 * 2**20
 MIN_HALOS_PER_TASK = 8
 
 
-def prediction_plan(dataset, payload: dict, chunks: dict[str, int]) -> list[Region]:
+def prediction_plan(dataset, geometry: BlockGeometry, chunks: dict[str, int]) -> list[Region]:
     """Chunk-aligned blocks, stretched along the horizontal halo direction.
 
     A block that spans more of the direction the model looks along recomputes
@@ -246,8 +212,8 @@ def prediction_plan(dataset, payload: dict, chunks: dict[str, int]) -> list[Regi
     ----------
     dataset
         The store, opened as an xarray Dataset.
-    payload : dict
-        A loaded checkpoint.
+    geometry : BlockGeometry
+        The model's halo per dim.
     chunks : dict[str, int]
         Chunk size per dim name.
 
@@ -257,7 +223,7 @@ def prediction_plan(dataset, payload: dict, chunks: dict[str, int]) -> list[Regi
     """
     sizes = dict(dataset.amplitude.sizes)
     vertical = vertical_dim(dataset)
-    halo, _ = input_geometry(payload)
+    halo = geometry.halo
     horizontal = [dim for dim in halo if dim != vertical]
     # along the widest horizontal halo (the sections' width, not their neighbours); cubes: crossline
     along = max(reversed(horizontal), key=halo.get, default="crossline")
@@ -306,17 +272,10 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     n_workers = len(live_workers(client)) if client is not None else 1
     threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     devices, resources = _gpu_plan(client, config)
+    geometry = BlockGeometry.of(payload, config.smooth)
     tasks = [
-        PredictTask(
-            str(store),
-            sha256,
-            region,
-            sizes,
-            config,
-            threads,
-            devices,
-        )
-        for region in prediction_plan(dataset, payload, chunks)
+        PredictTask(str(store), sha256, region, sizes, config, threads, geometry, devices)
+        for region in prediction_plan(dataset, geometry, chunks)
     ]
     warnings = _survey_warnings(store, dataset, payload, model_path)
     shared = {"checkpoint": checkpoint}

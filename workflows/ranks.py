@@ -159,7 +159,7 @@ def shard_rows(rows: np.ndarray, shard: int, shards: int) -> np.ndarray:
     return np.array_split(rows, shards)[shard]
 
 
-def plan_shards(n_train: int, workers: int, shards: int | None) -> int:
+def shard_count(n_train: int, workers: int, shards: int | None) -> int:
     """How many shards to cut the training split into: a multiple of the ranks, none empty.
 
     Parameters
@@ -176,7 +176,7 @@ def plan_shards(n_train: int, workers: int, shards: int | None) -> int:
     int
         The shard count; a bad request is a one-line ConfigError.
 
-    >>> plan_shards(100, 2, None), plan_shards(100, 2, 4)
+    >>> shard_count(100, 2, None), shard_count(100, 2, 4)
     (2, 4)
     """
     shards = shards or workers
@@ -288,7 +288,7 @@ def train_rank(job: RankJob) -> dict:
 def _train(job: RankJob, attrs: dict, device: torch.device) -> dict:
     config = job.config
     n_train = training_count(job.patches)
-    shards = plan_shards(n_train, job.world, config.shards)
+    shards = shard_count(n_train, job.world, config.shards)
     own = [job.rank * (shards // job.world) + s for s in range(shards // job.world)]
     train = {s: load_shard(job.patches, 0, s, shards, config, attrs) for s in own}
     valid = [part for s in own if (part := load_shard(job.patches, 1, s, shards, config, attrs))]
@@ -301,7 +301,7 @@ def _train(job: RankJob, attrs: dict, device: torch.device) -> dict:
         state = load_checkpoint(job.out)
         model.load_state_dict(state["state_dict"])
     weights = class_weights(_training_labels(job.patches), len(attrs["class_names"]), config.class_weights)
-    plan = local_batch(config.optimizer, config.batch_size, n_train, shards)
+    batching = local_batch(config.optimizer, config.batch_size, n_train, shards)
     options = FitOptions.from_options(dict(config))
     queue = _queue(job.queue) if job.rank == 0 else None
 
@@ -314,7 +314,7 @@ def _train(job: RankJob, attrs: dict, device: torch.device) -> dict:
             if queue is not None:
                 queue.put(history[-1])
 
-    history = fit(model, train, valid, weights, plan, options, device, state, on_epoch)
+    history = fit(model, train, valid, weights, batching, options, device, state, on_epoch)
     # a resumed run with no epochs left still finishes a checkpoint cut off before its final save
     if history and ("optimizer" in last or not state.get("final", True)):
         # every rank: the held-out logits are gathered from all of them

@@ -12,13 +12,11 @@ step that runs changes its outputs, so every step downstream runs too.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -30,79 +28,7 @@ from ..pipeline import location
 from ..pipeline.cluster import live_workers
 from ..pipeline.commit import WRITE_ID_ATTR, incomplete_variables, write_file, writing
 from ..pipeline.exceptions import ConfigError
-from . import config as cfg
-
-
-@dataclass(frozen=True)
-class Step:
-    """One command of a workflow, as plain data.
-
-    ``inputs`` and ``outputs`` are path templates filled from the step's
-    options (``"{store}/labels"``): a file, or a Zarr store or array folder.
-    """
-
-    name: str
-    model: type  # the step's options: the command's config plus its paths
-    config: type  # what the library function takes
-    function: str  # "module:function" in seisfacies.workflows, imported when the step runs
-    arguments: tuple[str, ...]  # path options passed before the config
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    client: bool = True  # the function takes the Dask client
-    option_paths: tuple[str, ...] = ()  # options (not arguments) that are paths too
-    resolve: str | None = None  # "module:function": the options as they will run (defaults filled in)
-
-    @property
-    def paths(self) -> tuple[str, ...]:
-        """Option names that are paths (resolved against the workflow's folder)."""
-        return self.arguments + self.option_paths
-
-    def resolved(self, options) -> dict:
-        """The options as the step will run them: the command's own defaults filled in."""
-        if self.resolve is None:
-            return options.model_dump(mode="json")
-        return _imported(self.resolve)(options)
-
-    def run(self, options, client) -> dict:
-        """Call the library function with the step's paths, config and client."""
-        function = _imported(self.function)
-        arguments = [getattr(options, argument) for argument in self.arguments]
-        config = self.config(**options.options())
-        return function(*arguments, config, client) if self.client else function(*arguments, config)
-
-
-def _imported(target: str) -> Callable:
-    module, name = target.split(":")
-    return getattr(importlib.import_module(f"seisfacies.workflows.{module}"), name)
-
-
-STEPS: dict[str, Step] = {
-    step.name: step
-    for step in (
-        Step("synth", cfg.SynthStep, cfg.SynthConfig, "synth:write_synthetic_survey", ("out",),
-             (), ("{out}/seismic.sgy", "{out}/labels.sgy"), client=False),
-        Step("ingest", cfg.IngestStep, cfg.IngestConfig, "ingest:segy_to_zarr", ("segy", "store"),
-             ("{segy}",), ("{store}/amplitude",)),
-        Step("labels", cfg.LabelsStep, cfg.LabelsConfig, "labels:attach_labels",
-             ("store", "source"), ("{source}", "{store}/amplitude"), ("{store}/labels",)),
-        Step("patches", cfg.PatchesStep, cfg.PatchesConfig, "patches:extract_patches",
-             ("store", "patches"), ("{store}/amplitude", "{store}/labels"), ("{patches}",)),
-        Step("train", cfg.TrainStep, cfg.TrainConfig, "train:train_model",
-             ("source", "model_path"), ("{source}/x", "{source}/y", "{source}/amplitude", "{source}/labels"),
-             ("{model_path}",), resolve="train:resolved_settings"),
-        Step("predict", cfg.PredictStep, cfg.PredictConfig, "predict:predict_volume",
-             ("store", "model_path"), ("{model_path}", "{store}/amplitude"), ("{store}/facies",)),
-        Step("evaluate", cfg.EvaluateStep, cfg.EvaluateConfig, "evaluate:evaluate_store",
-             ("store",), ("{store}/facies", "{store}/labels", "{truth}"), (), option_paths=("truth",)),
-        Step("suggest", cfg.SuggestStep, cfg.SuggestConfig, "suggest:suggest_inlines", ("store",),
-             ("{store}/uncertainty", "{store}/labels"), (), client=False),
-        Step("plot", cfg.PlotStep, cfg.PlotConfig, "plot:plot_section", ("store", "out"),
-             ("{store}/amplitude", "{store}/labels", "{store}/facies", "{store}/uncertainty"), ("{out}",),
-             client=False),
-        Step("export", cfg.ExportStep, cfg.ExportConfig, "export:zarr_to_segy", ("store", "out"),
-             ("{store}/{variable}",), ("{out}",)),
-    )
-}  # fmt: skip
+from .steps import STEPS, Step
 
 
 def load_workflow(

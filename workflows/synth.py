@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..pipeline.commit import staged
+from ..pipeline.commit import check_output, staged
 from ..pipeline.segy_write import write_cube
-from ..pipeline.store import check_output
 from ..pipeline.synth import make_synthetic_survey
 from .config import SynthConfig
 

@@ -22,17 +22,18 @@ from ..models.checkpoint import load_checkpoint, package_version, training_progr
 from ..models.checkpoint import load_model as _load_model
 from ..models.training import local_batch
 from ..pipeline import location
-from ..pipeline.commit import write_file, writes
+from ..pipeline.commit import check_folder_writable, write_file, writes
 from ..pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
-from ..pipeline.store import check_folder_writable, open_store, survey_record
+from ..pipeline.store import open_store
+from ..pipeline.survey import survey_record
 from .config import PatchesConfig, TrainConfig
 from .patches import fitting_patches
 from .ranks import (
     model_for,
     one_line,
     patch_attrs,
-    plan_shards,
     run_ranks,
+    shard_count,
     training_count,
 )
 
@@ -133,7 +134,7 @@ def train_model(
     model_for(config, attrs)  # options checked on the client, before any worker starts
     config = with_model_epochs(config)
     n_train = training_count(str(patches))
-    _check_batch(config, n_train, plan_shards(n_train, config.workers, config.shards))
+    _check_batch(config, n_train, shard_count(n_train, config.workers, config.shards))
     started = time.perf_counter()
     survey = _training_survey(attrs)
     result, restarts = _run_with_restarts(patches, out, config, client, run_id, survey)

@@ -53,7 +53,7 @@ _LAZY = {
     ),
     "list_models": "seisfacies.models",
     "register_model": "seisfacies.models.registry",
-    "open_trace_headers": "seisfacies.pipeline.store",
+    "open_trace_headers": "seisfacies.pipeline.trace_headers",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,0 +1,164 @@
+"""Every step of the chain, declared once: the command, the Python function and the workflow step.
+
+A row of :data:`STEPS` names the step's options (a config model of
+:mod:`.config`), its path arguments, the library function that runs it, what
+it reads and writes (for workflow re-runs), and the words that describe it.
+From that row :mod:`.cli` builds the ``seisfacies NAME`` command,
+:mod:`.api` builds the ``sf.<api_name>`` function, and :mod:`.run` validates
+and runs ``- NAME: {...}`` in a workflow file. A new step is a config model
+and a row here (and its ``sf.`` name in the top-level package's list, which
+a test checks).
+
+Only the standard library, pydantic and the config models are imported here:
+``seisfacies --help`` reads this table.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import create_model
+
+from . import config as cfg
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the chain, as plain data.
+
+    ``inputs`` and ``outputs`` are path templates filled from the step's
+    options (``"{store}/labels"``): a file, or a Zarr store or array folder.
+    """
+
+    name: str  # the command and the workflow-file key
+    config: type  # the options: a model of workflows/config.py
+    function: str  # "module:function" in seisfacies.workflows, imported when the step runs
+    arguments: tuple[str, ...]  # path arguments, passed before the config
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    summary: str  # one line: the command's help, the function's first docstring line
+    api_name: str  # the Python function: sf.<api_name>
+    argument_help: tuple[str, ...]  # one description per argument
+    returns: str  # what the summary dict holds
+    client: bool = True  # the function takes the Dask client
+    local_threads: bool = False  # without a scheduler the command runs tasks on threads, not a LocalCluster
+    metavars: tuple[str, ...] = ()  # the arguments' names on the command line (default: their names)
+    python_names: tuple[str, ...] = ()  # the arguments' names in the Python function (default: their names)
+    required: tuple[str, ...] = ()  # options the command line requires
+    option_paths: tuple[str, ...] = ()  # options (not arguments) that are paths too
+    resolve: str | None = None  # "module:function": the options as they will run (defaults filled in)
+    report: str | None = None  # "module:function": the summary as text for people (default key: value lines)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Option names that are paths (resolved against the workflow's folder)."""
+        return self.arguments + self.option_paths
+
+    @property
+    def model(self) -> type:
+        """A workflow step's options: the config's fields plus the path arguments, checked strictly."""
+        return _step_model(self.config, self.arguments)
+
+    def resolved(self, options) -> dict:
+        """The options as the step will run them: the command's own defaults filled in."""
+        if self.resolve is None:
+            return options.model_dump(mode="json")
+        return imported(self.resolve)(options)
+
+    def call(self, paths: list, config, client) -> dict:
+        """Run the library function on ``paths`` and a validated ``config``."""
+        function = imported(self.function)
+        return function(*paths, config, client) if self.client else function(*paths, config)
+
+    def run(self, options, client) -> dict:
+        """Run a workflow step from its validated step options."""
+        paths = [getattr(options, argument) for argument in self.arguments]
+        config = self.config(**options.model_dump(exclude=set(self.arguments)))
+        return self.call(paths, config, client)
+
+
+@functools.cache
+def _step_model(config: type, arguments: tuple[str, ...]) -> type:
+    name = config.__name__.removesuffix("Config") + "Step"
+    return create_model(name, __base__=config, **dict.fromkeys(arguments, (str, ...)))
+
+
+def imported(target: str) -> Callable:
+    """The function ``"module:name"`` of :mod:`seisfacies.workflows`, imported now.
+
+    Parameters
+    ----------
+    target : str
+        ``"module:name"``.
+
+    Returns
+    -------
+    callable
+    """
+    module, name = target.split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
+STORE = "A store written by `seisfacies ingest` (a path or URL)."
+STEPS: dict[str, Step] = {
+    step.name: step
+    for step in (
+        Step("synth", cfg.SynthConfig, "synth:write_synthetic_survey", ("out",),
+             (), ("{out}/seismic.sgy", "{out}/labels.sgy"),
+             "Write a synthetic labelled survey: OUT_DIR/seismic.sgy and OUT_DIR/labels.sgy.",
+             "synth", ("The folder to write.",), "The files written and the class names.", client=False,
+             metavars=("OUT_DIR",), python_names=("out_dir",)),
+        Step("ingest", cfg.IngestConfig, "ingest:segy_to_zarr", ("segy", "store"),
+             ("{segy}",), ("{store}/amplitude",),
+             "Ingest a post-stack SEG-Y file into a chunked Zarr v3 store.",
+             "ingest", ("The SEG-Y file (a path or URL).", "The store to write."),
+             "The geometry, sizes, formats and seconds.", local_threads=True),
+        Step("labels", cfg.LabelsConfig, "labels:attach_labels", ("store", "source"),
+             ("{source}", "{store}/amplitude"), ("{store}/labels",),
+             "Attach labels (SEG-Y volume, .npy, Zarr or CSV points) to a store.",
+             "attach_labels", (STORE, "The labels: a SEG-Y volume on the grid, .npy, Zarr or CSV points."),
+             "Labelled voxels per class and the labelled fraction."),
+        Step("patches", cfg.PatchesConfig, "patches:extract_patches", ("store", "patches"),
+             ("{store}/amplitude", "{store}/labels"), ("{patches}",),
+             "Cut class-balanced training patches from a labelled store.",
+             "extract_patches", (STORE + " With labels.", "The patch store to write."),
+             "Patch counts per split and class.", required=("kind",)),
+        Step("train", cfg.TrainConfig, "train:train_model", ("source", "model_path"),
+             ("{source}/x", "{source}/y", "{source}/amplitude", "{source}/labels"), ("{model_path}",),
+             "Train a model on a patch store (or a labelled store: patches are cut first).",
+             "train", ("A patch store, or a store with labels.", "The checkpoint to write."),
+             "Final losses and accuracies, epochs, seconds and file names.",
+             metavars=("SOURCE", "MODEL.pt"), resolve="train:resolved_settings"),
+        Step("predict", cfg.PredictConfig, "predict:predict_volume", ("store", "model_path"),
+             ("{model_path}", "{store}/amplitude"), ("{store}/facies",),
+             "Classify every voxel of a store with a trained model (writes `facies`).",
+             "predict", (STORE, "A checkpoint written by `seisfacies train`."),
+             "The variables written, the model and the voxels left unclassified.",
+             metavars=("STORE", "MODEL.pt")),
+        Step("evaluate", cfg.EvaluateConfig, "evaluate:evaluate_store", ("store",),
+             ("{store}/facies", "{store}/labels", "{truth}"), (),
+             "Pixel accuracy, mean class accuracy, mean IoU, FWIoU and the confusion matrix.",
+             "evaluate", (STORE + " With facies.",),
+             "The scores, per-class IoU and the confusion matrix.",
+             option_paths=("truth",), report="evaluate:report"),
+        Step("suggest", cfg.SuggestConfig, "suggest:suggest_inlines", ("store",),
+             ("{store}/uncertainty", "{store}/labels"), (),
+             "Name the inlines to label next: uncertain ones, away from labelled inlines and each other.",
+             "suggest", (STORE + " With uncertainty (`seisfacies predict --uncertainty`).",),
+             "`inlines` (best first), their `scores` and the `labelled_inlines` already labelled.",
+             client=False),
+        Step("plot", cfg.PlotConfig, "plot:plot_section", ("store", "out"),
+             ("{store}/amplitude", "{store}/labels", "{store}/facies", "{store}/uncertainty"), ("{out}",),
+             "Draw a section with the predicted facies (and the labels beside it).",
+             "plot", (STORE + " With facies.", "The PNG file to write."),
+             "The picture, the section and its panels.", client=False),
+        Step("export", cfg.ExportConfig, "export:zarr_to_segy", ("store", "out"),
+             ("{store}/{variable}",), ("{out}",),
+             "Write a store variable as SEG-Y with the source file's headers.",
+             "export", (STORE, "The SEG-Y file to write (a path or URL)."),
+             "The file written, the variable and its format."),
+    )
+}  # fmt: skip
