@@ -285,3 +285,53 @@ def test_block_geometry_covers_each_dim_a_model_looks_along():
     cnn3d = BlockGeometry.of({"patch": cube, "model_name": "cnn3d", "model_config": {"depth": 1}})
     assert set(cnn3d.halo) == set(dims) and set(cnn3d.grid.values()) == {2} and not cnn3d.pad_edges
     assert min(cnn3d.halo.values()) > 4  # the receptive field, not 8 // 2
+
+
+# ---------------------------------------------------------------- a block's geometry: one object, the same rule at each edge
+
+GEOMETRIES = {
+    "cnn2d with neighbours, smoothing": (
+        {"kind": "section", "size": 16, "orientations": ["inline"], "neighbours": 2},
+        "cnn2d",
+        {"depth": 2},
+        1,
+    ),
+    "cnn3d": ({"kind": "cube", "size": 8, "orientations": ["inline"]}, "cnn3d", {"depth": 1}, 0),
+    "mlp": ({"kind": "trace", "size": 12, "orientations": []}, "mlp", {}, 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GEOMETRIES))
+def test_block_geometry_reads_the_halo_on_the_grid_and_treats_both_edges_alike(name):
+    """Every block of a volume, in every dim: read and padded the way one rule says.
+
+    Its padded block starts on the grid and holds the block plus the halo (up
+    to the grid at the volume's edges for a fully convolutional model), and
+    the mirrored block of the mirrored volume is padded the mirrored way: no
+    edge of the volume is special.
+    """
+    from seisfacies.models.inference import BlockGeometry
+    from seisfacies.pipeline.blocks import aligned_halo_block
+
+    patch, model, config, smooth = GEOMETRIES[name]
+    sizes = {"inline": 23, "crossline": 19, "time": 37}
+    patch = {**patch, "volume_dims": list(sizes)}
+    geometry = BlockGeometry.of({"patch": patch, "model_name": model, "model_config": config}, smooth)
+    for dim, halo in geometry.halo.items():
+        grid, size = geometry.grid[dim], sizes[dim]
+        for start in range(size):
+            for stop in range(start + 1, size + 1):
+                read, pads, keep = aligned_halo_block({dim: slice(start, stop)}, geometry.halo, sizes, geometry.grid,
+                                                      pad_edges=geometry.pad_edges)  # fmt: skip
+                first = read[dim].start - pads[dim][0]
+                last = read[dim].stop + pads[dim][1]
+                assert first % grid == 0 and first + keep[dim].start == start, (dim, start, stop)
+                assert keep[dim].stop - keep[dim].start == stop - start
+                if geometry.pad_edges or 0 < start - halo:
+                    assert first <= start - halo
+                if geometry.pad_edges or stop + halo < size:
+                    assert last >= stop + halo
+                if grid == 1:  # the mirrored block of the mirrored volume: mirrored padding
+                    mirrored = aligned_halo_block({dim: slice(size - stop, size - start)}, geometry.halo, sizes,
+                                                  geometry.grid, pad_edges=geometry.pad_edges)  # fmt: skip
+                    assert mirrored[1][dim] == pads[dim][::-1]

@@ -155,7 +155,8 @@ def test_suggest_names_uncertain_inlines_spread_out_and_away_from_the_labels(syn
     result = CliRunner().invoke(cli, ["suggest", str(store), "--count", "2", "--json"])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output)
-    assert set(answer) == {"inlines", "scores"}
+    assert set(answer) == {"inlines", "scores", "labelled_inlines"}
+    assert answer["labelled_inlines"] == [int(numbers[32])]
     # the second fills the widest gap left (between 7 and 32), not beside the first or the label
     assert answer["inlines"] == [int(numbers[7]), int(numbers[20])]
     assert 1 >= answer["scores"][0] > answer["scores"][1] > 0
