@@ -260,6 +260,31 @@ def prediction_process_row(work: Path, shape, model: Path) -> Row:
     )
 
 
+def chain_rows(work: Path, shapes: list, epochs: int) -> list[Row]:
+    """The whole chain as whole processes: `seisfacies run` against one plain script (benchmarks/chain.py)."""
+    from chain import run_case
+
+    rows = []
+    for shape in shapes:
+        folder = work / f"chain-{'x'.join(map(str, shape))}"
+        folder.mkdir()
+        case = run_case(folder, shape, epochs)
+        steps = ", ".join(f"{name} {seconds:g}" for name, seconds in case["ours_steps"].items())
+        rows.append(
+            Row(
+                "whole chain, ingest to facies",
+                "one plain script: segyio cube, NumPy crops, PyTorch loop, whole sections, to_zarr",
+                1 / case["ours"],
+                1 / case["plain"],
+                "runs/s",
+                ">= 1x",
+                f"{shape}, {epochs} epochs; {case['ours']} s vs {case['plain']} s; ours by step: {steps}; "
+                f"mIoU {case['ours_iou']} vs {case['plain_iou']}",
+            )
+        )
+    return rows
+
+
 def markdown(rows: list[Row]) -> str:
     lines = [
         "| step | baseline (same run) | baseline | seisfacies | ratio | target | context |",
@@ -289,6 +314,9 @@ def main() -> None:
         rows.append(prediction_row(work, (96, 96, 128), 1 if quick else 8))
         big = (96, 96, 128) if quick else (256, 256, 384)
         rows.append(prediction_process_row(work, big, work / "predict" / "cnn2d.pt"))
+        rows += chain_rows(
+            work, [(64, 64, 96)] if quick else [(96, 96, 128), (192, 192, 128)], 1 if quick else 3
+        )
     finally:
         table = markdown(rows)
         print(table)
