@@ -6,7 +6,9 @@ Relative paths are resolved against the workflow's folder. A step is skipped
 (unless ``force``) only when it last ran with the same settings on the same
 versions of its inputs and its outputs are complete and untouched since; a
 digest of both is recorded in ``.NAME.steps.json`` beside the run record. A
-step that runs changes its outputs, so every step downstream runs too.
+step that runs changes its outputs, so every step downstream runs too. A
+step whose outputs someone replaced since with whole ones of their own (say,
+labels on more inlines) is kept rather than redone, and what reads them runs.
 """
 
 from __future__ import annotations
