@@ -153,7 +153,8 @@ class BlockGeometry:
             return cls({dims[2]: half}, {dims[2]: 1}, None, not entry.dense)
         if patch["kind"] == "cube":
             return cls(dict.fromkeys(dims, half), dict.fromkeys(dims, multiple), None, not entry.dense)
-        across, normal = [dim for dim in dims[:2] if dim != section_normal(patch)][0], section_normal(patch)
+        normal = section_normal(patch)
+        across = dims[1] if normal == dims[0] else dims[0]
         halo, grid = {across: half, dims[2]: half}, {across: multiple, dims[2]: multiple}
         reach = patch.get("neighbours", 0) + (smooth if entry.dense else 0)
         if reach:  # sections are never down-sampled across: both ends repeat the last one

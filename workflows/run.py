@@ -272,8 +272,8 @@ def step_state(step: Step, options) -> dict:
     }
 
 
-def up_to_date(step: Step, options, recorded: dict | None) -> bool:
-    """True when the step last ran with these settings and inputs and its outputs are untouched.
+def rerun_decision(step: Step, options, recorded: dict | None) -> tuple[str, dict, dict]:
+    """Whether a step runs again, from what it last recorded; each input and output fingerprinted once.
 
     Parameters
     ----------
@@ -286,40 +286,21 @@ def up_to_date(step: Step, options, recorded: dict | None) -> bool:
 
     Returns
     -------
-    bool
-        Whether running it again would give what is already there.
+    tuple
+        ``"skip"`` (same settings and inputs, outputs whole and untouched: running it
+        again would give what is there), ``"keep"`` (the same, but someone replaced
+        the outputs since with whole ones of their own, say labels on more inlines:
+        a missing or half-written output is never that) or ``"run"``; then the
+        step's current settings and inputs, and its outputs' fingerprints.
     """
-    if not recorded or {k: recorded.get(k) for k in ("settings", "inputs")} != step_state(step, options):
-        return False
-    outputs = _fingerprints(step.outputs, options)
-    if not all(version is not None and _complete(path) for path, version in outputs.items()):
-        return False
-    return recorded.get("outputs") == outputs
-
-
-def changed_by_hand(step: Step, options, recorded: dict | None) -> bool:
-    """True when the step would give what it gave last time, but its outputs were changed since, whole.
-
-    Parameters
-    ----------
-    step : Step
-        The command.
-    options : pydantic.BaseModel
-        Its validated options.
-    recorded : dict, optional
-        What was recorded when it last ran.
-
-    Returns
-    -------
-    bool
-        Whether someone replaced the outputs with complete ones of their own (say, labelled
-        more inlines): a missing or half-written output is never that.
-    """
-    if not recorded or {k: recorded.get(k) for k in ("settings", "inputs")} != step_state(step, options):
-        return False
-    outputs = _fingerprints(step.outputs, options)
+    now, outputs = step_state(step, options), _fingerprints(step.outputs, options)
+    same = bool(recorded) and {k: recorded.get(k) for k in ("settings", "inputs")} == now
     whole = all(version is not None and _complete(path) for path, version in outputs.items())
-    return bool(outputs) and whole and recorded.get("outputs") != outputs
+    if not (same and whole):
+        return "run", now, outputs
+    if recorded.get("outputs") == outputs:
+        return "skip", now, outputs
+    return ("keep" if outputs else "run"), now, outputs
 
 
 def required_workers(steps: list) -> int:
@@ -409,21 +390,21 @@ def _run_steps(name, path, steps, client, force, folder, state_path, record, ech
     results, started = [], time.perf_counter()
     for number, (step, options) in enumerate(steps, start=1):
         key = f"{number}:{step.name}"
-        if not force and up_to_date(step, options, state.get(key)):
+        decision, before, outputs = rerun_decision(step, options, state.get(key))
+        if not force and decision == "skip":
             echo(f"[{step.name}] up to date, skipped")
             results.append({"step": step.name, "status": "skipped", "summary": state[key].get("summary")})
             continue
-        if not force and changed_by_hand(step, options, state.get(key)):
+        if not force and decision == "keep":
             # the user's edit (more labels, a prediction with probabilities) wins over redoing the step
             echo(f"[{step.name}] outputs changed since this workflow wrote them: kept (--force redoes it)")
-            state[key] = {**state[key], "outputs": _fingerprints(step.outputs, options)}
+            state[key] = {**state[key], "outputs": outputs}
             _write_json(state_path, state)
             results.append({"step": step.name, "status": "kept", "summary": state[key].get("summary")})
             continue
         echo(f"[{step.name}] running")
         clock = time.perf_counter()
-        before = step_state(step, options)
-        existing = any(version is not None for version in _fingerprints(step.outputs, options).values())
+        existing = any(version is not None for version in outputs.values())
         if "overwrite" in type(options).model_fields:
             options = options.model_copy(update={"overwrite": options.overwrite or existing or force})
         state.pop(key, None)
