@@ -1,6 +1,6 @@
 """Quality benchmark: facies from few labels, trustworthy probabilities, where to label next.
 
-Run: python benchmarks/quality.py [--seeds test|tuning] [--before] [--only surveys|demo|suggest]
+Run: python benchmarks/quality.py [--seeds test|tuning] [--before] [--only surveys|attributes|demo|suggest]
                                   [--quick] [--markdown F] [--plot F] [--json F]
 
 Every survey is synthetic (seisfacies.pipeline.synth) with its own seed, noise
@@ -17,6 +17,9 @@ for comparison. Surveys are 96 x 96 x 192, the size issue 18 measured on.
 * hard: SNR 1.5 (noise std = amplitude std / 1.5), 4 of 96 inlines labelled (4 %);
 * standard: the synthetic survey's usual noise, 1 inline in 8 labelled;
 * demo: the demo's survey and its five labelled inlines, trained with each seed;
+* attributes: the hard and standard surveys again, trained on the amplitude and
+  its envelope (``seisfacies attributes``, ``--inputs amplitude,envelope``):
+  whether a second input helps, against the default in the same run;
 * suggest: a hard survey with 3 labelled inlines, then 3 more chosen by
   ``seisfacies suggest`` or evenly spaced (each farthest from every labelled
   one); mIoU on the inlines labelled in neither.
@@ -102,18 +105,27 @@ BEFORE_TRAIN = {"epochs": 12, "model_options": {"depth": 2}}
 BEFORE_PREDICT = {"mirror": False, "smooth": 0}
 
 
-def train_and_predict(folder: Path, inlines: list[int], seed: int, before: bool = False) -> dict:
-    """Label ``inlines`` (indices), train with the defaults (or the old ones), predict; returns seconds."""
+#: The inputs the attributes part trains on: the amplitude and its envelope.
+ATTRIBUTE_INPUTS = ("amplitude", "envelope")
+
+
+def train_and_predict(
+    folder: Path, inlines: list[int], seed: int, before: bool = False, inputs: tuple[str, ...] | None = None
+) -> dict:
+    """Label ``inlines`` (indices), train with the defaults (or the old ones, or more inputs), predict."""
     store = folder / "seismic.zarr"
     numbers = [FIRST_INLINE + i for i in inlines]
     sf.attach_labels(store, str(folder / "labels.sgy"), inlines=numbers, overwrite=True)
     started = time.perf_counter()
+    if inputs:  # the attributes are part of the cost
+        sf.add_attributes(store, add=tuple(name for name in inputs if name not in ("amplitude", "depth")))
     source = store
     if before:
         source = folder / "patches.zarr"
         config, _ = fitting_patches("cnn2d", tuple(zarr.open_array(str(store / "amplitude"), mode="r").shape))
         extract_patches(store, source, config.model_copy(update={"neighbours": 0, "overwrite": True}))
-    sf.train(source, folder / "model.pt", seed=seed, overwrite=True, **(BEFORE_TRAIN if before else {}))
+    extra = BEFORE_TRAIN if before else {"inputs": inputs} if inputs else {}
+    sf.train(source, folder / "model.pt", seed=seed, overwrite=True, **extra)
     trained = time.perf_counter()
     options = BEFORE_PREDICT if before else {}
     sf.predict(store, folder / "model.pt", probabilities=True, uncertainty=True, overwrite=True, **options)
@@ -171,12 +183,13 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def survey_run(work: Path, survey: Survey, seed: int, shape, before: bool = False) -> dict:
+def survey_run(work: Path, survey: Survey, seed: int, shape, before: bool = False, inputs=None) -> dict:
     """One survey, one seed: the survey's own seed and the training seed are both ``seed``."""
     folder = write_survey(work / f"{survey.name}-{seed}", seed, survey.noise, shape)
     inlines = even_inlines(survey.labelled, shape[0])
-    seconds = train_and_predict(folder, inlines, seed, before)
+    seconds = train_and_predict(folder, inlines, seed, before, inputs)
     name = f"{survey.name} (before)" if before else survey.name
+    name = f"{name} (+{'+'.join(inputs[1:])})" if inputs else name
     result = {"survey": name, "seed": seed, "labelled": f"{len(inlines)} of {shape[0]}", **seconds}
     result.update(measure(folder, inlines))
     shutil.rmtree(folder, ignore_errors=True)
@@ -232,7 +245,16 @@ def summary_table(runs: list[dict], curve: list[dict], seeds: tuple[int, ...]) -
         "| train + predict s |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in ("hard (before)", "hard", "standard (before)", "standard", "demo"):
+    extra = "+".join(ATTRIBUTE_INPUTS[1:])
+    names = (
+        "hard (before)",
+        "hard",
+        f"hard (+{extra})",
+        "standard (before)",
+        "standard",
+        f"standard (+{extra})",
+    )
+    for name in (*names, "demo"):
         rows = [run for run in runs if run["survey"] == name]
         if rows:
             snr = ", SNR 1.5" if name.startswith("hard") else ""
@@ -296,7 +318,10 @@ def main() -> None:
     parser.add_argument("--seeds", choices=("test", "tuning"), default="test", help="Which seed list.")
     parser.add_argument("--quick", action="store_true", help="Small surveys, one seed: a smoke run.")
     parser.add_argument(
-        "--only", choices=("surveys", "demo", "suggest"), action="append", help="Parts to run."
+        "--only", choices=("surveys", "attributes", "demo", "suggest"), action="append", help="Parts to run."
+    )
+    parser.add_argument(
+        "--survey", choices=[survey.name for survey in SURVEYS], action="append", help="Surveys to run (all)."
     )
     parser.add_argument("--before", action="store_true", help="Also run the surveys with the old defaults.")
     parser.add_argument("--markdown", type=Path, help="Also write the tables to this file.")
@@ -306,15 +331,21 @@ def main() -> None:
     seeds = TEST_SEEDS if args.seeds == "test" else TUNING_SEEDS
     shape = (48, 48, 64) if args.quick else SHAPE
     seeds = seeds[:1] if args.quick else seeds
-    parts = args.only or ["surveys", "demo", "suggest"]
+    parts = args.only or ["surveys", "attributes", "demo", "suggest"]
+    surveys = [survey for survey in SURVEYS if not args.survey or survey.name in args.survey]
     work = Path(tempfile.mkdtemp(prefix="seisfacies-quality-"))
     runs, curve = [], []
     try:
         for seed in seeds:
             if "surveys" in parts:
-                runs += [_echo(survey_run(work, survey, seed, shape)) for survey in SURVEYS]
+                runs += [_echo(survey_run(work, survey, seed, shape)) for survey in surveys]
                 if args.before:
-                    runs += [_echo(survey_run(work, survey, seed, shape, before=True)) for survey in SURVEYS]
+                    runs += [_echo(survey_run(work, survey, seed, shape, before=True)) for survey in surveys]
+            if "attributes" in parts:
+                runs += [
+                    _echo(survey_run(work, survey, seed, shape, inputs=ATTRIBUTE_INPUTS))
+                    for survey in surveys
+                ]
             if "demo" in parts:
                 runs.append(_echo(demo_run(work, seed, args.quick)))
             if "suggest" in parts:

@@ -1,6 +1,6 @@
 """Quality on real seismic only: F3 lines, TGS Salt, MalenoV's F3 points; each against a plain U-Net.
 
-    python benchmarks/real.py [--only f3,salt,malenov] [--seeds 0] [--markdown F] [--json F]
+    python benchmarks/real.py [--only f3,salt,malenov,interpretation] [--seeds 0] [--markdown F] [--json F]
 
 Every row goes through seisfacies as a user would (the Python API, defaults
 unless the data needs otherwise, said beside the row) and, in the same run, a
@@ -15,6 +15,9 @@ random 64 x 64 crops with flips) trained on the same data for the same time.
 * ``salt``: TGS Salt (real 101 x 101 sections with salt masks), brought with
   the session tool ``fetch github:BloodAxe/Kaggle-Salt`` (``data/train``):
   train on a fixed subset, salt IoU on a held-out split.
+* ``interpretation``: on the F3 lines, labels made from horizons (the benchmark's
+  unit tops picked from its labels, imported, ``labels --between``) and the
+  envelope as a second input, each beside the default in the same run.
 * ``malenov``: MalenoV's F3 points (``fetch github:crild/facies_net``,
   ``class_addresses/multi_*_ilxl.pts``: nine texture classes on inline 339,
   with the real 8-bit amplitude): train on alternate crossline blocks, score
@@ -39,6 +42,7 @@ from torch import nn
 
 import seisfacies as sf
 from seisfacies.models.calibration import expected_calibration_error
+from seisfacies.pipeline.horizons import picks_text
 from seisfacies.pipeline.metrics import confusion_matrix, scores
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -210,6 +214,105 @@ def f3_rotations(work: Path, seeds: tuple[int, ...], train_on: tuple[str, ...] =
     return runs
 
 
+def f3_boundaries(labels: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Where each class begins in each trace: the horizons an interpreter picked to make these labels.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(crossline, sample)`` classes, shallow classes first.
+    times : numpy.ndarray
+        The samples' times.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(classes - 1, 1, crossline)``: when class ``c`` or a deeper one starts; where none
+        does, the unit lies below the data and its top is picked at the last sample.
+
+    >>> f3_boundaries(np.array([[0, 0, 1, 2], [0, 1, 1, 1]]), np.array([0.0, 4.0, 8.0, 12.0]))[:3, 0].tolist()
+    [[8.0, 4.0], [12.0, 12.0], [12.0, 12.0]]
+    """
+    deeper = labels[None] >= np.arange(1, len(F3_CLASSES))[:, None, None]
+    first = deeper.argmax(axis=-1)
+    return np.where(deeper.any(axis=-1), times[first], times[-1])[:, None]
+
+
+def f3_interpretation(work: Path, seeds: tuple[int, ...], train_on: tuple[str, ...] = ()) -> dict[str, list]:
+    """Labels from horizons, and the envelope as a second input, on the F3 lines; the default beside them.
+
+    Each line's benchmark labels are turned into the five horizons between its
+    six units (:func:`f3_boundaries`), imported with ``seisfacies horizons``
+    and labelled back with ``labels --between``; then each rotation trains on
+    the benchmark labels (the default), on the horizon labels, and on the
+    benchmark labels with ``--inputs amplitude,envelope``.
+    """
+    lines = sorted(F3_LINES.glob("f3_line?.sgy"))
+    names = [f"{F3_CLASSES[c]}_top" for c in range(1, len(F3_CLASSES))]
+    stores, horizon_stores, agreement = {}, {}, []
+    for line in lines:
+        truth_file = line.with_name(f"{line.stem}_labels.sgy")
+        for folder, kind in ((stores, ""), (horizon_stores, "-horizons")):
+            store = work / f"{line.stem}{kind}.zarr"
+            sf.ingest(line, store)
+            sf.add_attributes(store, add=("envelope",))
+            folder[line.stem] = store
+        sf.attach_labels(stores[line.stem], truth_file, classes=",".join(F3_CLASSES))
+        dataset = sf.open_store(stores[line.stem])
+        truth = _section(truth_file).astype(np.int64)
+        surfaces = f3_boundaries(truth, dataset.time.values)
+        picks = work / f"{line.stem}-horizons.txt"
+        picks.write_text(picks_text(surfaces, names, dataset.inline.values, dataset.crossline.values))
+        sf.import_horizons(horizon_stores[line.stem], picks, columns="name,inline,crossline,time")
+        sf.attach_labels(horizon_stores[line.stem], between=tuple(names), classes=",".join(F3_CLASSES))
+        labels = sf.open_store(horizon_stores[line.stem], require=("labels",)).labels.values[0]
+        agreement.append({"line": line.stem, "agreement": float((labels == truth).mean())})
+        print(json.dumps(agreement[-1]), flush=True)
+    truth = {name: _section(F3_LINES / f"{name}_labels.sgy").astype(np.int64) for name in stores}
+    variants = {
+        "benchmark labels, amplitude (the default)": (stores, {}),
+        "labels from horizons (labels --between)": (horizon_stores, {}),
+        "benchmark labels, --inputs amplitude,envelope": (stores, {"inputs": ("amplitude", "envelope")}),
+    }
+    rows: dict[str, list] = {"horizon labels = benchmark labels": agreement}
+    for variant, (sources, options) in variants.items():
+        rows[variant] = []
+        for seed in seeds:
+            for trained_on in stores:
+                if train_on and trained_on not in train_on:
+                    continue
+                model = work / f"{trained_on}-{seed}-{len(rows)}.pt"
+                started = time.perf_counter()
+                sf.train(sources[trained_on], model, seed=seed, overwrite=True, **options)
+                seconds = round(time.perf_counter() - started, 1)
+                others = [name for name in stores if name != trained_on]
+                predicted = []
+                for name in others:
+                    sf.predict(stores[name], model, overwrite=True)
+                    predicted.append(sf.open_store(stores[name], require=("facies",)).facies.values[0])
+                result = pooled([truth[n] for n in others], predicted, len(F3_CLASSES))
+                rows[variant].append({"trained_on": trained_on, "seed": seed, "seconds": seconds, **result})
+                print(json.dumps({"variant": variant, **rows[variant][-1]}, default=float), flush=True)
+    return rows
+
+
+def interpretation_table(rows: dict[str, list]) -> str:
+    """The interpretation rows: horizon labels' agreement, then mIoU and PA of each variant."""
+    agreement = rows.get("horizon labels = benchmark labels", [])
+    lines = [
+        "| F3 lines (train one, predict the other two) | mIoU | PA | train s |",
+        "|---|---|---|---|",
+    ]
+    for name, runs in rows.items():
+        if runs and "miou" in runs[0]:
+            cells = [spread([r["miou"] for r in runs]), spread([r["pa"] for r in runs])]
+            lines.append(f"| {name} | {' | '.join(cells)} | {np.mean([r['seconds'] for r in runs]):.0f} |")
+    if agreement:
+        share = ", ".join(f"{row['line']} {row['agreement']:.4f}" for row in agreement)
+        lines.append(f"\nHorizon labels equal the benchmark's on these shares of the voxels: {share}.")
+    return "\n".join(lines)
+
+
 def _section(path: Path) -> np.ndarray:
     """The one inline of a one-line SEG-Y file: (crossline, sample)."""
     return segyio.tools.cube(str(path))[0]
@@ -366,7 +469,7 @@ def table(rows: dict[str, list[dict]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="f3,salt,malenov")
+    parser.add_argument("--only", default="f3,salt,malenov,interpretation")
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--f3-train-on", default="", help="F3 rotations to run, e.g. f3_line3 (default: all)")
     parser.add_argument("--markdown", type=Path)
@@ -376,27 +479,31 @@ def main() -> None:
     train_on = tuple(name for name in args.f3_train_on.split(",") if name)
     work = Path(tempfile.mkdtemp(prefix="seisfacies-real-"))
     rows: dict[str, list[dict]] = {}
-    if "f3" in args.only:
+    parts = args.only.split(",")
+    interpretation = {}
+    if "f3" in parts:
         if F3_LINES.is_dir():
             rows["F3 lines (train one, predict the other two)"] = f3_rotations(work / "f3", seeds, train_on)
         else:
             print(f"skipped F3 lines: {F3_LINES} is not here (the shared data folder beside the project)")
-    if "salt" in args.only:
+    if "salt" in parts:
         if (SALT / "train" / "images").is_dir():
             rows["TGS Salt (train fold 1, score fold 0)"] = salt_runs(work / "salt", seeds)
         else:
             print(f"skipped TGS Salt: {SALT} is not here; {SALT_HOWTO}")
-    if "malenov" in args.only:
+    if "malenov" in parts:
         if list(MALENOV.glob("multi_*_ilxl.pts")):
             rows["MalenoV F3 points (alternate crossline blocks)"] = malenov_runs(work / "malenov", seeds)
         else:
             print(f"skipped MalenoV: no points in {MALENOV}; {MALENOV_HOWTO}")
-    report = table(rows)
+    if "interpretation" in parts and F3_LINES.is_dir():
+        interpretation = f3_interpretation(work / "interpretation", seeds, train_on)
+    report = table(rows) + ("\n\n" + interpretation_table(interpretation) if interpretation else "")
     print(report)
     if args.markdown:
         args.markdown.write_text(report + "\n")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2, default=float))
+        args.json.write_text(json.dumps({**rows, **interpretation}, indent=2, default=float))
 
 
 if __name__ == "__main__":

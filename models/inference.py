@@ -314,6 +314,7 @@ def classify_block(
     options: InferenceOptions,
     dtype=np.int16,
     depth: np.ndarray | None = None,
+    extras: np.ndarray | None = None,
 ) -> BlockOutput:
     """Classify the ``keep`` part of a normalised, padded block.
 
@@ -335,6 +336,10 @@ def classify_block(
     depth : numpy.ndarray, optional
         The ``depth`` input of the block's vertical samples (:func:`relative_depth`),
         for a model trained with it: an extra channel after the amplitude's.
+    extras : numpy.ndarray, optional
+        ``(inputs, inline, crossline, vertical)``: the other inputs (attributes)
+        of the same block, normalised, for a model trained with them: channels
+        after the amplitude's (and its neighbours'), before depth.
 
     Returns
     -------
@@ -351,8 +356,11 @@ def classify_block(
     dense = model_entry(payload["model_name"]).dense
     if depth is not None:
         depth = _source(depth, options) if dense else depth
+    if extras is not None:
+        extras = _source(extras, options)
     if kind == "cube":
-        logits = forward(_with_depth(_source(block, options)[None, None], depth))[0][(slice(None), *keep)]
+        inputs = _with_extras(_source(block, options)[None, None], None if extras is None else extras[None])
+        logits = forward(_with_depth(inputs, depth))[0][(slice(None), *keep)]
         output.put((slice(None),) * 3, logits, class_axis=0)
     elif kind == "trace":
         _trace_windows(forward, block, keep, size, output, options.batch_size)
@@ -361,7 +369,15 @@ def classify_block(
         source = _source(block, options) if dense else block  # patch centres are cut on the host
         batch = _section_batch(block, options, inline, dense)
         neighbours = payload["patch"].get("neighbours", 0)
-        _sections(forward, source, keep, output, batch, inline, dense, size, neighbours, options, depth)
+        if extras is not None and not inline:  # in the sections' order, as the block is
+            extras = (
+                extras.permute(0, 2, 1, 3)
+                if isinstance(extras, torch.Tensor)
+                else extras.transpose(0, 2, 1, 3)
+            )
+        _sections(
+            forward, source, keep, output, batch, inline, dense, size, neighbours, options, depth, extras
+        )
     return output
 
 
@@ -411,13 +427,17 @@ def _sections(
     neighbours: int,
     options: InferenceOptions,
     depth=None,
+    extras=None,
 ) -> None:
-    """Inline (or crossline) sections of the block, a batch of sections at a time."""
+    """Inline (or crossline) sections of the block, a batch of sections at a time.
+
+    ``extras`` are the other inputs, ``(input, section, across, vertical)``, already in the sections' order.
+    """
     sections = block if inline else _swap_inline_crossline(block)  # (section, across, vertical)
     along, across = (keep[0], keep[1]) if inline else (keep[1], keep[0])
     if dense:
         batches = _dense_batches(
-            forward, sections, along, (across, keep[2]), batch, neighbours, options, depth
+            forward, sections, along, (across, keep[2]), batch, neighbours, options, depth, extras
         )
     else:
         batches = _centre_batches(forward, sections, along, (across, keep[2]), batch, size)
@@ -437,7 +457,15 @@ def _centre_batches(forward, sections, along: slice, window: tuple, batch: int, 
 
 
 def _dense_batches(
-    forward, sections, along: slice, window: tuple, batch: int, neighbours: int, options, depth=None
+    forward,
+    sections,
+    along: slice,
+    window: tuple,
+    batch: int,
+    neighbours: int,
+    options,
+    depth=None,
+    extras=None,
 ):
     """``(rows, logits)`` of the kept sections, each averaged with ``options.smooth`` sections on each side.
 
@@ -452,7 +480,10 @@ def _dense_batches(
     held, first_held, next_out = [], low, along.start  # held: logits of sections first_held, ...
     for first in range(low, high, batch):
         last = min(first + batch, high)
-        inputs = _with_depth(_with_neighbours(sections, first, last, neighbours), depth)
+        inputs = _with_neighbours(sections, first, last, neighbours)
+        inputs = _with_depth(
+            _with_extras(inputs, None if extras is None else _batch_first(extras[:, first:last])), depth
+        )
         logits = _mirror_average(forward, inputs) if options.mirror else forward(inputs)
         held.extend(logits[:, :, window[0], window[1]])
         ready = along.stop if last == high else min(last - reach, along.stop)
@@ -479,6 +510,20 @@ def _mirror_average(forward, inputs) -> torch.Tensor:
     """
     mirrored = inputs.flip(-2) if isinstance(inputs, torch.Tensor) else np.flip(inputs, -2)
     return (forward(inputs) + forward(mirrored).flip(-2)) / 2
+
+
+def _batch_first(extras):
+    """``(input, batch, ...)`` -> ``(batch, input, ...)``."""
+    return extras.transpose(0, 1) if isinstance(extras, torch.Tensor) else np.swapaxes(extras, 0, 1)
+
+
+def _with_extras(inputs, extras):
+    """``inputs`` ``(batch, channel, ...)`` with the other inputs ``(batch, input, ...)`` as more channels."""
+    if extras is None:
+        return inputs
+    if isinstance(inputs, torch.Tensor):
+        return torch.cat([inputs, torch.as_tensor(extras, device=inputs.device).to(inputs.dtype)], dim=1)
+    return np.concatenate([inputs, extras.astype(inputs.dtype, copy=False)], axis=1)
 
 
 def _with_depth(inputs, depth):

@@ -95,6 +95,8 @@ def to_tensors(
     std: float,
     stacked: bool = False,
     depth: np.ndarray | None = None,
+    extras: np.ndarray | None = None,
+    extra_statistics: list[tuple[float, float]] = (),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Patch arrays -> the model's input (normalised, channel axis) and targets (-1 ignored).
 
@@ -113,6 +115,11 @@ def to_tensors(
     depth : numpy.ndarray, optional
         ``(N, vertical)``: the ``depth`` input of each patch's samples
         (:func:`~seisfacies.models.inference.relative_depth`), added as the last channel.
+    extras : numpy.ndarray, optional
+        ``(N, E, ...)`` raw windows of other inputs (attributes), added as
+        channels after the amplitude's; not changed.
+    extra_statistics : list of (float, float)
+        Each extra input's training mean and std.
 
     Returns
     -------
@@ -129,6 +136,11 @@ def to_tensors(
     normalise_finite(x, mean, std)
     entry = model_entry(model_name)
     x = x[:, None] if entry.channel_axis and not stacked else x
+    if extras is not None and extras.shape[1]:
+        extras = extras.astype(np.float32)
+        for channel, (extra_mean, extra_std) in enumerate(extra_statistics):
+            normalise_finite(extras[:, channel], extra_mean, extra_std)
+        x = np.concatenate([x, extras], axis=1)
     if depth is not None:  # varies along the last (vertical) axis only
         shape = (len(x), 1, *x.shape[2:])
         x = np.concatenate(

@@ -866,6 +866,25 @@ def finished_variables(dataset, names: tuple[str, ...]) -> list[str]:
 # ---------------------------------------------------------------- before any work: may the output be written?
 
 
+def check_new_variables(path: str | os.PathLike, dataset, names: tuple[str, ...], overwrite: bool) -> None:
+    """Refuse to replace variables a store already holds whole, unless ``overwrite``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The store, for the message.
+    dataset : xarray.Dataset
+        The store, opened.
+    names : tuple of str
+        The variables about to be written.
+    overwrite : bool
+        Whether replacing them was asked for.
+    """
+    existing = finished_variables(dataset, tuple(names))
+    if existing and not overwrite:
+        raise StoreError(f"{path}: the store already has {existing[0]!r}; pass --overwrite to replace it")
+
+
 def check_output(path: str | os.PathLike, overwrite: bool, what: str = "store") -> str:
     """Refuse to replace an existing output unless ``overwrite`` (mdio's rule).
 

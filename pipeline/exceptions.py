@@ -39,3 +39,7 @@ class ModelError(SeisFaciesError):
 
 class ClusterError(SeisFaciesError):
     """The Dask cluster could not be reached or lost work it cannot recover."""
+
+
+class HorizonError(SeisFaciesError):
+    """A horizon pick file does not fit the store: off the grid, outside its range, crossing."""

@@ -19,6 +19,8 @@ from . import location
 from . import segy_format as fmt
 from .blocks import Region
 from .exceptions import LabelError
+from .horizons import check_between, default_interval_names, interval_classes
+from .regions import read_region
 from .segy import SegyLayout, read_block, scan_survey
 
 UNLABELLED = -1
@@ -38,6 +40,8 @@ class LabelSource:
     array_path: str | None = None  # inside a Zarr store
     points: np.ndarray | None = None  # (n, 4) int64: i, j, k, class
     class_names: tuple[str, ...] = field(default_factory=tuple)  # found in the source
+    horizon_rows: tuple[int, ...] = ()  # horizons: their indices in the store's ``horizon`` dim
+    vertical: np.ndarray | None = None  # horizons: the store's sample times or depths
 
 
 def class_names_from_text(text: str) -> tuple[str, ...]:
@@ -120,6 +124,46 @@ def open_label_source(
     if (path / "zarr.json").exists() or (path / ".zarray").exists() or (path / ".zgroup").exists():
         return _zarr_source(path, shape, unlabelled)
     raise LabelError(f"{path}: unknown label source; expected .sgy/.segy, .npy, .csv or a Zarr array/store")
+
+
+def horizon_source(path: str, store, names: list[str], class_names: tuple[str, ...] = ()) -> LabelSource:
+    """Labels from the intervals between horizons of the store itself (``labels --between``).
+
+    Parameters
+    ----------
+    path : str
+        The store's path or URL (read by the tasks).
+    store : xarray.Dataset
+        The store, opened, with ``horizons``.
+    names : list of str
+        The bounding horizons, shallow to deep.
+    class_names : tuple of str
+        The intervals' names (``len(names) + 1``), or empty for names made from the horizons'.
+
+    Returns
+    -------
+    LabelSource
+    """
+    known = [str(name) for name in store.horizon.values]
+    missing = [name for name in names if name not in known]
+    if missing or len(set(names)) != len(names):
+        problem = f"{missing[0]!r} is not a horizon of the store" if missing else "a horizon is named twice"
+        raise LabelError(f"option --between: {problem} (horizons: {', '.join(known)})")
+    if class_names and len(class_names) != len(names) + 1:
+        raise LabelError(
+            f"option --classes: {len(names)} horizons bound {len(names) + 1} intervals; "
+            f"give {len(names) + 1} names, shallow to deep"
+        )
+    rows = tuple(known.index(name) for name in names)
+    check_between(store.horizons.isel(horizon=list(rows)).values, names, path)
+    vertical = store[store.amplitude.dims[-1]].values
+    return LabelSource(
+        "horizons",
+        path,
+        class_names=class_names or default_interval_names(names),
+        horizon_rows=rows,
+        vertical=vertical,
+    )
 
 
 def _remote_source(url: str, store, unlabelled) -> LabelSource:
@@ -277,6 +321,11 @@ def read_labels(source: LabelSource, region: Region) -> np.ndarray:
         return values
     if source.kind == "npy":
         return np.asarray(np.load(source.path, mmap_mode="r")[key], dtype=np.float64)
+    if source.kind == "horizons":
+        lateral = {"horizon": slice(None), "inline": key[0], "crossline": key[1]}
+        surfaces = read_region(source.path, "horizons", lateral)[list(source.horizon_rows)]
+        classes = interval_classes(surfaces, source.vertical[key[2]])
+        return np.where(classes < 0, np.inf, classes.astype(np.float64))
     if source.kind == "zarr":
         import zarr
 

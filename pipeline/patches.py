@@ -44,6 +44,7 @@ class PatchSpec:
     dense: bool
     neighbours: int = 0  # section patches: sections on each side given as input channels
     vertical_block: int = 0  # split blocks along the vertical axis too (0: blocks hold whole traces)
+    attributes: tuple[str, ...] = ()  # store variables cut beside the amplitude as input channels
 
     def extent(self, orientation: str) -> tuple[int, int, int]:
         """Window extent along (inline, crossline, vertical).

@@ -6,7 +6,9 @@ Layout (the contract users and later steps rely on; see docs/store.md):
 * ``cdp_x``, ``cdp_y`` float64 and ``trace_mask`` bool ``(inline, crossline)``
 * ``trace_headers`` uint8 ``(inline, crossline, header_byte)``: the raw 240 bytes
 * ``trace_index`` int64 ``(inline, crossline)``: trace number in the source, -1 if none
-* later steps add ``labels``, ``facies``, ``probability`` and ``uncertainty``.
+* later steps add ``labels``, ``facies``, ``probability`` and ``uncertainty``;
+  ``horizons`` (``horizon``, ``inline``, ``crossline``), maps ``map_<horizon>_<variable>``
+  (``inline``, ``crossline``) and attributes (``envelope``, ``phase``, ``frequency``, ``rms``).
 
 Next door: reading and writing one region is :mod:`.regions`; the trace
 headers as named fields, :mod:`.trace_headers`; what a model knows of its
@@ -54,6 +56,8 @@ PRODUCERS = {
     "facies": "seisfacies predict",
     **dict.fromkeys(("probability", "class"), "seisfacies predict --probabilities"),
     "uncertainty": "seisfacies predict --uncertainty",
+    "horizons": "seisfacies horizons",
+    **{name: f"seisfacies attributes --add {name}" for name in ("envelope", "phase", "frequency", "rms")},
 }
 
 

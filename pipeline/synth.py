@@ -21,6 +21,9 @@ class SyntheticSurvey:
     labels: np.ndarray  # (inline, crossline, sample) int16
     class_names: tuple[str, ...]
     sample_interval_ms: float = 4.0
+    horizons: np.ndarray | None = (
+        None  # (5, inline, crossline): the tops of the layers below the first, in samples
+    )
 
 
 def ricker(frequency_hz: float, dt_ms: float, half_length: int = 16) -> np.ndarray:
@@ -107,7 +110,7 @@ def make_synthetic_survey(shape=DEFAULT_SHAPE, seed: int = 0, noise: float = 0.1
     labels, reflectivity = _add_channel(labels, reflectivity, tops, rng)
     amplitude = _convolve(reflectivity, ricker(25.0, 4.0))
     amplitude += rng.normal(0, noise * amplitude.std(), shape)
-    return SyntheticSurvey(amplitude.astype(np.float32), labels, CLASS_NAMES)
+    return SyntheticSurvey(amplitude.astype(np.float32), labels, CLASS_NAMES, horizons=tops[1:])
 
 
 def _gather(surfaces: np.ndarray, layer: np.ndarray) -> np.ndarray:

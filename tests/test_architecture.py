@@ -168,7 +168,10 @@ def test_importing_the_data_layer_loads_no_torch_and_no_workflows():
 COMMANDS = {
     "synth": cfg.SynthConfig,
     "ingest": cfg.IngestConfig,
+    "horizons": cfg.HorizonsConfig,
+    "attributes": cfg.AttributesConfig,
     "labels": cfg.LabelsConfig,
+    "map": cfg.MapConfig,
     "patches": cfg.PatchesConfig,
     "train": cfg.TrainConfig,
     "predict": cfg.PredictConfig,
@@ -177,6 +180,8 @@ COMMANDS = {
     "suggest": cfg.SuggestConfig,
     "export": cfg.ExportConfig,
 }
+#: Values for the fields a command requires (they have no default).
+REQUIRED_EXAMPLES = {"attributes": {"add": ("envelope",)}, "map": {"horizon": "top"}}
 #: Options that are about the run, not the step: where the cluster is, how to print.
 RUN_OPTIONS = {"scheduler", "as_json", "help"}
 
@@ -204,9 +209,10 @@ def test_cli_defaults_are_the_config_defaults(command):
     params = cli.commands[command].params
     arguments = ["PATH" for param in params if isinstance(param, click.Argument)]
     required = [param for param in params if isinstance(param, click.Option) and param.required]
-    defaults = COMMANDS[command]()
+    defaults = COMMANDS[command](**REQUIRED_EXAMPLES.get(command, {}))
     for param in required:
-        arguments += [param.opts[0], str(getattr(defaults, param.name))]
+        value = getattr(defaults, param.name)
+        arguments += [param.opts[0], ",".join(value) if isinstance(value, tuple) else str(value)]
     context = cli.commands[command].make_context(command, arguments)
     options = {key: value for key, value in context.params.items() if key in COMMANDS[command].model_fields}
     assert build_config(COMMANDS[command], **options) == defaults

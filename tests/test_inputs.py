@@ -79,7 +79,7 @@ def test_the_depth_input_is_refused_where_it_cannot_go(look_alike, tmp_path):
     sf.extract_patches(store, patches, kind="section", size=16, per_class=10, inputs=("amplitude", "depth"))
     with pytest.raises(sf.ConfigError, match="cnn2d_patch takes no depth channel"):
         sf.train(patches, tmp_path / "m.pt", model="cnn2d_patch", epochs=1)
-    with pytest.raises(sf.ConfigError, match="option inputs"):
+    with pytest.raises(sf.ConfigError, match="--inputs envelope: the store has no 'envelope'"):
         sf.extract_patches(store, patches, kind="section", inputs=("amplitude", "envelope"), overwrite=True)
 
 

@@ -126,6 +126,30 @@ def test_the_whole_chain_on_object_storage_matches_the_local_run(s3_server, s3_c
 
 
 @pytest.mark.cluster
+def test_horizons_labels_between_maps_and_attributes_on_object_storage(s3_server, s3_cluster, tmp_path):
+    fs = s3fs.S3FileSystem()
+    sf.synth(tmp_path / "d", shape=(24, 20, 32), seed=5)
+    for name in ("seismic.sgy", "horizons.txt"):
+        fs.put_file(str(tmp_path / "d" / name), f"{BUCKET}/in5/{name}")
+    store, local = _url("work5", "s.zarr"), tmp_path / "s.zarr"
+    runs = ((store, _url("in5", "seismic.sgy"), _url("in5", "horizons.txt")),
+            (local, tmp_path / "d" / "seismic.sgy", tmp_path / "d" / "horizons.txt"))  # fmt: skip
+    for target, source, picks in runs:
+        sf.ingest(source, target, chunks="12,10,32", client=s3_cluster)
+        sf.import_horizons(target, [picks], columns="name,inline,crossline,time")
+        sf.attach_labels(target, between=("h1", "h2"), client=s3_cluster)
+        sf.map_horizon(target, horizon="h1", to="h2", variable="amplitude", client=s3_cluster)
+        sf.add_attributes(target, add=("envelope",), client=s3_cluster)
+    remote, here = (
+        sf.open_store(store, require=("labels", "map_h1_amplitude", "envelope")),
+        sf.open_store(local),
+    )
+    for name in ("horizons", "labels", "map_h1_amplitude", "envelope"):
+        np.testing.assert_array_equal(remote[name].values, here[name].values)
+    assert (remote.labels.values >= 0).any() and not [p for p in fs.ls(f"{BUCKET}/work5") if "_pending" in p]
+
+
+@pytest.mark.cluster
 def test_segy_on_object_storage_is_read_in_ranges(s3_server, s3_cluster, tmp_path):
     from seisfacies.pipeline.testing import write_test_segy
 

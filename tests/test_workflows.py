@@ -126,10 +126,16 @@ def test_demo_reaches_a_good_mean_iou_on_unlabelled_inlines(tmp_path, cluster_cl
     assert record["metrics"]["where"] == "unlabelled"
     assert record["metrics"]["mean_iou"] > 0.83, record["metrics"]  # 0.89 measured; chance is about 0.1
     assert "xr.open_zarr" in result.output and (tmp_path / "demo" / "data" / "section.png").exists()
-    steps = {step["step"]: step["summary"] for step in record["steps"]}
+    steps = {step["step"]: step["summary"] for step in record["steps"]}  # the last of each name
     picks = steps["suggest"]["inlines"]
+    section, facies_map = [step["summary"] for step in record["steps"] if step["step"] == "plot"]
     assert len(picks) == 3 and not set(picks) & set(steps["suggest"]["labelled_inlines"])
-    assert steps["plot"]["marked_inlines"] == picks  # the picture marks what suggest proposes
+    assert section["marked_inlines"] == picks  # the picture marks what suggest proposes
+    # the map along the generator's horizon h1: the window below it holds the channel where it cuts in
+    assert (
+        steps["map"]["maps"] == ["map_h1_facies", "map_h1_facies_fraction"] and steps["map"]["covered"] > 0.9
+    )
+    assert facies_map["maps"][0] == "horizon h1 (ms)" and (tmp_path / "demo" / "data" / "map.png").exists()
     assert f"label next (seisfacies suggest): inlines {', '.join(map(str, picks))}" in result.output
     assert "uncertainty" in open_store(tmp_path / "demo" / "data" / "seismic.zarr", require=("uncertainty",))
 

@@ -105,6 +105,7 @@ def step_function(step: Step) -> Callable[..., dict]:
 
     def function(*paths, client=None, **options) -> dict:
         given = [*paths, *(options.pop(name) for name in names[len(paths) :] if name in options)]
+        given += [None for argument in step.arguments[len(given) :] if argument in step.optional]
         if len(given) != len(names):
             raise TypeError(f"{step.api_name}() takes the paths {', '.join(names)}; {len(given)} given")
         config = _config(step.config, options)

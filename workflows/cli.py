@@ -214,6 +214,8 @@ def step_command(step: Step) -> click.Command:
 
     def command(scheduler: str | None = None, as_json: bool = False, **values) -> None:
         paths = [values.pop(argument) for argument in step.arguments]
+        if step.variadic:
+            paths[-1] = list(paths[-1])
         config = build_config(step.config, **values)
         if not step.client:
             summary = step.call(paths, config, None)
@@ -228,8 +230,10 @@ def step_command(step: Step) -> click.Command:
         command = scheduler_option(command)
     command = with_config_options(step.config, step.required)(command)
     metavars = step.metavars or tuple(argument.upper() for argument in step.arguments)
-    for argument, metavar in reversed(list(zip(step.arguments, metavars))):
-        command = click.argument(argument, metavar=metavar, type=PATH)(command)
+    for n, (argument, metavar) in reversed(list(enumerate(zip(step.arguments, metavars)))):
+        many = {"nargs": -1} if step.variadic and n == len(step.arguments) - 1 else {}
+        required = argument not in step.optional
+        command = click.argument(argument, metavar=metavar, type=PATH, required=required, **many)(command)
     return click.command(step.name, help=step.summary)(command)
 
 

@@ -79,10 +79,101 @@ class LabelsConfig(StrictModel):
     )
     inlines: tuple[int, ...] | None = Field(
         None,
-        description="Keep the labels of these inline numbers only.",
+        description="Keep the labels of these inline numbers only (with --crosslines: of these lines only).",
         json_schema_extra={"metavar": "108,130,152"},
     )
+    crosslines: tuple[int, ...] | None = Field(
+        None,
+        description="Keep the labels of these crossline numbers only (default: every trace).",
+        json_schema_extra={"metavar": "310,340"},
+    )
+    between: tuple[str, ...] | None = Field(
+        None,
+        description="Label the intervals between these horizons of the store (`seisfacies horizons`), "
+        "shallow to deep, instead of reading SOURCE: N horizons make N + 1 classes; a voxel whose "
+        "interval lacks a bounding pick stays unlabelled.",
+        json_schema_extra={"metavar": "TOP,MIDDLE,BASE"},
+    )
     overwrite: bool = Field(False, description="Replace an existing output.")
+
+
+class HorizonsConfig(StrictModel):
+    names: str | None = Field(
+        None,
+        description="One horizon name per file (default: the file names); not with a name column.",
+        json_schema_extra={"metavar": "NAME,NAME,..."},
+    )
+    columns: str = Field(
+        "inline,crossline,time",
+        description="The files' columns in order: inline,crossline or x,y (placed through the store's "
+        "cdp_x/cdp_y), then time, depth or z in the store's units; `name` for a column of horizon names, "
+        "`skip` for one to ignore.",
+        json_schema_extra={"metavar": "COLUMNS"},
+    )
+    null: float | None = Field(
+        -999.25, description="The value that marks a missing pick.", json_schema_extra={"metavar": "VALUE"}
+    )
+    fill: Literal["none", "nearest", "linear"] = Field(
+        "none",
+        description="Fill unpicked traces: none (leave NaN), nearest pick, or linear between picks "
+        "(nearest beyond them).",
+    )
+    overwrite: bool = Field(False, description="Replace an existing output.")
+
+
+class AttributesConfig(StrictModel):
+    add: tuple[str, ...] = Field(
+        ...,
+        description="Attributes to compute from amplitude along the traces, each a store variable: envelope, "
+        "phase (degrees), frequency (Hz; cycles per km in depth), rms[:WINDOW] (WINDOW in the store's units, "
+        "default 9 samples).",
+        json_schema_extra={"metavar": "envelope,phase,frequency,rms:24"},
+    )
+    overwrite: bool = Field(False, description="Replace existing attribute variables.")
+
+
+class MapConfig(StrictModel):
+    horizon: str = Field(
+        ...,
+        description="The horizon the map follows (`seisfacies horizons`).",
+        json_schema_extra={"metavar": "NAME"},
+    )
+    window: tuple[float, ...] | None = Field(
+        None,
+        description="The window around the horizon in the store's units, from ABOVE to BELOW "
+        "(negative: shallower); default -20,20.",
+        json_schema_extra={"metavar": "ABOVE,BELOW"},
+    )
+    to: str | None = Field(
+        None,
+        description="Another horizon: the window is the interval between the two (not with --window).",
+        json_schema_extra={"metavar": "OTHER"},
+    )
+    variable: str = Field(
+        "facies",
+        description="What to map: facies (the most common class, and each class's fraction), probability "
+        "(mean per class), uncertainty (mean), amplitude (RMS), or another variable of the store (mean).",
+        json_schema_extra={"metavar": "NAME"},
+    )
+    overwrite: bool = Field(False, description="Replace an existing output.")
+
+    @field_validator("window")
+    @classmethod
+    def _two_offsets(cls, window: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if window is not None and (len(window) != 2 or window[0] > window[1]):
+            raise ValueError(
+                f"{','.join(map(str, window))} is not ABOVE,BELOW with ABOVE <= BELOW, e.g. -20,20"
+            )
+        return window
+
+
+def _check_inputs(inputs: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Inputs name amplitude once, first, then each other input once."""
+    if inputs is not None and (not inputs or inputs[0] != "amplitude" or len(set(inputs)) != len(inputs)):
+        raise ValueError(
+            f"{','.join(inputs)}: start with amplitude and name each input once, e.g. amplitude,envelope"
+        )
+    return inputs
 
 
 class PatchesConfig(StrictModel):
@@ -120,14 +211,20 @@ class PatchesConfig(StrictModel):
         le=16,
         description="Section patches: parallel sections on each side given as extra input channels.",
     )
-    inputs: tuple[Literal["amplitude", "depth"], ...] = Field(
+    inputs: tuple[str, ...] = Field(
         ("amplitude",),
-        description="What the model sees, as channels: amplitude (with its --neighbours), and depth: each "
+        description="What the model sees, as channels: amplitude (with its --neighbours), any attribute "
+        "variable of the store (`seisfacies attributes`: envelope, phase, frequency, rms), and depth: each "
         "sample's relative position in its trace, 0 first, 1 last (section and cube patches).",
-        json_schema_extra={"metavar": "amplitude,depth"},
+        json_schema_extra={"metavar": "amplitude,envelope,depth"},
     )
     seed: int = Field(0, description="Random seed of the draw and the split.")
     overwrite: bool = Field(False, description="Replace an existing output.")
+
+    @field_validator("inputs")
+    @classmethod
+    def _amplitude_first(cls, inputs: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return _check_inputs(inputs)
 
 
 class TrainConfig(StrictModel):
@@ -163,6 +260,12 @@ class TrainConfig(StrictModel):
         None, gt=0, description="Stop after the epoch that passes this many seconds."
     )
     seed: int = Field(0, description="Random seed of the weights and the shuffle.")
+    inputs: tuple[str, ...] | None = Field(
+        None,
+        description="With a labelled store as SOURCE: the inputs of the patches cut first "
+        "(as `seisfacies patches --inputs`); a patch store brings its own.",
+        json_schema_extra={"metavar": "amplitude,envelope,depth"},
+    )
     model_options: dict = Field(
         default_factory=dict, description='JSON model config, e.g. \'{"base": 8, "depth": 2}\'.'
     )
@@ -175,6 +278,11 @@ class TrainConfig(StrictModel):
         "(a lost worker fails the run at once regardless).",
     )
     overwrite: bool = Field(False, description="Replace an existing output.")
+
+    @field_validator("inputs")
+    @classmethod
+    def _amplitude_first(cls, inputs: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return _check_inputs(inputs)
 
 
 class PredictConfig(StrictModel):
@@ -241,6 +349,12 @@ class PlotConfig(StrictModel):
     )
     unlabelled: float | None = Field(
         None, description="Truth value meaning 'not labelled'.", json_schema_extra={"metavar": "VALUE"}
+    )
+    map: str | None = Field(
+        None,
+        description="Draw maps in map view instead of a section: a map variable (`map_top_facies`) or a "
+        "horizon's name (its time or depth and every map along it).",
+        json_schema_extra={"metavar": "NAME"},
     )
     mark_suggested: int = Field(
         0,

@@ -38,7 +38,7 @@ def demo_overrides(shape: tuple[int, int, int] | None, epochs: int | None) -> di
         overrides["labels"] = {"inlines": [FIRST_INLINE + int(step * (n + 0.5)) for n in range(5)]}
         size = min(64, 1 << (min(shape[1], shape[2]) * 2 // 3).bit_length() - 1)
         overrides["patches"] = {"size": size, "stride": max(2, size // 16)}
-        overrides["plot"] = {"crossline": FIRST_CROSSLINE + shape[1] // 2}
+        overrides["plot:1"] = {"crossline": FIRST_CROSSLINE + shape[1] // 2}  # the section, not the map
     if epochs is not None:
         overrides["train"] = {"epochs": epochs}
     return overrides
@@ -83,6 +83,7 @@ def run_demo(
         "store": str(data / "seismic.zarr"),
         "model": str(data / "cnn2d.pt"),
         "picture": str(data / "section.png"),
+        "map": str(data / "map.png"),
         "facies_segy": str(data / "facies.sgy"),
     }
     return record

@@ -11,8 +11,10 @@ from ..pipeline import location
 from ..pipeline import segy_format as fmt
 from ..pipeline.blocks import Region, regions
 from ..pipeline.cluster import run_tasks
-from ..pipeline.commit import check_output, staged, writes
-from ..pipeline.exceptions import SegyFormatError, StoreError
+from ..pipeline.commit import check_output, staged, write_file, writes
+from ..pipeline.exceptions import HorizonError, SegyFormatError, StoreError
+from ..pipeline.horizons import node_coordinates
+from ..pipeline.maps import map_text
 from ..pipeline.regions import read_region
 from ..pipeline.segy_write import SegyWriteSpec, create_file, write_block
 from ..pipeline.store import open_store, vertical_dim
@@ -73,6 +75,8 @@ def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, clien
     """
     # absolute: tasks run on workers, whose working folder may differ
     store, out = location.resolve(store), location.resolve(out)
+    if config.variable.startswith("map_") or _is_map(store, config.variable):
+        return export_map(store, out, config)
     dataset = open_store(store, require=(config.variable, "trace_headers", "trace_index"))
     vertical = vertical_dim(dataset)
     dims = ("inline", "crossline", vertical)
@@ -145,3 +149,60 @@ def _class_index(store: Path, dataset, config: ExportConfig) -> int | None:
     if config.class_name not in names:
         raise StoreError(f"option --class {config.class_name!r}: the classes are {', '.join(names)}")
     return names.index(config.class_name)
+
+
+def _is_map(store: str, variable: str) -> bool:
+    dataset = open_store(store, require=(variable,))
+    return dataset[variable].dims[-2:] == ("inline", "crossline") and dataset[variable].ndim <= 3
+
+
+def export_map(store: str, out: str, config: ExportConfig) -> dict:
+    """Write a map (``seisfacies map``) as gridded ASCII: x, y, inline, crossline, value per line.
+
+    Parameters
+    ----------
+    store : str
+        The Zarr store.
+    out : str
+        The text file to write.
+    config : ExportConfig
+        The step's options (``--class`` picks one class of a fraction or probability map).
+
+    Returns
+    -------
+    dict
+    """
+    dataset = open_store(store, require=(config.variable,))
+    variable = dataset[config.variable]
+    if variable.dims[-2:] != ("inline", "crossline") or variable.ndim > 3:
+        raise StoreError(f"{store}: {config.variable!r} is not a map (dims {list(variable.dims)})")
+    if out.lower().endswith((".sgy", ".segy")):
+        raise StoreError(f"{out}: a map is written as gridded text; name the file .txt, .xyz or .dat")
+    if variable.ndim == 3:
+        class_dim = variable.dims[0]
+        names = [str(name) for name in dataset[class_dim].values]
+        if config.class_name not in names:
+            given = f" {config.class_name!r}" if config.class_name else ""
+            raise StoreError(
+                f"option --class{given}: {config.variable!r} holds one map per class; "
+                f"pick one with --class ({', '.join(names)})"
+            )
+        variable = variable.isel({class_dim: names.index(config.class_name)})
+    out = check_output(out, config.overwrite, "file")
+    try:
+        x, y, _ = node_coordinates(dataset.cdp_x.values, dataset.cdp_y.values, dataset.trace_mask.values)
+    except HorizonError:  # one line, or coordinates that are not a grid: the traces' own, as they are
+        x, y = dataset.cdp_x.values, dataset.cdp_y.values
+    header = f"{variable.attrs.get('long_name', config.variable)}\nfrom {store} ({config.variable})"
+    if "flag_meanings" in variable.attrs:
+        classes = variable.attrs["flag_meanings"].split()
+        header += "\nclasses: " + ", ".join(f"{n} {name}" for n, name in enumerate(classes))
+    values = variable.values
+    text = map_text(x, y, dataset.inline.values, dataset.crossline.values, values, header)
+    write_file(out, text.encode())
+    return {
+        "file": str(out),
+        "variable": config.variable,
+        **({"class": config.class_name} if config.class_name else {}),
+        "nodes": text.count("\n") - header.count("\n") - 2,
+    }

@@ -11,16 +11,24 @@ import numpy as np
 from ..pipeline import location
 from ..pipeline.blocks import Region, regions
 from ..pipeline.cluster import run_tasks
-from ..pipeline.commit import check_store_writable, commit_variables, finished_variables, pending_name, writes
-from ..pipeline.exceptions import LabelError, StoreError
+from ..pipeline.commit import (
+    check_new_variables,
+    check_store_writable,
+    commit_variables,
+    pending_name,
+    writes,
+)
+from ..pipeline.exceptions import LabelError
 from ..pipeline.labels import (
     LabelSource,
     class_attrs,
+    horizon_source,
     open_label_source,
     parse_class_names,
     read_labels,
     to_classes,
 )
+from ..pipeline.maps import maps_of
 from ..pipeline.regions import write_region
 from ..pipeline.store import add_variables_template, open_store, store_chunks, vertical_dim
 from .config import LabelsConfig
@@ -33,10 +41,11 @@ class LabelTask:
     n_classes: int | None
     keep_rows: np.ndarray | None = None  # inline indices that keep their labels
     store: str = ""
+    keep_columns: np.ndarray | None = None  # crossline indices that keep their labels
 
 
 def region_classes(task: LabelTask) -> np.ndarray:
-    """Validated classes of one region, -1 outside the kept inlines.
+    """Validated classes of one region, -1 off the kept inlines and crosslines.
 
     Parameters
     ----------
@@ -48,9 +57,14 @@ def region_classes(task: LabelTask) -> np.ndarray:
     np.ndarray
     """
     classes = to_classes(read_labels(task.source, task.region), task.source.unlabelled, task.n_classes)
-    if task.keep_rows is not None:
-        rows = np.arange(task.region["inline"].start, task.region["inline"].stop)
-        classes[~np.isin(rows, task.keep_rows)] = -1
+    if task.keep_rows is None and task.keep_columns is None:
+        return classes
+    kept = np.zeros(classes.shape[:2], bool)
+    for axis, (dim, lines) in enumerate((("inline", task.keep_rows), ("crossline", task.keep_columns))):
+        if lines is not None:
+            numbers = np.arange(task.region[dim].start, task.region[dim].stop)
+            kept |= np.expand_dims(np.isin(numbers, lines), 1 - axis)
+    classes[~kept] = -1
     return classes
 
 
@@ -101,25 +115,34 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
     dict
     """
     # absolute: tasks run on workers, whose working folder may differ
-    store, source = location.resolve(store), location.resolve(source)
-    dataset = open_store(store)
-    if finished_variables(dataset, ("labels",)) and not config.overwrite:
-        raise StoreError(f"{store}: the store already has labels; pass --overwrite to replace them")
+    store = location.resolve(store)
+    dataset = open_store(store, require=("amplitude", "horizons") if config.between else ("amplitude",))
+    check_new_variables(store, dataset, ("labels",), config.overwrite)
     check_store_writable(store)
-    if source == store:
-        raise LabelError(f"{source}: the label source is the store itself; give another file or store")
     names = parse_class_names(config.classes)
-    label_source = open_label_source(source, dataset, config.unlabelled, names)
+    if config.between:
+        if source is not None:
+            raise LabelError(f"{source}: give a label source or --between horizons, not both")
+        label_source = horizon_source(store, dataset, list(config.between), names)
+        source = f"{store}/horizons"
+    elif source is None:
+        raise LabelError("seisfacies labels: give a label SOURCE, or --between horizons of the store")
+    else:
+        source = location.resolve(source)
+        if source == store:
+            raise LabelError(f"{source}: the label source is the store itself; give another file or store")
+        label_source = open_label_source(source, dataset, config.unlabelled, names)
     names = names or label_source.class_names
     vertical = vertical_dim(dataset)
     chunks = store_chunks(dataset)
     plan = regions(dict(dataset.amplitude.sizes), chunks)
     n_classes = len(names) or None
-    kept_rows = _kept_rows(dataset, config.inlines)
+    kept_rows = _kept_lines(dataset, "inline", config.inlines)
+    kept_columns = _kept_lines(dataset, "crossline", config.crosslines)
     try:
         counts = run_tasks(
             region_class_counts,
-            [LabelTask(label_source, r, n_classes, kept_rows) for r in plan],
+            [LabelTask(label_source, r, n_classes, kept_rows, keep_columns=kept_columns) for r in plan],
             client,
             "check labels",
         )
@@ -137,9 +160,10 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
         )
     )
     add_variables_template(template, store, chunks)
-    tasks = [LabelTask(label_source, r, len(names), kept_rows, str(store)) for r in plan]
+    tasks = [LabelTask(label_source, r, len(names), kept_rows, str(store), kept_columns) for r in plan]
     run_tasks(write_label_region, tasks, client, "write labels")
-    commit_variables(store, ["labels"], {"class_names": list(names)})
+    stale_maps = maps_of(dataset, ("labels",))  # made from the labels these replace
+    commit_variables(store, ["labels"], {"class_names": list(names)}, retire=(*stale_maps, "label_class"))
     counts_by_name = {name: int(total[n]) if n < len(total) else 0 for n, name in enumerate(names)}
     return {
         "store": str(store),
@@ -152,16 +176,17 @@ def attach_labels(store: str | Path, source: str | Path, config: LabelsConfig, c
     }
 
 
-def _kept_rows(dataset, inlines: tuple[int, ...] | None) -> np.ndarray | None:
-    if inlines is None:
+def _kept_lines(dataset, dim: str, lines: tuple[int, ...] | None) -> np.ndarray | None:
+    """Indices along ``dim`` of the line numbers whose labels are kept (None: keep every line)."""
+    if lines is None:
         return None
-    numbers = dataset.inline.values
-    missing = sorted(set(inlines) - set(numbers.tolist()))
+    numbers = dataset[dim].values
+    missing = sorted(set(lines) - set(numbers.tolist()))
     if missing:
         raise LabelError(
-            f"option --inlines: {missing[:5]} are not inlines of the store ({numbers[0]}..{numbers[-1]})"
+            f"option --{dim}s: {missing[:5]} are not {dim}s of the store ({numbers[0]}..{numbers[-1]})"
         )
-    return np.flatnonzero(np.isin(numbers, inlines))
+    return np.flatnonzero(np.isin(numbers, lines))
 
 
 def _sum_counts(counts: list[np.ndarray]) -> np.ndarray:

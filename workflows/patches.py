@@ -140,24 +140,30 @@ def cut_rows(task: CutTask) -> np.ndarray:
     n = len(rows["i"])
     x = np.empty((n, *_x_shape(spec)), np.float32)
     y = np.empty((n, *_y_shape(spec)), np.int16)
+    extra = np.empty((n, len(spec.attributes), *_window_shape(spec)), np.float32)
     region_id = (rows["i"] // task.chunks[spec.dims[0]]) * 100003 + rows["j"] // task.chunks[spec.dims[1]]
     for region in np.unique(region_id):
         members = np.flatnonzero(region_id == region)
         for orientation, code in ORIENTATIONS.items():
             chosen = members[rows["orientation"][members] == code]
             if len(chosen):
-                _cut_group(task, chosen, orientation, x, y)
+                _cut_group(task, chosen, orientation, x, y, extra)
     flipped = rows["flip"] == 1
     if flipped.any():  # mirror along the section (crossline for cubes); polarity unchanged
         # the width (crossline for cubes) is the second-last axis, with or without neighbour channels
         x[flipped] = np.flip(x[flipped], axis=x.ndim - 2)
+        extra[flipped] = np.flip(extra[flipped], axis=extra.ndim - 2)
         if spec.dense:
             y[flipped] = np.flip(y[flipped], axis=y.ndim - 2)
-    if (rows["scale"] != 1).any():
+    if (rows["scale"] != 1).any():  # the amplitude only: phase and frequency do not scale with it
         x *= rows["scale"].reshape(-1, *[1] * (x.ndim - 1))
     target = {"patch": slice(task.start, task.start + n)}
     write_region(task.out, "x", {**target, **{d: slice(None) for d in range(x.ndim - 1)}}, x)
     write_region(task.out, "y", {**target, **{d: slice(None) for d in range(y.ndim - 1)}}, y)
+    if spec.attributes:
+        write_region(
+            task.out, "x_inputs", {**target, **{d: slice(None) for d in range(extra.ndim - 1)}}, extra
+        )
     for name, values in (
         ("inline_index", rows["i"]),
         ("crossline_index", rows["j"]),
@@ -168,7 +174,27 @@ def cut_rows(task: CutTask) -> np.ndarray:
         ("scale", rows["scale"]),
     ):
         write_region(task.out, name, target, values)
-    return moments(x[rows["split"] == 0])
+    train = rows["split"] == 0
+    return np.stack([moments(x[train]), *(moments(extra[train, n]) for n in range(len(spec.attributes)))])
+
+
+def mean_and_std(totals: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation from :func:`moments`' sums (std 1 where the values do not vary).
+
+    Parameters
+    ----------
+    totals : numpy.ndarray
+        ``[sum, sum of squares, count]``.
+
+    Returns
+    -------
+    tuple of float
+
+    >>> [round(value, 4) for value in mean_and_std(np.array([6.0, 14.0, 3.0]))]
+    [2.0, 0.8165]
+    """
+    mean = totals[0] / max(totals[2], 1)
+    return float(mean), float(np.sqrt(max(totals[1] / max(totals[2], 1) - mean**2, 0.0))) or 1.0
 
 
 def moments(values: np.ndarray, block: int = 256) -> np.ndarray:
@@ -201,7 +227,7 @@ def moments(values: np.ndarray, block: int = 256) -> np.ndarray:
     return totals
 
 
-def _cut_group(task: CutTask, chosen: np.ndarray, orientation: str, x: np.ndarray, y: np.ndarray) -> None:
+def _cut_group(task: CutTask, chosen: np.ndarray, orientation: str, x, y, extra) -> None:
     spec, rows = task.spec, task.rows
     extent = spec.extent(orientation)
     starts = np.stack(
@@ -217,6 +243,9 @@ def _cut_group(task: CutTask, chosen: np.ndarray, orientation: str, x: np.ndarra
         squeeze_window(cut_windows(amplitude, tuple(low), shifted, extent), spec.kind) for shifted in channels
     ]
     x[chosen] = np.stack(windows, axis=1) if spec.neighbours else windows[0]
+    for n, name in enumerate(spec.attributes):  # the window itself, without neighbours
+        volume = read_region(task.store, name, box)
+        extra[chosen, n] = squeeze_window(cut_windows(volume, tuple(low), starts, extent), spec.kind)
     if spec.dense:
         labels = read_region(task.store, "labels", box)
         y[chosen] = squeeze_window(cut_windows(labels, tuple(low), starts, extent), spec.kind)
@@ -227,6 +256,11 @@ def _cut_group(task: CutTask, chosen: np.ndarray, orientation: str, x: np.ndarra
 def _x_shape(spec: PatchSpec) -> tuple[int, ...]:
     if spec.neighbours:
         return (2 * spec.neighbours + 1, spec.size, spec.size)
+    return _window_shape(spec)
+
+
+def _window_shape(spec: PatchSpec) -> tuple[int, ...]:
+    """One window's shape without channels: a section, a cube or a trace."""
     return {"trace": (spec.size,), "section": (spec.size, spec.size), "cube": (spec.size,) * 3}[spec.kind]
 
 
@@ -261,11 +295,18 @@ def patch_spec(dataset: xr.Dataset, config: PatchesConfig) -> PatchSpec:
     dense = kind == "section" or (kind == "cube" and bool(config.dense))
     if config.neighbours and kind != "section":
         raise ConfigError(f"option --neighbours {config.neighbours}: only section patches take neighbours")
-    if "depth" in config.inputs and kind == "trace":
+    attributes = tuple(name for name in config.inputs if name not in ("amplitude", "depth"))
+    if kind == "trace" and len(config.inputs) > 1:
         raise ConfigError(
-            "option --inputs depth: a trace patch is one window of samples, not channels; "
-            "use section or cube patches for the depth input"
+            f"option --inputs {config.inputs[1]}: a trace patch is one window of samples, not channels; "
+            "use section or cube patches for more inputs"
         )
+    for name in attributes:
+        if name not in dataset.data_vars or dataset[name].dims != dataset.amplitude.dims:
+            raise ConfigError(
+                f"option --inputs {name}: the store has no {name!r} volume; "
+                f"run `seisfacies attributes STORE --add {name}` first"
+            )
     return PatchSpec(
         kind,
         dims,
@@ -277,6 +318,7 @@ def patch_spec(dataset: xr.Dataset, config: PatchesConfig) -> PatchSpec:
         config.seed,
         dense,
         config.neighbours,
+        attributes=attributes,
     )
 
 
@@ -351,9 +393,13 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
             for start, stop in cut_spans(rows, spec, store_chunks(dataset))
         ]
         sums = np.sum(run_tasks(cut_rows, cut, client, "cut patches"), axis=0)
-        mean = sums[0] / max(sums[2], 1)
-        std = float(np.sqrt(max(sums[1] / max(sums[2], 1) - mean**2, 0.0))) or 1.0
-        commit_store(partial, {"mean": float(mean), "std": std})
+        (mean, std), *others = [mean_and_std(channel) for channel in sums]
+        statistics = {"mean": mean, "std": std}
+        if spec.attributes:
+            statistics["input_statistics"] = {
+                name: {"mean": m, "std": s} for name, (m, s) in zip(spec.attributes, others)
+            }
+        commit_store(partial, statistics)
     summary = _summary(out, spec, rows, names, mean, std)
     untested = [
         names[label] for label, blocks in class_blocks.items() if validation and not blocks & validation
@@ -536,6 +582,16 @@ def _patch_template(rows: dict, spec: PatchSpec, names, dataset, store, config) 
             },
         ),
     }
+    if spec.attributes:  # the other inputs, raw, one channel each; normalise with attrs input_statistics
+        variables["x_inputs"] = (
+            ("patch", "input", *window_dims),
+            da.zeros(
+                (n, len(spec.attributes), *_window_shape(spec)),
+                dtype=np.float32,
+                chunks=(chunk[0], len(spec.attributes), *_window_shape(spec)),
+            ),
+            {"long_name": "Input patches beside the amplitude (raw): " + ", ".join(spec.attributes)},
+        )
     for name, dtype in (
         ("inline_index", np.int32),
         ("crossline_index", np.int32),
@@ -566,7 +622,10 @@ def _patch_template(rows: dict, spec: PatchSpec, names, dataset, store, config) 
         "split_meanings": "0 train, 1 validation",
         "orientation_meanings": "0 inline section, 1 crossline section",
     }
-    return xr.Dataset(variables, attrs=attrs)
+    template = xr.Dataset(variables, attrs=attrs)
+    if spec.attributes:
+        template = template.assign_coords(input=("input", np.array(spec.attributes, dtype=object)))
+    return template
 
 
 def _summary(out, spec, rows, names, mean, std) -> dict:

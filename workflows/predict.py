@@ -32,15 +32,16 @@ from ..pipeline import location
 from ..pipeline.blocks import Region, aligned_halo_block, slab_regions
 from ..pipeline.cluster import live_workers, run_tasks
 from ..pipeline.commit import (
+    check_new_variables,
     check_store_writable,
     commit_variables,
-    finished_variables,
     pending_name,
     set_variable_attrs,
     writes,
 )
-from ..pipeline.exceptions import ModelError, StoreError
+from ..pipeline.exceptions import ModelError
 from ..pipeline.labels import class_dtype, prediction_template
+from ..pipeline.maps import maps_of
 from ..pipeline.regions import read_region, write_region
 from ..pipeline.store import add_variables_template, open_store, store_chunks, vertical_dim
 from ..pipeline.survey import amplitude_statistics, survey_differences, survey_record
@@ -124,6 +125,7 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
     )
     block = geometry.pad(read_region(task.store, "amplitude", read).astype(np.float32, copy=False), pads)
     depth = _block_depth(payload["patch"], read, pads, task.sizes, block.shape[2])
+    extras = _block_inputs(task.store, payload, read, pads, geometry)
     # non-finite voxels are left unclassified (-1) below instead of getting a made-up class
     invalid = normalise_finite(block, payload["normalisation"]["mean"], payload["normalisation"]["std"])
     options = InferenceOptions(
@@ -137,8 +139,8 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
     )
     dtype = class_dtype(len(payload["class_names"]))
     with _GPU_LOCK if device != "cpu" else contextlib.nullcontext():
-        output = classify_block(model, payload, block, tuple(keep.values()), options, dtype, depth)
-    del block
+        output = classify_block(model, payload, block, tuple(keep.values()), options, dtype, depth, extras)
+    del block, extras
     invalid = invalid[tuple(keep.values())]
     output.facies[invalid] = -1
     write_region(task.store, pending_name("facies"), task.region, output.facies)
@@ -151,6 +153,38 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
         write_region(task.store, pending_name("uncertainty"), task.region, output.uncertainty)
     release_freed_memory()
     return int(invalid.sum())
+
+
+def model_inputs(payload: dict) -> list[str]:
+    """The store variables a model reads beside the amplitude (attributes), in channel order.
+
+    Parameters
+    ----------
+    payload : dict
+        A checkpoint.
+
+    Returns
+    -------
+    list of str
+
+    >>> model_inputs({"patch": {"inputs": ["amplitude", "envelope", "depth"]}})
+    ['envelope']
+    """
+    return [name for name in payload["patch"].get("inputs", ()) if name not in ("amplitude", "depth")]
+
+
+def _block_inputs(store: str, payload: dict, read: Region, pads: dict, geometry) -> np.ndarray | None:
+    """``(inputs, inline, crossline, vertical)``: the block of every other input, padded and normalised."""
+    names = model_inputs(payload)
+    if not names:
+        return None
+    statistics = payload["normalisation"]["inputs"]
+    extras = []
+    for name in names:
+        block = geometry.pad(read_region(store, name, read).astype(np.float32, copy=False), pads)
+        normalise_finite(block, statistics[name]["mean"], statistics[name]["std"])
+        extras.append(block)
+    return np.stack(extras)
 
 
 def _block_depth(patch: dict, read: Region, pads: dict, sizes: dict, length: int) -> np.ndarray | None:
@@ -202,7 +236,9 @@ TASK_BUDGET_BYTES = 32 * 2**20
 MIN_HALOS_PER_TASK = 8
 
 
-def prediction_plan(dataset, geometry: BlockGeometry, chunks: dict[str, int]) -> list[Region]:
+def prediction_plan(
+    dataset, geometry: BlockGeometry, chunks: dict[str, int], volumes: int = 1
+) -> list[Region]:
     """Chunk-aligned blocks, stretched along the horizontal halo direction.
 
     A block that spans more of the direction the model looks along recomputes
@@ -216,6 +252,8 @@ def prediction_plan(dataset, geometry: BlockGeometry, chunks: dict[str, int]) ->
         The model's halo per dim.
     chunks : dict[str, int]
         Chunk size per dim name.
+    volumes : int
+        Volumes a task reads per block: the amplitude and the model's other inputs.
 
     Returns
     -------
@@ -229,7 +267,7 @@ def prediction_plan(dataset, geometry: BlockGeometry, chunks: dict[str, int]) ->
     along = max(reversed(horizontal), key=halo.get, default="crossline")
     chunks_deep = max(1, -(-MIN_HALOS_PER_TASK * halo.get(vertical, 0) // chunks[vertical]))
     plan_chunks = {**chunks, vertical: min(sizes[vertical], chunks[vertical] * chunks_deep)}
-    return slab_regions(sizes, plan_chunks, along, 4, TASK_BUDGET_BYTES)  # float32 input
+    return slab_regions(sizes, plan_chunks, along, 4 * volumes, TASK_BUDGET_BYTES)  # float32 inputs
 
 
 @writes("store")
@@ -254,9 +292,7 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     # absolute: tasks run on workers, whose working folder may differ
     store, model_path = location.resolve(store), location.resolve(model_path)
     dataset = open_store(store)
-    finished = finished_variables(dataset, PREDICTED)
-    if finished and not config.overwrite:
-        raise StoreError(f"{store}: the store already has {finished[0]!r}; pass --overwrite to replace it")
+    check_new_variables(store, dataset, PREDICTED, config.overwrite)
     check_store_writable(store)
     # read once: training may rewrite the file meanwhile, and every block must come from one version
     checkpoint = _read_checkpoint(model_path)
@@ -264,6 +300,9 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     _, payload = load_model(checkpoint, name=model_path)
     partial = refuse_partial(payload, model_path, config.allow_partial)
     check_model_fits(payload, dataset, model_path)
+    inputs = model_inputs(payload)
+    if inputs:  # the model reads these volumes beside the amplitude: the store must have them
+        open_store(store, require=("amplitude", *inputs))
     names = payload["class_names"]
     chunks = store_chunks(dataset)
     template = prediction_template(dataset, names, chunks, config.probabilities, config.uncertainty)
@@ -275,7 +314,7 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     geometry = BlockGeometry.of(payload, config.smooth)
     tasks = [
         PredictTask(str(store), sha256, region, sizes, config, threads, geometry, devices)
-        for region in prediction_plan(dataset, geometry, chunks)
+        for region in prediction_plan(dataset, geometry, chunks, 1 + len(inputs))
     ]
     warnings = _survey_warnings(store, dataset, payload, model_path)
     shared = {"checkpoint": checkpoint}
@@ -290,7 +329,8 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     written = ["facies"] + ["probability"] * config.probabilities + ["uncertainty"] * config.uncertainty
     for name in written:
         set_variable_attrs(store, pending_name(name), provenance)
-    commit_variables(store, written, retire=(*PREDICTED, "class"))
+    stale_maps = maps_of(dataset, PREDICTED)  # made from the prediction this one replaces
+    commit_variables(store, written, retire=(*PREDICTED, "class", *stale_maps))
     return {
         **({"warnings": warnings} if warnings else {}),
         "store": str(store),

@@ -94,7 +94,7 @@ def patch_attrs(patches: str) -> dict:
 
 
 def input_channels(attrs: dict) -> int:
-    """Input channels of a model for these patches: the section and its neighbours on each side, and depth.
+    """Input channels of a model for these patches: the section and its neighbours, other inputs, depth.
 
     Parameters
     ----------
@@ -105,10 +105,10 @@ def input_channels(attrs: dict) -> int:
     -------
     int
 
-    >>> input_channels({"neighbours": 2}), input_channels({"inputs": ["amplitude", "depth"]})
-    (5, 2)
+    >>> input_channels({"neighbours": 2}), input_channels({"inputs": ["amplitude", "envelope", "depth"]})
+    (5, 3)
     """
-    return 2 * attrs.get("neighbours", 0) + 1 + ("depth" in attrs.get("inputs", ()))
+    return 2 * attrs.get("neighbours", 0) + len(attrs.get("inputs", ("amplitude",)))
 
 
 def model_for(config: TrainConfig, attrs: dict) -> torch.nn.Module:
@@ -240,7 +240,19 @@ def load_shard(patches: str, split: int, shard: int, shards: int, config: TrainC
         starts = window_start(group["sample_index"][span][pick], attrs["size"])
         depth = relative_depth(starts, attrs["size"], attrs["volume_shape"][2])
     stacked = attrs["neighbours"] > 0
-    return to_tensors(x, y, config.model, attrs["mean"], attrs["std"], stacked=stacked, depth=depth)
+    statistics = attrs.get("input_statistics", {})  # inputs beside the amplitude, in channel order
+    extras = group["x_inputs"][span][pick] if statistics else None
+    return to_tensors(
+        x,
+        y,
+        config.model,
+        attrs["mean"],
+        attrs["std"],
+        stacked=stacked,
+        depth=depth,
+        extras=extras,
+        extra_statistics=[(value["mean"], value["std"]) for value in statistics.values()],
+    )
 
 
 def _training_labels(patches: str):
@@ -349,7 +361,11 @@ def _save(
         model,
         job.config.model,
         class_names=list(attrs["class_names"]),
-        normalisation={"mean": float(attrs["mean"]), "std": float(attrs["std"])},
+        normalisation={
+            "mean": float(attrs["mean"]),
+            "std": float(attrs["std"]),
+            **({"inputs": attrs["input_statistics"]} if "input_statistics" in attrs else {}),
+        },
         patch={key: attrs[key] for key in PATCH_GEOMETRY},
         optimizer_name=job.config.optimizer,
         run_id=job.run_id,

@@ -13,6 +13,7 @@ labels on more inlines) is kept rather than redone, and what reads them runs.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import os
@@ -102,7 +103,8 @@ def workflow_steps(
     base : str or Path, optional
         The folder relative paths are resolved against.
     overrides : dict, optional
-        Step name -> options that replace the file's.
+        Step name -> options that replace the file's in every step of that name;
+        ``name:N`` (``plot:1``) -> those of its N-th step only.
 
     Returns
     -------
@@ -111,7 +113,7 @@ def workflow_steps(
     """
     path = Path(path)
     base = Path(base) if base else path.resolve().parent
-    steps, known = [], STEPS
+    steps, known, seen = [], STEPS, collections.Counter()
     for number, item in enumerate(document["steps"], start=1):
         if not isinstance(item, dict) or len(item) != 1:
             raise ConfigError(f"{path}: step {number} must be one 'command: {{options}}' mapping")
@@ -120,7 +122,9 @@ def workflow_steps(
             raise ConfigError(
                 f"{path}: step {number}: unknown command {name!r}; expected one of {', '.join(known)}"
             )
-        options = {**(options or {}), **(overrides or {}).get(name, {})}
+        seen[name] += 1
+        given = overrides or {}
+        options = {**(options or {}), **given.get(name, {}), **given.get(f"{name}:{seen[name]}", {})}
         steps.append((known[name], _validated(known[name], options, path, number, base)))
     return str(document.get("name", path.stem)), steps
 
@@ -133,13 +137,18 @@ def _validated(step: Step, options: dict, path: Path, number: int, base: Path):
         key = ".".join(str(part) for part in first["loc"])
         raise ConfigError(f"{path}: step {number} ({step.name}): key {key!r}: {first['msg']}") from None
     resolved = {
-        name: str(base / getattr(parsed, name))
+        name: _resolved(getattr(parsed, name), base)
         for name in step.paths
         if getattr(parsed, name) is not None
-        and not location.is_url(getattr(parsed, name))
-        and not Path(getattr(parsed, name)).is_absolute()
     }
     return parsed.model_copy(update=resolved)
+
+
+def _resolved(path: str | list[str], base: Path) -> str | list[str]:
+    """A path (or a list of them) relative to the workflow's folder, URLs and absolute paths as they are."""
+    if isinstance(path, list):
+        return [_resolved(one, base) for one in path]
+    return path if location.is_url(path) or Path(path).is_absolute() else str(base / path)
 
 
 #: Files up to this size are identified by their content; larger ones (SEG-Y inputs) by size and time.
@@ -220,7 +229,12 @@ def _paths(templates: tuple[str, ...], options) -> list[str]:
     values = options.model_dump()
     unset = [key for key, value in values.items() if value is None]
     kept = [template for template in templates if not any(f"{{{key}}}" in template for key in unset)]
-    return [template.format(**values) for template in kept]
+    paths = []
+    for template in kept:  # a list of paths (horizon files) fills a template once per path
+        lists = [key for key, value in values.items() if isinstance(value, list) and f"{{{key}}}" in template]
+        variants = [{}] if not lists else [{lists[0]: value} for value in values[lists[0]]]
+        paths += [template.format(**{**values, **variant}) for variant in variants]
+    return paths
 
 
 def _fingerprints(templates: tuple[str, ...], options) -> dict[str, str | None]:

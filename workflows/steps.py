@@ -51,6 +51,8 @@ class Step:
     option_paths: tuple[str, ...] = ()  # options (not arguments) that are paths too
     resolve: str | None = None  # "module:function": the options as they will run (defaults filled in)
     report: str | None = None  # "module:function": the summary as text for people (default key: value lines)
+    variadic: bool = False  # the last argument takes one or more paths (a list)
+    optional: tuple[str, ...] = ()  # arguments that may be left out (None)
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -60,7 +62,7 @@ class Step:
     @property
     def model(self) -> type:
         """A workflow step's options: the config's fields plus the path arguments, checked strictly."""
-        return _step_model(self.config, self.arguments)
+        return _step_model(self.config, self.arguments, self.variadic, self.optional)
 
     def resolved(self, options) -> dict:
         """The options as the step will run them: the command's own defaults filled in."""
@@ -81,9 +83,12 @@ class Step:
 
 
 @functools.cache
-def _step_model(config: type, arguments: tuple[str, ...]) -> type:
+def _step_model(config: type, arguments: tuple[str, ...], variadic: bool, optional: tuple[str, ...]) -> type:
     name = config.__name__.removesuffix("Config") + "Step"
-    return create_model(name, __base__=config, **dict.fromkeys(arguments, (str, ...)))
+    fields = {argument: (str | None, None) if argument in optional else (str, ...) for argument in arguments}
+    if variadic:
+        fields[arguments[-1]] = (list[str], ...)
+    return create_model(name, __base__=config, **fields)
 
 
 def imported(target: str) -> Callable:
@@ -107,8 +112,8 @@ STEPS: dict[str, Step] = {
     step.name: step
     for step in (
         Step("synth", cfg.SynthConfig, "synth:write_synthetic_survey", ("out",),
-             (), ("{out}/seismic.sgy", "{out}/labels.sgy"),
-             "Write a synthetic labelled survey: OUT_DIR/seismic.sgy and OUT_DIR/labels.sgy.",
+             (), ("{out}/seismic.sgy", "{out}/labels.sgy", "{out}/horizons.txt"),
+             "Write a synthetic labelled survey: OUT_DIR/seismic.sgy, labels.sgy and horizons.txt (picks).",
              "synth", ("The folder to write.",), "The files written and the class names.", client=False,
              metavars=("OUT_DIR",), python_names=("out_dir",)),
         Step("ingest", cfg.IngestConfig, "ingest:segy_to_zarr", ("segy", "store"),
@@ -116,11 +121,23 @@ STEPS: dict[str, Step] = {
              "Ingest a post-stack SEG-Y file into a chunked Zarr v3 store.",
              "ingest", ("The SEG-Y file (a path or URL).", "The store to write."),
              "The geometry, sizes, formats and seconds.", local_threads=True),
+        Step("horizons", cfg.HorizonsConfig, "horizons:import_horizons", ("store", "files"),
+             ("{files}", "{store}/amplitude"), ("{store}/horizons",),
+             "Import picked horizons (ASCII: inline/crossline or x/y, and time or depth) into a store.",
+             "import_horizons", (STORE, "Pick files, one horizon each or several with a name column."),
+             "Per horizon: its file, picked and filled traces and range; the x/y grid fit's residual.",
+             client=False, metavars=("STORE", "FILE..."), variadic=True),
+        Step("attributes", cfg.AttributesConfig, "attributes:add_attributes", ("store",),
+             ("{store}/amplitude",), (),
+             "Compute attributes (envelope, phase, frequency, RMS) along the traces as store variables.",
+             "add_attributes", (STORE,), "The variables written and the seconds taken.", required=("add",)),
         Step("labels", cfg.LabelsConfig, "labels:attach_labels", ("store", "source"),
-             ("{source}", "{store}/amplitude"), ("{store}/labels",),
-             "Attach labels (SEG-Y volume, .npy, Zarr or CSV points) to a store.",
-             "attach_labels", (STORE, "The labels: a SEG-Y volume on the grid, .npy, Zarr or CSV points."),
-             "Labelled voxels per class and the labelled fraction."),
+             ("{source}", "{store}/amplitude", "{store}/horizons"), ("{store}/labels",),
+             "Attach labels (SEG-Y volume, .npy, Zarr or CSV points, or the intervals between horizons).",
+             "attach_labels", (STORE, "The labels: a SEG-Y volume on the grid, .npy, Zarr or CSV points "
+                                      "(left out with --between)."),
+             "Labelled voxels per class and the labelled fraction.", metavars=("STORE", "[SOURCE]"),
+             optional=("source",)),
         Step("patches", cfg.PatchesConfig, "patches:extract_patches", ("store", "patches"),
              ("{store}/amplitude", "{store}/labels"), ("{patches}",),
              "Cut class-balanced training patches from a labelled store.",
@@ -150,6 +167,12 @@ STEPS: dict[str, Step] = {
              "suggest", (STORE + " With uncertainty (`seisfacies predict --uncertainty`).",),
              "`inlines` (best first), their `scores` and the `labelled_inlines` already labelled.",
              client=False),
+        Step("map", cfg.MapConfig, "maps:map_horizon", ("store",),
+             ("{store}/horizons", "{store}/{variable}"), ("{store}/map_{horizon}_{variable}",),
+             "Map facies, probability, uncertainty or RMS amplitude in a window along a horizon.",
+             "map_horizon", (STORE + " With horizons (`seisfacies horizons`).",),
+             "The maps written (store variables), the window and the share of traces they cover.",
+             required=("horizon",)),
         Step("plot", cfg.PlotConfig, "plot:plot_section", ("store", "out"),
              ("{store}/amplitude", "{store}/labels", "{store}/facies", "{store}/uncertainty"), ("{out}",),
              "Draw a section with the predicted facies (and the labels beside it).",

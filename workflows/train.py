@@ -58,9 +58,10 @@ def check_compatible(config: TrainConfig, attrs: dict) -> None:
         )
     if entry.dense and attrs["kind"] == "section" and not attrs["dense"]:
         raise ConfigError("option --model: cnn2d needs dense section labels")
-    if "depth" in attrs.get("inputs", ()) and not entry.dense:
+    extra = [name for name in attrs.get("inputs", ()) if name != "amplitude"]
+    if extra and not entry.dense:
         raise ConfigError(
-            f"option --model: {config.model} takes no depth channel; use a fully convolutional model "
+            f"option --model: {config.model} takes no {extra[0]} channel; use a fully convolutional model "
             "(cnn2d, cnn3d) or cut patches with --inputs amplitude"
         )
     if attrs.get("neighbours") and not entry.dense:
@@ -352,6 +353,8 @@ def _patch_store(source: str, out: str, config: TrainConfig, client, patches_con
     if patches_config is None:
         sizes = tuple(zarr.open_array(store=location.join(source, "amplitude"), mode="r").shape)
         patches_config, note = fitting_patches(config.model, sizes)
+    if config.inputs is not None:
+        patches_config = patches_config.model_copy(update={"inputs": config.inputs})
     target = location.with_name(out, location.name(out).rsplit(".", 1)[0] + ".patches.zarr")
     cut = extract_patches(source, target, patches_config.model_copy(update={"overwrite": True}), client)
     return target, "; ".join(part for part in (note, cut.get("split_note", "")) if part)

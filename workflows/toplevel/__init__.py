@@ -5,8 +5,9 @@
 <function train at ...>
 
 The functions mirror the CLI (:mod:`seisfacies.workflows.api`):
-``sf.ingest``, ``sf.attach_labels``, ``sf.extract_patches``, ``sf.train``,
-``sf.predict``, ``sf.evaluate``, ``sf.suggest``, ``sf.export``, ``sf.plot``, ``sf.synth``,
+``sf.ingest``, ``sf.import_horizons``, ``sf.add_attributes``, ``sf.attach_labels``,
+``sf.extract_patches``, ``sf.train``, ``sf.predict``, ``sf.evaluate``, ``sf.map_horizon``,
+``sf.suggest``, ``sf.export``, ``sf.plot``, ``sf.synth``,
 ``sf.run_workflow``, ``sf.open_store`` and ``sf.local_cluster``. They are imported on first use, so
 ``import seisfacies.pipeline`` (the xarray backend, every worker reading
 SEG-Y) never loads torch or the workflows. This file is installed as
@@ -23,6 +24,8 @@ _LAZY = {
         [
             "synth",
             "ingest",
+            "import_horizons",
+            "add_attributes",
             "attach_labels",
             "extract_patches",
             "train",
@@ -30,6 +33,7 @@ _LAZY = {
             "evaluate",
             "export",
             "plot",
+            "map_horizon",
             "suggest",
             "open_store",
             "run_workflow",
@@ -46,6 +50,7 @@ _LAZY = {
             "GeometryError",
             "StoreError",
             "LabelError",
+            "HorizonError",
             "ModelError",
             "ClusterError",
         ],
