@@ -30,6 +30,7 @@ COLUMN_NAMES = {*LATERAL_COLUMNS[0], *LATERAL_COLUMNS[1], *VERTICAL_COLUMNS, "na
 #: A fit of cdp_x/cdp_y whose residual exceeds this share of a bin is not a regular grid.
 MAX_FIT_RESIDUAL = 0.1
 SEPARATORS = re.compile(r"[\s,;]+")
+HORIZON_NAME = re.compile(r"[A-Za-z0-9_\-]+")
 
 
 def parse_columns(text: str) -> tuple[str, ...]:
@@ -121,6 +122,10 @@ def read_picks(path: str, columns: tuple[str, ...], name: str, null: float | Non
         if null is not None and null in values or not np.all(np.isfinite(values)):
             continue
         horizon = fields[name_at] if name_at is not None and len(fields) > name_at else name
+        if not HORIZON_NAME.fullmatch(horizon):  # it names store variables (map_<horizon>_facies)
+            raise HorizonError(
+                f"{path}:{number}: horizon name {horizon!r} is not a word (letters, digits, _, -); rename it"
+            )
         rows.setdefault(horizon, []).append((number, *values))
     if not rows:
         raise HorizonError(
@@ -602,7 +607,7 @@ def default_interval_names(names: list[str]) -> tuple[str, ...]:
 
 
 def file_stem(path: str) -> str:
-    """A horizon's default name: its file's name without the extension.
+    """A horizon's default name: the file's name without its extension, other characters made ``_``.
 
     Parameters
     ----------
@@ -613,7 +618,7 @@ def file_stem(path: str) -> str:
     -------
     str
 
-    >>> file_stem("s3://bucket/picks/top_chalk.xyz")
-    'top_chalk'
+    >>> file_stem("s3://bucket/picks/top chalk (v2).xyz")
+    'top_chalk__v2_'
     """
-    return Path(path.rstrip("/").rsplit("/", 1)[-1]).stem
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", Path(path.rstrip("/").rsplit("/", 1)[-1]).stem)

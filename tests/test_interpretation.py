@@ -96,6 +96,7 @@ def test_xy_picks_on_a_rotated_grid_give_the_same_horizon_as_line_numbers(survey
         (["100 300 40"], "inline,crossline,depth", ["picks are in depth", "is in time"]),
         (["1 2 3"], "inline,x,time", ["--columns"]),
         (["600000 6900000 40"], "x,y,time", ["top.txt:1", "off the store's grid"]),
+        (["a/b 100 300 40"], "name,inline,crossline,time", ["top.txt:1", "'a/b' is not a word"]),
     ],
 )
 def test_bad_picks_are_one_line_naming_the_file_line_and_value(survey, tmp_path, lines, columns, words):
