@@ -150,5 +150,6 @@ def test_the_demo_chain_passes_on_a_cluster_with_its_cpus_oversubscribed(tmp_pat
             loop.wait()
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((tmp_path / "demo.run.json").read_text())
-    assert [step["status"] for step in record["steps"]] == ["ran"] * 10
-    assert record["steps"][4]["summary"]["restarts"] == 0  # the training was never restarted
+    assert {step["status"] for step in record["steps"]} == {"ran"} and len(record["steps"]) == 13
+    train = next(step for step in record["steps"] if step["step"] == "train")
+    assert train["summary"]["restarts"] == 0  # the training was never restarted
