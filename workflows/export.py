@@ -75,8 +75,9 @@ def zarr_to_segy(store: str | Path, out: str | Path, config: ExportConfig, clien
     """
     # absolute: tasks run on workers, whose working folder may differ
     store, out = location.resolve(store), location.resolve(out)
-    if config.variable.startswith("map_") or _is_map(store, config.variable):
-        return export_map(store, out, config)
+    dataset = open_store(store, require=(config.variable,))
+    if is_map(dataset[config.variable]):
+        return export_map(store, out, config, dataset)
     dataset = open_store(store, require=(config.variable, "trace_headers", "trace_index"))
     vertical = vertical_dim(dataset)
     dims = ("inline", "crossline", vertical)
@@ -151,12 +152,22 @@ def _class_index(store: Path, dataset, config: ExportConfig) -> int | None:
     return names.index(config.class_name)
 
 
-def _is_map(store: str, variable: str) -> bool:
-    dataset = open_store(store, require=(variable,))
-    return dataset[variable].dims[-2:] == ("inline", "crossline") and dataset[variable].ndim <= 3
+def is_map(variable) -> bool:
+    """Whether a store variable is a map: ``(inline, crossline)``, or one per class before them.
+
+    Parameters
+    ----------
+    variable : xarray.DataArray
+        A variable of the store.
+
+    Returns
+    -------
+    bool
+    """
+    return variable.dims[-2:] == ("inline", "crossline") and variable.ndim <= 3
 
 
-def export_map(store: str, out: str, config: ExportConfig) -> dict:
+def export_map(store: str, out: str, config: ExportConfig, dataset) -> dict:
     """Write a map (``seisfacies map``) as gridded ASCII: x, y, inline, crossline, value per line.
 
     Parameters
@@ -167,15 +178,14 @@ def export_map(store: str, out: str, config: ExportConfig) -> dict:
         The text file to write.
     config : ExportConfig
         The step's options (``--class`` picks one class of a fraction or probability map).
+    dataset : xarray.Dataset
+        The store, opened, with the map.
 
     Returns
     -------
     dict
     """
-    dataset = open_store(store, require=(config.variable,))
     variable = dataset[config.variable]
-    if variable.dims[-2:] != ("inline", "crossline") or variable.ndim > 3:
-        raise StoreError(f"{store}: {config.variable!r} is not a map (dims {list(variable.dims)})")
     if out.lower().endswith((".sgy", ".segy")):
         raise StoreError(f"{out}: a map is written as gridded text; name the file .txt, .xyz or .dat")
     if variable.ndim == 3:

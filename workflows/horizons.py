@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def import_horizons(store: str | Path, files, config: HorizonsConfig) -> dict:
         surfaces = order_surfaces(surfaces)  # the picks as given must not cross
         for n, surface in enumerate(surfaces):
             values, filled[surface.name] = fill_gaps(surface.values, config.fill)
-            surfaces[n] = Surface(surface.name, surface.file, values, surface.lines, surface.merged)
+            surfaces[n] = dataclasses.replace(surface, values=values)
     surfaces = order_surfaces(surfaces)
     template = _template(dataset, surfaces, grid.vertical_name, config.fill)
     add_variables_template(template, store, store_chunks(dataset))
