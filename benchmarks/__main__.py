@@ -64,7 +64,7 @@ def _process_seconds(command: list, cwd: Path) -> float:
 
 
 def ingest_rows(work: Path, shape) -> list[Row]:
-    from ingest import run_plain_dask, run_segyio, run_seisfacies, write_big_segy
+    from ingest import run_mdio, run_plain_dask, run_segyio, run_seisfacies, write_big_segy
 
     segy = work / "ingest.sgy"
     write_big_segy(segy, shape)
@@ -94,6 +94,19 @@ def ingest_rows(work: Path, shape) -> list[Row]:
             size,
         ),
     ]
+    mdio = run_mdio(segy, work / "ours.mdio")
+    if mdio is not None:  # a peer's converter: the same file to an MDIO v1 store
+        rows.append(
+            Row(
+                "ingest",
+                "TGS MDIO segy_to_mdio (v1, its own process pool)",
+                rate(ours),
+                rate(mdio),
+                "MB/s",
+                "peer",
+                size,
+            )
+        )
     big = work / "ingest3x.sgy"
     write_big_segy(big, (shape[0] * 3, *shape[1:]))
     segy.unlink()

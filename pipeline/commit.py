@@ -51,6 +51,7 @@ from pathlib import Path
 
 import psutil
 import zarr
+from zarr.errors import UnstableSpecificationWarning
 from zarr.storage import FsspecStore, WrapperStore
 
 from . import location
@@ -634,11 +635,30 @@ def root_group(path: str | os.PathLike, mode: str = "r+") -> zarr.Group:
     return zarr.open_group(store=zarr_store(path), mode=mode, zarr_format=3)
 
 
+def update_root_attrs(path: str | os.PathLike, attrs: dict) -> None:
+    """Set root attributes (the root metadata, consolidated metadata included, is rewritten).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A store.
+    attrs : dict
+        The attributes to set.
+    """
+    with consolidating():
+        root_group(path).attrs.update(attrs)
+
+
 @contextlib.contextmanager
 def consolidating():
-    """Zarr warns that v3 consolidated metadata is an extension; we rely on it knowingly."""
+    """Zarr warns that v3 consolidated metadata is an extension; we rely on it knowingly.
+
+    So is the structured dtype of MDIO's ``headers`` (and its string ``segy_file_header``),
+    which MDIO itself writes.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        warnings.filterwarnings("ignore", category=UnstableSpecificationWarning)
         yield
 
 
@@ -664,7 +684,7 @@ def commit_store(path: str | os.PathLike, attrs: dict | None = None) -> None:
     attrs : dict, optional
         Root attributes to set.
     """
-    root_group(path).attrs.update({**(attrs or {}), WRITE_ID_ATTR: new_write_id(), INCOMPLETE_ATTR: []})
+    update_root_attrs(path, {**(attrs or {}), WRITE_ID_ATTR: new_write_id(), INCOMPLETE_ATTR: []})
     consolidate(path)
 
 
@@ -767,10 +787,9 @@ def commit_variables(
     write_id = new_write_id()
     for name in variables:  # each commit's own id: `seisfacies run` tells versions apart by it
         set_variable_attrs(path, name, {WRITE_ID_ATTR: write_id})
-    root = root_group(path)
     done = {*moving, *stale, *variables}
-    still = [name for name in root.attrs.get(INCOMPLETE_ATTR, []) if name not in done]
-    root.attrs.update({**(attrs or {}), INCOMPLETE_ATTR: still})
+    still = [name for name in incomplete_variables(path) if name not in done]
+    update_root_attrs(path, {**(attrs or {}), INCOMPLETE_ATTR: still})
     if waiting and waiting <= set(moving):  # nothing else waits there (re-listing could read a stale cache)
         location.remove(pending)
     consolidate(path)
@@ -825,7 +844,7 @@ def mark_incomplete(path: str | os.PathLike, variables: list[str]) -> list[str]:
     list of str
     """
     listed = sorted(set(incomplete_variables(path)) | set(variables))
-    root_group(path).attrs[INCOMPLETE_ATTR] = listed
+    update_root_attrs(path, {INCOMPLETE_ATTR: listed})
     consolidate(path)
     return listed
 
@@ -842,7 +861,8 @@ def set_variable_attrs(path: str | os.PathLike, variable: str, attrs: dict) -> N
     attrs : dict
         Attributes to set.
     """
-    zarr.open_array(store=zarr_store(path), path=variable, mode="r+", zarr_format=3).attrs.update(attrs)
+    with consolidating():
+        zarr.open_array(store=zarr_store(path), path=variable, mode="r+", zarr_format=3).attrs.update(attrs)
 
 
 def finished_variables(dataset, names: tuple[str, ...]) -> list[str]:

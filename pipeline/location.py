@@ -185,6 +185,7 @@ def exists(path: str | os.PathLike) -> bool:
     if not is_url(path):
         return Path(path).exists()
     fs, inner = filesystem(path)
+    fs.invalidate_cache(parent(inner))  # a listing made earlier (zarr opening a group) may be stale
     return fs.exists(inner)
 
 

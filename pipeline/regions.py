@@ -11,6 +11,10 @@ import numpy as np
 import zarr
 
 from .blocks import Region
+from .mdio import data_variable
+
+#: The samples' name in the store contract; an MDIO store may name its data variable otherwise.
+SAMPLES = "amplitude"
 
 
 def write_region(path: str, variable: str, region: Region, values: np.ndarray) -> None:
@@ -34,6 +38,10 @@ def write_region(path: str, variable: str, region: Region, values: np.ndarray) -
 def read_region(path: str, variable: str, region: Region) -> np.ndarray:
     """Read ``region`` (dim -> slice, in the variable's dim order) of one variable.
 
+    ``amplitude`` is the store's samples wherever they are: in an MDIO store
+    the variable its ``defaultVariableName`` names, with dead traces (NaN
+    there) read as 0, as in the stores ``ingest`` writes.
+
     Parameters
     ----------
     path : str
@@ -47,5 +55,16 @@ def read_region(path: str, variable: str, region: Region) -> np.ndarray:
     -------
     np.ndarray
     """
-    array = zarr.open_array(store=path, path=variable, mode="r", zarr_format=3)
-    return array[tuple(region.values())]
+    try:
+        array = zarr.open_array(store=path, path=variable, mode="r", zarr_format=3)
+    except FileNotFoundError:
+        if variable != SAMPLES:
+            raise
+        root = zarr.open_group(store=path, mode="r", zarr_format=3)
+        array = root[data_variable(dict(root.attrs))]
+    values = array[tuple(region.values())]
+    if variable == SAMPLES and not np.isfinite(values).all():
+        lateral = tuple(region.values())[:2]
+        dead = ~zarr.open_array(store=path, path="trace_mask", mode="r", zarr_format=3)[lateral].astype(bool)
+        values[dead] = 0  # MDIO fills dead traces with NaN
+    return values

@@ -51,13 +51,37 @@ def amplitude_statistics(store: str | os.PathLike, dataset: xr.Dataset, chunks: 
     dict
         ``amplitude_mean`` and ``amplitude_std``.
     """
+    mean, std = volume_statistics(store, dataset, "amplitude", chunks)
+    return {"amplitude_mean": mean, "amplitude_std": std}
+
+
+def volume_statistics(
+    store: str | os.PathLike, dataset: xr.Dataset, variable: str, chunks: int = 4
+) -> tuple[float, float]:
+    """Mean and standard deviation of a volume's finite values in a few chunks spread over it.
+
+    Parameters
+    ----------
+    store : str or os.PathLike
+        The store.
+    dataset : xr.Dataset
+        The same store, opened (for its sizes and chunking).
+    variable : str
+        A variable on the amplitude's dims.
+    chunks : int
+        How many chunks to read (bounded memory, whatever the survey's size).
+
+    Returns
+    -------
+    tuple of float
+    """
     from .blocks import regions
 
     plan = regions(dict(dataset.amplitude.sizes), store_chunks(dataset))
     picks = [plan[int(i)] for i in np.linspace(0, len(plan) - 1, min(chunks, len(plan)))]
-    values = np.concatenate([read_region(str(store), "amplitude", region).ravel() for region in picks])
+    values = np.concatenate([read_region(str(store), variable, region).ravel() for region in picks])
     values = values[np.isfinite(values)]
-    return {"amplitude_mean": float(values.mean()), "amplitude_std": float(values.std())}
+    return float(values.mean()), float(values.std())
 
 
 #: How far a store may be from the training survey before predict warns.

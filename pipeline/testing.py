@@ -129,7 +129,7 @@ def write_large_segy(
     """An IBM-float post-stack file written inline block by inline block (memory bounded).
 
     ``values(rng, block_shape)`` makes each block's samples (default: Gaussian
-    noise); inline and crossline numbers start at 1.
+    noise); inline and crossline numbers start at 1, CDP x/y on a 25 m grid.
 
     Parameters
     ----------
@@ -158,6 +158,9 @@ def write_large_segy(
         _put_field(headers, fmt.INLINE_BYTE, rows[:, None] + 1, 4)
         _put_field(headers, fmt.CROSSLINE_BYTE, np.arange(n_xl)[None, :] + 1, 4)
         _put_field(headers, fmt.TRACE_SAMPLES_BYTE, n_samples, 2)
+        _put_field(headers, fmt.COORDINATE_SCALAR_BYTE, 1, 2)  # 0 is refused by MDIO's reader
+        _put_field(headers, fmt.CDP_X_BYTE, 600_000 + 25 * np.arange(n_xl)[None, :], 4)
+        _put_field(headers, fmt.CDP_Y_BYTE, 6_000_000 + 25 * rows[:, None], 4)
         write_block(spec, index, headers, values(rng, (*index.shape, n_samples)))
 
 

@@ -124,11 +124,12 @@ def process_cluster(n_workers: int, memory_limit: str = "2GiB"):
 
 
 def versionless(dataset):
-    """``dataset`` loaded, without the write ids that tell two commits of the same content apart."""
+    """``dataset`` loaded, without the write ids (and MDIO's ``createdOn``) that tell two commits of the same content apart."""
     from seisfacies.pipeline.commit import WRITE_ID_ATTR
 
     loaded = dataset.load()
     loaded.attrs.pop(WRITE_ID_ATTR, None)
+    loaded.attrs.pop("createdOn", None)
     for variable in loaded.variables.values():
         variable.attrs.pop(WRITE_ID_ATTR, None)
     return loaded

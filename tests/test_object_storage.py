@@ -150,6 +150,37 @@ def test_horizons_labels_between_maps_and_attributes_on_object_storage(s3_server
 
 
 @pytest.mark.cluster
+def test_an_mdio_survey_on_object_storage_is_labelled_trained_and_predicted_in_place(
+    s3_server, s3_cluster, tmp_path, monkeypatch
+):
+    mdio = pytest.importorskip("mdio", reason="the MDIO tests need multidimio (pip install -e '.[test]')")
+    from tests.test_mdio import mdio_export, mdio_from_segy
+
+    fs = s3fs.S3FileSystem()
+    sf.synth(tmp_path / "d", shape=(24, 20, 32), seed=6)
+    local = mdio_from_segy(
+        tmp_path / "d" / "seismic.sgy", tmp_path / "survey.mdio", file_header=True, monkeypatch=monkeypatch
+    )
+    exported = mdio_export(local, tmp_path / "before.sgy")
+    fs.put(str(local), f"{BUCKET}/mdio/", recursive=True)
+    fs.put_file(str(tmp_path / "d" / "labels.sgy"), f"{BUCKET}/mdio/labels.sgy")
+    survey, model = _url("mdio", "survey.mdio"), _url("mdio", "m.pt")
+
+    for store in (survey, local):
+        sf.attach_labels(store, _url("mdio", "labels.sgy"), inlines=(104, 112, 120), client=s3_cluster)
+    sf.train(survey, model, model="mlp", epochs=2, client=s3_cluster)
+    for store in (survey, local):
+        sf.predict(store, model, uncertainty=True, client=s3_cluster)
+
+    remote, here = mdio.open_mdio(survey), mdio.open_mdio(local)
+    for name in ("labels", "facies", "uncertainty"):
+        np.testing.assert_array_equal(remote[name].values, here[name].values)
+    assert (remote.facies.values >= 0).all()
+    fs.get(f"{BUCKET}/mdio/survey.mdio", str(tmp_path / "back.mdio"), recursive=True)
+    assert mdio_export(tmp_path / "back.mdio", tmp_path / "after.sgy") == exported
+
+
+@pytest.mark.cluster
 def test_segy_on_object_storage_is_read_in_ranges(s3_server, s3_cluster, tmp_path):
     from seisfacies.pipeline.testing import write_test_segy
 

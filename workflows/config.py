@@ -41,7 +41,7 @@ class ExportConfig(StrictModel):
         "amplitude",
         description="Store variable to write as samples, in the source file's sample format; "
         "probability and uncertainty from an integer-sampled source are written as 4-byte IEEE floats "
-        "(format 5) so that fractions are not rounded.",
+        "(format 5) so that fractions are not rounded. To a .vds file: classes as 8-bit, else 32-bit float.",
     )
     class_name: str | None = Field(
         None,

@@ -15,6 +15,7 @@ from ..pipeline.blocks import Region, slab_regions
 from ..pipeline.cluster import client_mapper, run_tasks
 from ..pipeline.commit import check_output, commit_store, staged, writes
 from ..pipeline.exceptions import SegyFormatError
+from ..pipeline.mdio import dataset_attrs, file_header_attrs, header_dtype, headers_from_raw
 from ..pipeline.regions import write_region
 from ..pipeline.segy import SegyLayout, SegySurvey, read_block, scan_survey, survey_dataset
 from ..pipeline.store import parse_chunks, write_template
@@ -51,11 +52,15 @@ def fill_region(task: RegionTask) -> int:
     column = {**task.region, task.vertical: slice(None)}
     write_region(task.store, "amplitude", column, samples)
     write_region(task.store, "trace_headers", {**task.region, "header_byte": slice(None)}, headers)
+    write_region(task.store, "headers", task.region, headers_from_raw(headers, task.layout.endian))
     return int(samples.size - np.isfinite(samples).sum())
 
 
 def ingest_template(survey: SegySurvey, chunks: dict[str, int]):
     """The store layout with lazy (unwritten) amplitude and trace headers.
+
+    It is also an MDIO v1 post-stack dataset: MDIO's root attributes, its
+    structured ``headers`` and ``segy_file_header`` beside our raw ``trace_headers``.
 
     Parameters
     ----------
@@ -82,6 +87,15 @@ def ingest_template(survey: SegySurvey, chunks: dict[str, int]):
         survey.geometry.trace_index,
         {"long_name": "Trace number in the source file (-1: no trace)"},
     )
+    dataset["headers"] = (
+        ("inline", "crossline"),
+        da.zeros((n_il, n_xl), dtype=header_dtype(), chunks=column_chunks),
+        {"long_name": "SEG-Y rev 1 trace header fields (MDIO)"},
+    )
+    binary = fmt.from_base64(survey.attrs["binary_header_bytes"])
+    file_header = file_header_attrs(survey.attrs["textual_header"], binary, survey.layout.endian)
+    dataset["segy_file_header"] = ((), "", file_header)
+    dataset.attrs.update(dataset_attrs(survey.domain))
     return dataset
 
 

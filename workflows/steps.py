@@ -180,8 +180,9 @@ STEPS: dict[str, Step] = {
              "The picture, the section and its panels.", client=False),
         Step("export", cfg.ExportConfig, "export:zarr_to_segy", ("store", "out"),
              ("{store}/{variable}",), ("{out}",),
-             "Write a store variable as SEG-Y with the source file's headers.",
-             "export", (STORE, "The SEG-Y file to write (a path or URL)."),
+             "Write a store variable as SEG-Y with the source file's headers, as OpenVDS (OUT.vds), "
+             "or a map as gridded text.",
+             "export", (STORE, "The file to write (path or URL): .sgy, .vds (OpenVDS), or text for a map."),
              "The file written, the variable and its format."),
     )
 }  # fmt: skip
