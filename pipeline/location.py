@@ -149,6 +149,19 @@ def filesystem(path: str):
     return url_to_fs(str(path))
 
 
+def _fresh(path: str):
+    """:func:`filesystem`, with what it listed before about ``path`` and its parents forgotten.
+
+    fsspec file systems are shared within a process and cache listings; one
+    made earlier (zarr listing a group, a removal by another process) would
+    answer "is it there" from the past. Every existence decision here asks
+    the store itself.
+    """
+    fs, inner = filesystem(path)
+    fs.invalidate_cache(inner)  # the path and every parent of it
+    return fs, inner
+
+
 def protocols(path: str | os.PathLike) -> tuple[str, ...]:
     """The fsspec protocols of a URL's file system (``("s3", "s3a")``); ``()`` for a local path.
 
@@ -184,8 +197,7 @@ def exists(path: str | os.PathLike) -> bool:
     """
     if not is_url(path):
         return Path(path).exists()
-    fs, inner = filesystem(path)
-    fs.invalidate_cache(parent(inner))  # a listing made earlier (zarr opening a group) may be stale
+    fs, inner = _fresh(path)
     return fs.exists(inner)
 
 
@@ -222,7 +234,7 @@ def is_file(path: str | os.PathLike) -> bool:
     """
     if not is_url(path):
         return Path(path).is_file()
-    fs, inner = filesystem(path)
+    fs, inner = _fresh(path)
     return fs.isfile(inner)
 
 
@@ -235,7 +247,7 @@ def remove(path: str | os.PathLike) -> None:
         A path or URL.
     """
     if is_url(path):
-        fs, inner = filesystem(path)
+        fs, inner = _fresh(path)
         if fs.isdir(inner) and fs.isfile(f"{inner}/zarr.json"):  # a store stops being one at once
             fs.rm(f"{inner}/zarr.json")
         if fs.exists(inner):
@@ -259,7 +271,7 @@ def move(source: str | os.PathLike, target: str | os.PathLike) -> None:
     if not is_url(source):
         os.replace(source, target)
         return
-    fs, inner = filesystem(source)
+    fs, inner = _fresh(source)
     _, inner_target = filesystem(target)
     keys = fs.find(inner) if fs.isdir(inner) else [inner]
     root = f"{inner}/zarr.json"

@@ -151,6 +151,22 @@ def test_dead_traces_of_an_mdio_store_read_as_those_of_ours(tmp_path):
             np.testing.assert_array_equal(written.trace.raw[:], source.trace.raw[:])
 
 
+def test_the_samples_are_the_variable_mdio_names_the_default(tmp_path):
+    write_test_segy(tmp_path / "s.sgy", (6, 5, 10))
+    survey = mdio_from_segy(tmp_path / "s.sgy", tmp_path / "s.mdio")
+    (survey / "amplitude").rename(survey / "seismic")
+    root = json.loads((survey / "zarr.json").read_text())
+    root["attributes"]["attributes"]["defaultVariableName"] = "seismic"
+    (survey / "zarr.json").write_text(json.dumps(root))
+
+    dataset = sf.open_store(survey)
+    assert "seismic" not in dataset.variables
+    sf.export(survey, tmp_path / "s.vds")
+    vds = read_vds(tmp_path / "s.vds")
+    np.testing.assert_array_equal(vds["values"], dataset.amplitude.values)
+    openvds.close(vds["handle"])
+
+
 def test_an_mdio_v0_store_is_one_line(tmp_path):
     import zarr
 
