@@ -301,7 +301,5 @@ def file_header_attrs(textual_header: str, binary: bytes, byte_order: str) -> di
     dict
         ``textHeader`` (40 lines of 80 characters) and ``binaryHeader``.
     """
-    lines = textual_header.splitlines()[: fmt.TEXT_HEADER_SIZE // fmt.TEXT_LINE]
-    lines += [""] * (fmt.TEXT_HEADER_SIZE // fmt.TEXT_LINE - len(lines))
-    text = "\n".join(line[: fmt.TEXT_LINE].ljust(fmt.TEXT_LINE) for line in lines)
+    text = "\n".join(fmt.card_images(textual_header))
     return {"textHeader": text, "binaryHeader": binary_header_dict(binary, byte_order)}

@@ -448,6 +448,45 @@ def decode_text_header(raw: bytes) -> str:
     return "\n".join(text[start : start + TEXT_LINE] for start in range(0, len(text), TEXT_LINE))
 
 
+def card_images(text: str) -> list[str]:
+    """Text as a textual header's 40 card images of 80 characters (cut or padded with spaces).
+
+    Parameters
+    ----------
+    text : str
+        Lines of text.
+
+    Returns
+    -------
+    list[str]
+
+    >>> images = card_images("C 1 hello")
+    >>> len(images), images[0].rstrip(), {len(image) for image in images}
+    (40, 'C 1 hello', {80})
+    """
+    lines = text.splitlines()[: TEXT_HEADER_SIZE // TEXT_LINE]
+    lines += [""] * (TEXT_HEADER_SIZE // TEXT_LINE - len(lines))
+    return [line[:TEXT_LINE].ljust(TEXT_LINE) for line in lines]
+
+
+def encode_text_header(text: str) -> bytes:
+    """Text as a 3200-byte EBCDIC textual header (the inverse of :func:`decode_text_header`).
+
+    Parameters
+    ----------
+    text : str
+        Lines of text.
+
+    Returns
+    -------
+    bytes
+
+    >>> decode_text_header(encode_text_header("C 1 hello")).splitlines()[0].rstrip()
+    'C 1 hello'
+    """
+    return "".join(card_images(text)).encode("cp037")
+
+
 def to_base64(raw: bytes) -> str:
     """Bytes as base64 text, for Zarr attributes (which are JSON).
 

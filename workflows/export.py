@@ -213,9 +213,7 @@ def _mdio_file(dataset, vertical: str) -> _SourceFile:
         "num_extended_text_headers": 0,
     }
     text = kept.get("textHeader") or f"C 1 {dataset.attrs.get('name', 'MDIO')} store exported by seisfacies"
-    lines = [line.ljust(fmt.TEXT_LINE)[: fmt.TEXT_LINE] for line in text.splitlines()]
-    textual = "".join(lines).ljust(fmt.TEXT_HEADER_SIZE)[: fmt.TEXT_HEADER_SIZE].encode("cp037")
-    head = textual + binary_header_bytes(fields, "big")
+    head = fmt.encode_text_header(text) + binary_header_bytes(fields, "big")
     return _SourceFile(head, fmt.FLOAT_FORMAT, "big", int(live_per_inline.sum()), row_starts)
 
 
