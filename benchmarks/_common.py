@@ -59,8 +59,12 @@ def fresh_cluster(
 
     from distributed import Client, LocalCluster
 
+    from seisfacies.pipeline.cluster import nanny_environment_undone
+
     started = time.perf_counter()
+    # without it, every process a later row starts (the plain scripts) inherits OMP_NUM_THREADS=1
     with (
+        nanny_environment_undone(),
         LocalCluster(
             n_workers=n_workers,
             threads_per_worker=1,

@@ -1,4 +1,4 @@
-"""Training benchmark: `seisfacies train` on 1 and 2 Dask workers vs a plain PyTorch loop.
+"""Training benchmark: `seisfacies train` on 1 and 2 Dask workers, and by default, vs a plain PyTorch loop.
 
 Run: python benchmarks/train.py [--epochs 3] [--device cpu|cuda] [--precision fp32|bf16]
 Samples/s counts training patches processed; seisfacies' time includes reading
@@ -58,11 +58,15 @@ def plain_loop(patches: Path, config: TrainConfig) -> float:
     return len(x) * config.epochs / timer.seconds
 
 
-def ours(patches: Path, out: Path, config: TrainConfig) -> tuple[float, int | None]:
-    """Samples/s of `seisfacies train` on a fresh cluster, and the GPU's mean utilisation."""
-    with fresh_cluster(n_workers=config.workers) as client, gpu_utilisation(config.device) as busy:
+def ours(patches: Path, out: Path, config: TrainConfig, cluster: int = 2) -> tuple[float, int | None, dict]:
+    """Samples/s of `seisfacies train` on a fresh cluster, the GPU's mean utilisation, and the summary.
+
+    The cluster has ``--workers`` workers, or ``cluster`` with ``--workers auto``.
+    """
+    size = config.workers if isinstance(config.workers, int) else cluster
+    with fresh_cluster(n_workers=size) as client, gpu_utilisation(config.device) as busy:
         summary = train_model(patches, out, config, client)
-    return summary["samples_per_second"], busy["percent"]
+    return summary["samples_per_second"], busy["percent"], summary
 
 
 def main() -> None:
@@ -97,11 +101,15 @@ def main() -> None:
                 batch_size=args.batch_size,
             )
             plain = plain_loop(patches, config)
-            one, busy = ours(patches, work / "m1.pt", config)
-            two = None
+            one, busy, _ = ours(patches, work / "m1.pt", config.model_copy(update={"workers": 1}))
+            line = "| 2 workers: needs 2 GPUs"
             if two_ranks:
                 two = ours(patches, work / "m2.pt", config.model_copy(update={"workers": 2}))[0]
-            line = f"| 2 workers {two:8.1f} ({two / plain:.2f}x)" if two else "| 2 workers: needs 2 GPUs"
+                auto, _, summary = ours(patches, work / "m3.pt", config)
+                line = (
+                    f"| 2 workers {two:8.1f} ({two / plain:.2f}x) | default (auto) on 2 workers {auto:8.1f} "
+                    f"({auto / plain:.2f}x, {summary['workers']} rank{'s' * (summary['workers'] > 1)})"
+                )
             print(
                 f"{name:6s} plain loop {plain:8.1f} samples/s | seisfacies 1 worker {one:8.1f} "
                 f"({one / plain:.2f}x{f', GPU {busy}% busy' if busy is not None else ''}) "

@@ -49,6 +49,28 @@ class ModelEntry:
         """Whether the input has a channel axis ``(N, 1, ...)``; trace models take ``(N, S)``."""
         return "trace" not in self.patch_kinds
 
+    def sample_shape(self, kind: str, size: int, channels: int = 1) -> tuple[int, ...]:
+        """One input sample's shape, without the batch axis, for patches of ``kind`` and ``size``.
+
+        Parameters
+        ----------
+        kind : {"trace", "section", "cube"}
+            The patch kind.
+        size : int
+            The patches' edge in samples.
+        channels : int
+            Input channels (models with a channel axis).
+
+        Returns
+        -------
+        tuple of int
+
+        >>> model_entry("cnn2d").sample_shape("section", 64, 2), model_entry("mlp").sample_shape("trace", 64)
+        ((2, 64, 64), (64,))
+        """
+        grid = (size,) * {"trace": 1, "section": 2, "cube": 3}[kind]
+        return (channels, *grid) if self.channel_axis else grid
+
     def input_grid(self, config: dict) -> tuple[int, int]:
         """Receptive radius and down-sampling multiple of a model built from ``config``.
 

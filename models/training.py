@@ -20,6 +20,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .inference import normalise_finite, predicted_class
 from .optim import create_optimizer, learning_rate_factor
 from .registry import model_entry
 
@@ -130,8 +131,6 @@ def to_tensors(
     >>> tuple(x.shape), y.tolist()
     ((2, 1, 4, 4), [1, 2])
     """
-    from .inference import normalise_finite
-
     x = x.astype(np.float32)  # a copy: the caller's patches stay raw
     normalise_finite(x, mean, std)
     entry = model_entry(model_name)
@@ -267,7 +266,7 @@ def _counts(logits, targets) -> torch.Tensor:
     """
     valid = targets >= 0
     total = F.cross_entropy(logits.float(), targets, ignore_index=-1, reduction="sum")
-    correct = ((logits.argmax(1) == targets) & valid).sum()
+    correct = ((predicted_class(logits) == targets) & valid).sum()
     return torch.stack([total.double(), correct.double(), valid.sum().double()])
 
 

@@ -64,7 +64,7 @@ def connect(spec: ClusterSpec) -> Iterator:
             yield client
         return
     try:
-        with _workers_ignore_ctrl_c():
+        with _workers_ignore_ctrl_c(), nanny_environment_undone():
             cluster = LocalCluster(
                 n_workers=spec.n_workers or os.cpu_count(),
                 threads_per_worker=spec.threads_per_worker,
@@ -80,8 +80,45 @@ def connect(spec: ClusterSpec) -> Iterator:
             f"cannot start a local Dask cluster ({_first_cause(error)}); check the Dask configuration "
             "(worker preload, ports, temporary folder) or pass --scheduler ADDRESS"
         ) from None
-    with cluster, Client(cluster) as client:
+    with nanny_environment_undone(), cluster, Client(cluster) as client:
         yield client
+
+
+#: Set in a worker's environment by a nanny (with the ``pre-spawn-environ`` settings).
+NANNY_ADDED_VARIABLES = ("PYTHONHASHSEED",)
+
+
+@contextlib.contextmanager
+def nanny_environment_undone() -> Iterator[None]:
+    """Give this process back its own environment once nannies have started workers from it.
+
+    Start a LocalCluster inside it, and hold it around the cluster's whole life.
+
+    A distributed Nanny sets ``distributed.nanny.pre-spawn-environ``
+    (``OMP_NUM_THREADS=1``, ``MALLOC_TRIM_THRESHOLD_=65536``, ...) in
+    ``os.environ`` of the process that starts it, for the worker it spawns, and
+    never takes them back (distributed 2026.7). The client process kept them:
+    every program it started afterwards ran on one OpenMP thread with glibc's
+    eager trim, and a plain PyTorch script started after a LocalCluster ran
+    3x slower than before it. Only those variables are restored, to their values
+    from before; the workers keep theirs, and a nanny that restarts its worker
+    sets them again for it.
+
+    Returns
+    -------
+    Iterator
+        A context manager.
+    """
+    names = (*dask.config.get("distributed.nanny.pre-spawn-environ", {}), *NANNY_ADDED_VARIABLES)
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextlib.contextmanager

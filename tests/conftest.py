@@ -75,8 +75,12 @@ def wait_for_workers(address: str, count: int, security=None) -> None:
 
 
 @contextlib.contextmanager
-def process_cluster(n_workers: int, memory_limit: str = "2GiB"):
-    """`dask scheduler` and `dask worker` processes (each under a nanny) on 127.0.0.1."""
+def process_cluster(n_workers: int, memory_limit: str = "2GiB", hosts: tuple[str, ...] = ()):
+    """`dask scheduler` and `dask worker` processes (each under a nanny) on 127.0.0.1.
+
+    ``hosts``: each worker's own loopback address (127.0.0.2, ...), so that
+    the cluster looks like workers on several machines.
+    """
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -105,13 +109,13 @@ def process_cluster(n_workers: int, memory_limit: str = "2GiB"):
                 "--nthreads",
                 "1",
                 "--host",
-                "127.0.0.1",
+                host,
                 "--memory-limit",
                 memory_limit,
             ],
             **quiet,
         )
-        for _ in range(n_workers)
+        for host in hosts or ["127.0.0.1"] * n_workers
     ]
     try:
         wait_for_workers(address, n_workers)

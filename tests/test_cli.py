@@ -209,3 +209,26 @@ def test_a_local_cluster_that_cannot_start_is_a_one_line_error(tmp_path):
         "or pass --scheduler ADDRESS"
     ]
     assert not (tmp_path / "out.sgy").exists()
+
+
+def test_a_local_cluster_gives_the_client_process_its_environment_back(monkeypatch):
+    """The nannies' OMP_NUM_THREADS=1 (and more) stay the workers' only.
+
+    distributed sets them in the starting process and leaves them there: every program started from
+    the client afterwards, a user's PyTorch script included, ran on one thread.
+    """
+    import seisfacies as sf
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")  # the user's own value
+    with sf.local_cluster(workers=1) as client:
+        in_worker = next(iter(client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()))
+        during = os.environ.get("OMP_NUM_THREADS")
+        started = subprocess.run(
+            [BIN / "python", "-c", "import os; print(os.environ.get('OMP_NUM_THREADS'))"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    assert in_worker == "1"  # the workers keep Dask's settings
+    assert (during, started, os.environ.get("OMP_NUM_THREADS")) == (None, "None", None)
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "131072"

@@ -18,7 +18,7 @@ from seisfacies.workflows.config import LabelsConfig, PatchesConfig, TrainConfig
 from seisfacies.workflows.labels import attach_labels
 from seisfacies.workflows.patches import extract_patches
 from seisfacies.workflows.train import train_model
-from tests.conftest import write_labelled_store
+from tests.conftest import process_cluster, write_labelled_store
 
 pytestmark = pytest.mark.cluster
 
@@ -115,6 +115,24 @@ def test_four_ranks_train_on_point_labels(synthetic_survey, tmp_path):
             patches, tmp_path / "m.pt", TrainConfig(model="mlp", epochs=2, batch_size=8, workers=4), client
         )
     assert summary["workers"] == 4 and summary["epochs"] == 2
+
+
+def test_workers_auto_trains_one_rank_per_host_and_one_where_a_step_is_too_small(labelled, tmp_path):
+    """Workers on two loopback addresses stand for two machines; two of the three share one."""
+    from distributed import Client
+
+    store, trace_patches = labelled
+    sections = tmp_path / "sections.zarr"
+    extract_patches(store, sections, PatchesConfig(kind="section", size=32, per_class=8, split_block=8))
+    hosts = ("127.0.0.1", "127.0.0.1", "127.0.0.2")
+    with process_cluster(3, hosts=hosts) as address, Client(address) as client:
+        cnn = train_model(sections, tmp_path / "cnn.pt", TrainConfig(model="cnn2d", epochs=1), client)
+        mlp = train_model(trace_patches, tmp_path / "mlp.pt", TrainConfig(model="mlp", epochs=1), client)
+    assert cnn["workers"] == 2, cnn  # a cnn2d step is 7 GFLOP: one rank on each host pays
+    assert "trained on 2 of 3 workers: one rank per host" in cnn["workers_note"]
+    assert mlp["workers"] == 1, mlp  # the mlp's step is far shorter than a gradient all-reduce
+    assert "trained on 1 of 3 workers: a step (" in mlp["workers_note"] and "too small" in mlp["workers_note"]
+    assert load_checkpoint(tmp_path / "cnn.pt")["train_config"]["workers"] == 2
 
 
 def test_a_batch_smaller_than_the_shards_is_refused_in_one_line(trace_patches, tmp_path):

@@ -193,6 +193,29 @@ def cluster_client(scheduler: str | None, workers: int | None = None, local_thre
         yield client
 
 
+def local_workers(config) -> int | None:
+    """The LocalCluster size of a step without a scheduler: a training's ranks, else Dask's default.
+
+    ``--workers auto`` trains on one rank per GPU, or on one rank on a CPU-only
+    machine (ranks there would share its cores), so that many workers start.
+
+    Parameters
+    ----------
+    config : pydantic.BaseModel
+        The step's options.
+
+    Returns
+    -------
+    int or None
+    """
+    workers = getattr(config, "workers", None)
+    if workers != "auto":
+        return workers
+    from .devices import visible_gpus
+
+    return max(1, len(visible_gpus())) if config.device != "cpu" else 1
+
+
 @click.group(cls=SeisFaciesGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="seisfacies")
 def cli() -> None:
@@ -220,7 +243,7 @@ def step_command(step: Step) -> click.Command:
         if not step.client:
             summary = step.call(paths, config, None)
         else:  # a training step sizes its local cluster to its ranks
-            workers = None if scheduler else getattr(config, "workers", None)
+            workers = None if scheduler else local_workers(config)
             with cluster_client(scheduler, workers, local_threads=step.local_threads) as client:
                 summary = step.call(paths, config, client)
         emit(summary, as_json, text=imported(step.report)(summary) if step.report and not as_json else None)

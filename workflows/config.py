@@ -6,7 +6,7 @@ same models validate CLI options and workflow files.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -245,11 +245,17 @@ class TrainConfig(StrictModel):
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty on the weights.")
     beta: float = Field(0.9, gt=0, lt=1, description="Momentum / RMSprop / Adam beta.")
     schedule: Literal["constant", "step", "cosine"] = Field("cosine", description="Learning-rate schedule.")
-    workers: int = Field(1, ge=1, description="Data-parallel ranks, one per Dask worker.")
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description="Data-parallel ranks, one per Dask worker. auto: as many as pay, at most one per GPU "
+        "or, on CPUs, per host (ranks on one host share its cores), and one where a step is too small "
+        "to outweigh its gradient all-reduce; the summary says when it used fewer workers than there are.",
+        json_schema_extra={"metavar": "N|auto"},
+    )
     shards: int | None = Field(
         None,
         ge=1,
-        description="Shards of the training split (default: one per rank; a multiple of --workers).",
+        description="Shards of the training split (default: one per rank; a multiple of the ranks).",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where each rank trains.")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="fp32, or bf16 mixed precision.")

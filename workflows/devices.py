@@ -212,7 +212,86 @@ def pick_workers(device: str, count: int, workers: dict[str, tuple[str, ...]]) -
         own_gpu = [place for place in places if _take_free_gpu(place, taken) is not None][:count]
         if len(own_gpu) == count:
             return own_gpu
-    return places[:count]
+    return spread_over_hosts(places)[:count]
+
+
+def spread_over_hosts(places: list[Placement]) -> list[Placement]:
+    """The workers in turn by host: the first of every host, then the second, ...
+
+    CPU ranks on one host share its cores; ranks on different hosts add theirs.
+
+    Parameters
+    ----------
+    places : list of Placement
+        Sorted by address.
+
+    Returns
+    -------
+    list of Placement
+
+    >>> places = placements({"tcp://a:1": (), "tcp://a:2": (), "tcp://b:1": ()})
+    >>> [place.address for place in spread_over_hosts(places)]
+    ['tcp://a:1', 'tcp://b:1', 'tcp://a:2']
+    """
+    turn: dict[str, int] = {}
+    order = []
+    for place in places:
+        order.append((turn.get(place.host, 0), len(order), place))
+        turn[place.host] = turn.get(place.host, 0) + 1
+    return [place for _, _, place in sorted(order, key=lambda item: item[:2])]
+
+
+def rank_capacity(device: str, workers: dict[str, tuple[str, ...]]) -> tuple[int, str]:
+    """How many training ranks bring compute of their own, and on what: one per GPU, else one per host.
+
+    CPU workers on one host share its cores, so a second rank there adds a
+    gradient all-reduce to every step and no compute.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"}
+        The ``--device`` option.
+    workers : dict
+        Worker address -> the GPUs it sees (:func:`visible_gpus`).
+
+    Returns
+    -------
+    tuple
+        The count and ``"cpu"`` or ``"cuda"``.
+
+    >>> rank_capacity("auto", {"tcp://a:1": (), "tcp://a:2": (), "tcp://b:1": ()})
+    (2, 'cpu')
+    >>> rank_capacity("auto", {"tcp://a:1": ("0", "1"), "tcp://a:2": ("0", "1"), "tcp://a:3": ("0", "1")})
+    (2, 'cuda')
+    >>> rank_capacity("cpu", {"tcp://a:1": ("0",), "tcp://a:2": ("1",)})
+    (1, 'cpu')
+    """
+    places = placements(workers)
+    if device != "cpu":
+        taken: dict[str, set[str]] = {}
+        own_gpu = sum(_take_free_gpu(place, taken) is not None for place in places)
+        if own_gpu or device == "cuda":
+            return max(1, own_gpu), "cuda"
+    return max(1, len({place.host for place in places})), "cpu"
+
+
+def host_ranks(addresses: list[str]) -> list[int]:
+    """For each rank's worker, how many ranks share its host (they split its cores).
+
+    Parameters
+    ----------
+    addresses : list of str
+        The ranks' workers, in rank order.
+
+    Returns
+    -------
+    list of int
+
+    >>> host_ranks(["tcp://a:1", "tcp://b:1", "tcp://a:2"])
+    [2, 1, 2]
+    """
+    hosts = [host_of(address) for address in addresses]
+    return [hosts.count(host) for host in hosts]
 
 
 def local_device(device: str) -> str:

@@ -106,6 +106,8 @@ def _option(field: str, info: FieldInfo, required: bool) -> tuple[list[str], dic
         metavar = settings["metavar"] or "A,B,..."
         callback = _comma_list(name, args[0], metavar, default)
         settings.update(default=",".join(map(str, default)) if default else None, callback=callback)
+    elif origin in (typing.Union, types.UnionType):  # a number or a word (N|auto): the config parses it
+        settings.update(type=str, default=default, show_default=default is not None)
     elif annotation is dict or origin is dict:
         settings.update(default=json.dumps(default), callback=_json_object(name))
     else:

@@ -26,8 +26,8 @@ import zarr
 from ..models.calibration import fit_temperature, held_out_logits
 from ..models.checkpoint import checkpoint_bytes, load_checkpoint
 from ..models.inference import relative_depth
-from ..models.parallel import gathered, global_batch_norm
-from ..models.registry import create_model_for_patches
+from ..models.parallel import gathered, global_batch_norm, gradient_bytes, ranks_that_pay, training_flops
+from ..models.registry import create_model_for_patches, model_entry
 from ..models.training import FitOptions, NonFiniteLoss, class_weights, fit, local_batch, to_tensors
 from ..pipeline import location
 from ..pipeline.cluster import live_workers
@@ -39,9 +39,11 @@ from .devices import (
     cluster_gpus,
     gpu_resources,
     host_of,
+    host_ranks,
     local_device,
     pick_workers,
     plan_devices,
+    rank_capacity,
 )
 from .torch_worker import prepare_torch_process
 
@@ -69,6 +71,7 @@ class RankJob:
     run_id: str = ""  # a restart resumes only from a checkpoint of the same run
     survey: dict | None = None  # the training survey's geometry and statistics, for predict's check
     device: str | None = None  # planned on the client ("cpu", "cuda:1"); None: chosen in this process
+    host_ranks: int = 1  # ranks on this rank's host, which share its cores
 
 
 #: What a checkpoint keeps of its patches' attributes: what predict needs to cut the same inputs.
@@ -136,6 +139,71 @@ def model_for(config: TrainConfig, attrs: dict) -> torch.nn.Module:
         )
     except (ValueError, TypeError) as error:
         raise ConfigError(f"option --model-options: {error}") from None
+
+
+def resolve_ranks(config: TrainConfig, client, attrs: dict, n_train: int) -> tuple[TrainConfig, str]:
+    """``--workers auto`` made a number: the ranks that pay on this cluster, and why fewer where fewer.
+
+    Ranks are capped by :func:`~seisfacies.workflows.devices.rank_capacity`
+    (a GPU each, or a host's cores each) and kept only where the model's step
+    outweighs its gradient all-reduce (:func:`~seisfacies.models.parallel.ranks_that_pay`).
+    An explicit number is returned as it is.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The options; ``model`` and ``device`` are checked.
+    client : distributed.Client or None
+        The cluster; None trains in this process (one rank).
+    attrs : dict
+        The patch store's attributes (kind, size, inputs).
+    n_train : int
+        Training patches (a ``gd`` step takes them all).
+
+    Returns
+    -------
+    tuple
+        The config with ``workers`` a number, and a note for the summary ("" when every worker trains).
+    """
+    if config.workers != "auto":
+        return config, ""
+    names = live_workers(client) if client is not None else []
+    if len(names) <= 1:
+        return config.model_copy(update={"workers": 1}), ""
+    seen = cluster_gpus(client) if config.device != "cpu" else {}
+    capacity, device_type = rank_capacity(config.device, {name: seen.get(name, ()) for name in names})
+    if capacity == 1:
+        return config.model_copy(update={"workers": 1}), _fewer_ranks_note(1, len(names), 1, device_type, 0.0)
+    model = model_for(config, attrs)
+    sample = model_entry(config.model).sample_shape(attrs["kind"], attrs["size"], input_channels(attrs))
+    step_flops = training_flops(model, sample) * (n_train if config.optimizer == "gd" else config.batch_size)
+    ranks = ranks_that_pay(
+        step_flops,
+        gradient_bytes(model),
+        min(capacity, len(names), n_train),
+        device_type,
+        allowed=lambda n: config.shards is None or config.shards % n == 0,
+    )
+    return config.model_copy(update={"workers": ranks}), _fewer_ranks_note(
+        ranks, len(names), capacity, device_type, step_flops
+    )
+
+
+def _fewer_ranks_note(ranks: int, workers: int, capacity: int, device_type: str, step_flops: float) -> str:
+    if ranks == workers:
+        return ""
+    if ranks < capacity:
+        why = (
+            f"a step ({step_flops / 1e9:.2g} GFLOP) is too small to outweigh the gradient all-reduce "
+            "every further rank would wait for"
+        )
+    elif device_type == "cuda":
+        why = f"the cluster has {capacity} GPU(s), one per rank"
+    else:
+        why = "one rank per host: ranks on one host share its cores, adding an all-reduce a step, no compute"
+    return (
+        f"--workers auto trained on {ranks} of {workers} workers: {why}; pass --workers {workers} to use all"
+    )
 
 
 def shard_rows(rows: np.ndarray, shard: int, shards: int) -> np.ndarray:
@@ -276,7 +344,7 @@ def train_rank(job: RankJob) -> dict:
         ``{"history": [...]}`` on rank 0.
     """
     torch.manual_seed(job.config.seed)
-    prepare_torch_process((os.cpu_count() or 1) // job.world)
+    prepare_torch_process((os.cpu_count() or 1) // job.host_ranks)
     device = torch.device(job.device or local_device(job.config.device))
     if device.type == "cuda":
         torch.cuda.set_device(device)  # NCCL and the allocator use the current device
@@ -441,6 +509,7 @@ def run_ranks(
     chosen = pick_workers(config.device, config.workers, {a: seen.get(a, ()) for a in names})
     devices = plan_devices(config.device, chosen)  # before any rank starts: one line if impossible
     workers = [place.address for place in chosen]
+    sharing = host_ranks(workers)
     init_method = _rendezvous(client, workers) if config.workers > 1 else None
     queue_name = f"seisfacies-train-{os.getpid()}-{time.time_ns()}"
     queue = Queue(queue_name, client=client)
@@ -459,6 +528,7 @@ def run_ranks(
                 run_id,
                 survey,
                 device=devices[rank],
+                host_ranks=sharing[rank],
             ),
             workers=[address],
             allow_other_workers=False,

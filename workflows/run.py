@@ -329,7 +329,13 @@ def required_workers(steps: list) -> int:
     -------
     int
     """
-    return max([1, *(getattr(options, "workers", 1) for _, options in steps)])
+    return max([1, *(_asked_workers(options) for _, options in steps)])
+
+
+def _asked_workers(options) -> int:
+    """The workers a step cannot run without: a training's explicit ``workers`` (auto fits any cluster)."""
+    workers = getattr(options, "workers", 1)
+    return workers if isinstance(workers, int) else 1
 
 
 def check_workers(path: str | Path, steps: list, client) -> None:
@@ -347,7 +353,7 @@ def check_workers(path: str | Path, steps: list, client) -> None:
     needed = required_workers(steps)
     have = len(live_workers(client)) if client is not None else 1
     if needed > have:
-        step = next(step.name for step, options in steps if getattr(options, "workers", 1) == needed)
+        step = next(step.name for step, options in steps if _asked_workers(options) == needed)
         raise ConfigError(
             f"{path}: step {step!r} asks for workers: {needed} but the cluster has {have}; "
             f"set workers: {have} in the file, or start more workers (seisfacies run --workers {needed} "

@@ -32,6 +32,7 @@ from .ranks import (
     model_for,
     one_line,
     patch_attrs,
+    resolve_ranks,
     run_ranks,
     shard_count,
     training_count,
@@ -135,6 +136,7 @@ def train_model(
     model_for(config, attrs)  # options checked on the client, before any worker starts
     config = with_model_epochs(config)
     n_train = training_count(str(patches))
+    config, ranks_note = resolve_ranks(config, client, attrs, n_train)
     _check_batch(config, n_train, shard_count(n_train, config.workers, config.shards))
     started = time.perf_counter()
     survey = _training_survey(attrs)
@@ -144,7 +146,8 @@ def train_model(
     write_file(history_path, json.dumps(history, indent=2).encode())
     seconds = time.perf_counter() - started
     summary = _summary(out, patches, config, history, attrs, seconds, restarts, history_path, n_train)
-    return {**summary, "patches_note": note} if note else summary
+    notes = {"workers_note": ranks_note, "patches_note": note}
+    return {**summary, **{key: text for key, text in notes.items() if text}}
 
 
 def as_recorded(config: TrainConfig, checkpoint: dict) -> TrainConfig:
