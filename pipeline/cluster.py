@@ -84,6 +84,26 @@ def connect(spec: ClusterSpec) -> Iterator:
         yield client
 
 
+def started_here(client) -> bool:
+    """Whether ``client``'s cluster is a LocalCluster this process started (its workers share this machine).
+
+    Parameters
+    ----------
+    client : distributed.Client or None
+        A client.
+
+    Returns
+    -------
+    bool
+
+    >>> started_here(None)
+    False
+    """
+    from distributed import LocalCluster
+
+    return isinstance(getattr(client, "cluster", None), LocalCluster)
+
+
 #: Set in a worker's environment by a nanny (with the ``pre-spawn-environ`` settings).
 NANNY_ADDED_VARIABLES = ("PYTHONHASHSEED",)
 

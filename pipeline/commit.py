@@ -254,15 +254,19 @@ def writing(path: str | os.PathLike, command: str):
 
 def _take(path: str, lock: str, command: str) -> None:
     owner = _this_process(command)
+    taken_over = False
     for _ in range(3):  # a stale lock removed by two takers at once: the loser tries again
         if _create_lock(lock, owner):
             _HELD[lock] = [owner, 1]
+            if taken_over:  # a killed writer's leftovers are ours to clear now (a training's too)
+                _recover(path)
             return
         holder = lock_holder(path)  # not ours: this process holds none it did not count in _HELD
         if holder is not None:
             raise _refusal(path, lock, holder)
         with contextlib.suppress(FileNotFoundError):
             location.remove(lock)
+        taken_over = True
     raise StoreError(f"{path}: could not take the lock {lock}; try again")
 
 
@@ -390,13 +394,19 @@ def staged(path: str | os.PathLike, kind: str = "store") -> Iterator[str]:
 def _recover(path: str) -> None:
     """Undo what a killed writer of this output left (its lock is ours now).
 
-    Its temporary outputs go. An old version it had set aside whole (an
+    Its temporary outputs go, and those of the files it writes beside the
+    output (``NAME.*``). An old version it had set aside whole (an
     object-storage replace stopped between its two moves) comes back where
     no output stands at the name, so the old output is never lost.
     """
     name = location.name(path)
     for leftover in location.glob(location.with_name(path, f".{name}.partial-*")):
         location.remove(leftover)
+    # files written beside it under its lock (a training's MODEL.pt.history.json); a folder there
+    # (MODEL.pt.patches.zarr) is another output with a lock of its own, recovered by its next writer
+    for leftover in location.glob(location.with_name(path, f".{name}.*.partial-*")):
+        if location.is_file(leftover):
+            location.remove(leftover)
     if location.is_url(path) and output_exists(path):  # the root set aside of a committed in-place store
         location.remove(location.join(path, ROOT_ASIDE))
     for backup in location.glob(location.with_name(path, f".{name}.old-*")):

@@ -4,7 +4,7 @@
 
 Counts, through Python's audit hooks, every change under FOLDER the command
 makes in any of its threads (a file opened for writing, a rename, a removal,
-a folder made or removed) and every foreign call once the first change was
+a folder removed) and every foreign call once the first change was
 counted (the one-step exchange of two folders). At the Nth it kills itself;
 N = 0 kills nothing and prints the count on exit, so a test can first count
 the steps of a command and then stop it at each in turn.
@@ -17,7 +17,10 @@ import signal
 import sys
 
 WRITING_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-CHANGES = ("os.rename", "os.remove", "os.rmdir", "os.mkdir", "shutil.rmtree", "os.truncate")
+#: Not ``os.mkdir``: threads writing chunks race to make the same folders, so the attempts (failed ones
+#: included) varied by 30 between two runs, and a kill point past the commit in one run fell before it in
+#: the next; a kill at the change after a mkdir stops at the same state.
+CHANGES = ("os.rename", "os.remove", "os.rmdir", "shutil.rmtree", "os.truncate")
 
 
 def main() -> None:

@@ -76,10 +76,20 @@ class Step:
         return function(*paths, config, client) if self.client else function(*paths, config)
 
     def run(self, options, client) -> dict:
-        """Run a workflow step from its validated step options."""
+        """Run a workflow step from its validated step options.
+
+        A ``local_threads`` step runs on threads of this process when the
+        client's cluster is a LocalCluster this process started: its workers
+        share this machine, and their first tasks would import what this
+        process already holds (the demo's ingest: 2.5 s on the workers, 0.2 s
+        here).
+        """
+        from ..pipeline.cluster import started_here
+
         paths = [getattr(options, argument) for argument in self.arguments]
         config = self.config(**options.model_dump(exclude=set(self.arguments)))
-        return self.call(paths, config, client)
+        here = self.local_threads and started_here(client)
+        return self.call(paths, config, None if here else client)
 
 
 @functools.cache
