@@ -86,6 +86,69 @@ def predicted_class(logits: torch.Tensor, class_axis: int = 1) -> torch.Tensor:
     return logits.max(class_axis).indices
 
 
+#: Bytes of back-pointers :func:`classes_in_depth_order` holds at once (2 per trace, sample and
+#: class): it decodes that many traces together.
+ORDER_BUDGET_BYTES = 2**26
+
+
+def classes_in_depth_order(log_probability: np.ndarray) -> np.ndarray:
+    """Each trace's most likely classes that never go back up the class codes with depth.
+
+    Stratigraphic intervals follow each other downwards: where the training
+    labels list their classes shallow to deep and no labelled trace ever goes
+    back to a shallower one, a trace's facies must do the same. This finds,
+    per trace, the non-decreasing sequence of classes with the highest sum of
+    log-probabilities (Viterbi over classes that may stay or step deeper, any
+    number at once). Voxel by voxel the argmax can put a deep unit high up where
+    it looks alike (the lower North Sea and the chalk of F3); the sequence cannot.
+
+    Parameters
+    ----------
+    log_probability : numpy.ndarray
+        ``(class, ..., vertical)``: per-voxel log-probabilities, whole traces.
+
+    Returns
+    -------
+    numpy.ndarray
+        int16 ``(..., vertical)`` classes, non-decreasing along the vertical.
+
+    A one-sample outlier of a deeper class is outvoted by its trace; a
+    shallower class below a deeper one is not reachable:
+
+    >>> p = np.array([[0.9, 0.3, 0.9, 0.1, 0.1], [0.1, 0.7, 0.1, 0.9, 0.9]])
+    >>> p.argmax(0).tolist(), classes_in_depth_order(np.log(p[:, None])).tolist()
+    ([0, 1, 0, 1, 1], [[0, 0, 0, 1, 1]])
+    """
+    n_classes, *traces, n_samples = log_probability.shape
+    flat = log_probability.reshape(n_classes, -1, n_samples)
+    classes = np.empty(flat.shape[1:], np.int16)
+    traces_at_once = max(1, ORDER_BUDGET_BYTES // (2 * n_samples * n_classes))
+    for start in range(0, flat.shape[1], traces_at_once):
+        batch = slice(start, start + traces_at_once)
+        classes[batch] = _ordered_batch(flat[:, batch])
+    return classes.reshape(*traces, n_samples)
+
+
+def _ordered_batch(log_probability: np.ndarray) -> np.ndarray:
+    """:func:`classes_in_depth_order` of ``(class, trace, vertical)``: forward scores, then back-pointers."""
+    n_classes, n_traces, n_samples = log_probability.shape
+    codes = np.arange(n_classes)[:, None]
+    came_from = np.empty((n_samples, n_classes, n_traces), np.int16)
+    came_from[0] = codes
+    score = log_probability[:, :, 0].astype(np.float64)
+    for sample in range(1, n_samples):
+        best = np.maximum.accumulate(score, axis=0)  # best path ending in this class or a shallower one
+        came_from[sample] = np.maximum.accumulate(np.where(score == best, codes, 0), axis=0)
+        score = best + log_probability[:, :, sample]
+    path = np.empty((n_traces, n_samples), np.int16)
+    state = score.argmax(axis=0)
+    every = np.arange(n_traces)
+    for sample in range(n_samples - 1, -1, -1):
+        path[:, sample] = state
+        state = came_from[sample, state, every]
+    return path
+
+
 def relative_depth(starts: np.ndarray, length: int, n_samples: int) -> np.ndarray:
     """Each sample's position in its trace, 0 at the first sample and 1 at the last: ``(N, length)``.
 
@@ -254,6 +317,9 @@ class InferenceOptions:
         Fully convolutional section models: average each section's logits
         with those of ``smooth`` sections on each side (the block must hold
         them: :class:`BlockGeometry` with ``smooth``).
+    depth_order : bool
+        Decode each trace's classes with :func:`classes_in_depth_order`
+        instead of voxel by voxel (the kept part must hold whole traces).
     block_on_device : bool, optional
         Copy the whole block to the device once (pinned memory, asynchronous
         copy) and cut the sections of fully convolutional models there.
@@ -268,6 +334,7 @@ class InferenceOptions:
     uncertainty: bool = False
     mirror: bool = False
     smooth: int = 0
+    depth_order: bool = False
 
     @property
     def whole_blocks(self) -> bool:
@@ -292,6 +359,9 @@ class BlockOutput:
         Whether to keep the normalised entropy (float16) too.
     temperature : float
         The checkpoint's calibration: probabilities are ``softmax(logits / temperature)``.
+    depth_order : bool
+        Keep every voxel's log-probabilities and decide ``facies`` trace by
+        trace in :meth:`finish` (:func:`classes_in_depth_order`).
     """
 
     def __init__(
@@ -302,11 +372,13 @@ class BlockOutput:
         dtype=np.int16,
         uncertainty: bool = False,
         temperature: float = 1.0,
+        depth_order: bool = False,
     ):
         self.facies = np.zeros(shape, dtype)
         self.probability = np.zeros((n_classes, *shape), np.float16) if probabilities else None
         self.uncertainty = np.zeros(shape, np.float16) if uncertainty else None
         self.temperature = temperature
+        self.log_probability = np.zeros((n_classes, *shape), np.float32) if depth_order else None
 
     def put(self, where: tuple, logits: torch.Tensor, class_axis: int = 1) -> None:
         """Store logits ``(..., C, ...)`` whose other axes match ``self.facies[where]``.
@@ -320,7 +392,12 @@ class BlockOutput:
         class_axis : int
             Which axis of ``logits`` holds the classes.
         """
-        self.facies[where] = predicted_class(logits, class_axis).cpu().numpy()
+        if self.log_probability is not None:
+            log_probability = torch.log_softmax(logits.float() / self.temperature, dim=class_axis)
+            log_probability = np.moveaxis(log_probability.cpu().numpy(), class_axis, 0)
+            self.log_probability[(slice(None), *where)] = log_probability
+        else:
+            self.facies[where] = predicted_class(logits, class_axis).cpu().numpy()
         if self.probability is None and self.uncertainty is None:
             return
         probability = torch.softmax(logits / self.temperature, dim=class_axis)
@@ -328,6 +405,12 @@ class BlockOutput:
             self.uncertainty[where] = normalised_entropy(probability, class_axis).cpu().numpy()
         if self.probability is not None:
             self.probability[(slice(None), *where)] = np.moveaxis(probability.cpu().numpy(), class_axis, 0)
+
+    def finish(self) -> None:
+        """Decide ``facies`` from the kept log-probabilities, whole traces at once (``depth_order``)."""
+        if self.log_probability is not None:
+            self.facies[...] = classes_in_depth_order(self.log_probability)
+            self.log_probability = None
 
 
 @torch.no_grad()
@@ -375,7 +458,13 @@ def classify_block(
     shape = tuple(part.stop - part.start for part in keep)
     temperature = float(payload.get("temperature", 1.0))  # older checkpoints: not calibrated
     output = BlockOutput(
-        shape, len(payload["class_names"]), options.probabilities, dtype, options.uncertainty, temperature
+        shape,
+        len(payload["class_names"]),
+        options.probabilities,
+        dtype,
+        options.uncertainty,
+        temperature,
+        options.depth_order,
     )
     forward = functools.partial(_forward, model, device=options.device, bf16=options.precision == "bf16")
     dense = model_entry(payload["model_name"]).dense
@@ -403,6 +492,7 @@ def classify_block(
         _sections(
             forward, source, keep, output, batch, inline, dense, size, neighbours, options, depth, extras
         )
+    output.finish()
     return output
 
 

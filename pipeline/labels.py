@@ -492,3 +492,32 @@ def prediction_template(
     if probabilities:  # `probability.sel({"class": "channel"})`; object dtype: Zarr v3 strings
         template = template.assign_coords({"class": ("class", np.array(list(names), dtype=object))})
     return template
+
+
+def depth_order_counts(labels: np.ndarray) -> np.ndarray:
+    """Labelled traces that go back up the class codes with depth, and those that hold several classes.
+
+    Stratigraphic intervals, coded shallow to deep, never go back up a trace;
+    texture or body classes (salt within sediment, a channel within a layer)
+    do. ``predict --class-order auto`` decodes in depth order only for labels
+    with traces of several classes and none going back.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Classes ``(..., vertical)``; negative values are unlabelled (and skipped).
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 ``[traces going back up, traces with more than one class]``.
+
+    >>> depth_order_counts(np.array([[0, -1, 1, 1], [2, 2, -1, -1], [1, -1, 0, 1]])).tolist()
+    [1, 2]
+    """
+    labelled = labels >= 0
+    deepest_above = np.maximum.accumulate(np.where(labelled, labels, -1), axis=-1)
+    back_up = (labelled & (labels < deepest_above)).any(axis=-1)
+    deepest = deepest_above[..., -1:]
+    several = deepest[..., 0] > np.where(labelled, labels, deepest).min(axis=-1)
+    return np.array([back_up.sum(), several.sum()], np.int64)

@@ -162,7 +162,18 @@ def test_labels_between_horizons_are_the_intervals_numpy_gives(survey, tmp_path,
     assert set(np.unique(labels.values[:5, 10]).tolist()) == {-1, 0, 3}  # h2 missing: nothing between h1, h4
     patches = sf.extract_patches(store, tmp_path / "p.zarr", kind="section", size=16, per_class=20,
                                  orientation="crossline", client=cluster_client)  # fmt: skip
-    assert set(patches["train"]) == {"above", "upper", "lower", "below"}
+    assert set(patches["train"]) == {"above", "upper", "lower", "below"} and patches["classes_in_depth_order"]
+    # intervals between horizons: training from the store adds the depth input, predict decides in depth order
+    trained = sf.train(store, tmp_path / "m.pt", epochs=1, model_options={"base": 4, "depth": 1},
+                       client=cluster_client)  # fmt: skip
+    checkpoint = load_checkpoint(tmp_path / "m.pt")
+    assert "stratigraphic intervals" in trained["patches_note"]
+    assert (
+        checkpoint["patch"]["inputs"] == ["amplitude", "depth"]
+        and checkpoint["patch"]["classes_in_depth_order"]
+    )
+    assert sf.predict(store, tmp_path / "m.pt", client=cluster_client)["class_order"] == "depth"
+    assert (np.diff(sf.open_store(store, require=("facies",)).facies.values, axis=-1) >= 0).all()
 
 
 def test_labels_between_refuse_unknown_or_misordered_horizons(survey, tmp_path):

@@ -173,6 +173,7 @@ def test_patches_equal_hand_cut_windows(labelled_store, tmp_path, kind, options,
     store = open_store(labelled_store, require=("labels",)).load()
     amplitude, labels = store.amplitude.values, store.labels.values
     assert summary["count"] == patches.sizes["patch"] > 0
+    assert not summary["classes_in_depth_order"]  # the channel lies within a layer: it goes back up
     for n in range(patches.sizes["patch"]):
         i, j, k = (int(patches[name][n]) for name in ("inline_index", "crossline_index", "sample_index"))
         window = extent[int(patches.orientation[n])]

@@ -274,6 +274,37 @@ def test_classify_block_equals_the_model_on_whole_sections(orientation):
     assert np.allclose(output.probability.astype(np.float32).sum(0), 1.0, atol=5e-3)
 
 
+def test_depth_order_is_the_most_likely_sequence_that_never_goes_back_up():
+    import itertools
+
+    import numpy as np
+
+    from seisfacies.models.inference import InferenceOptions, classes_in_depth_order, classify_block
+
+    rng = np.random.default_rng(1)
+    log_probability = np.log(rng.dirichlet(np.full(3, 0.4), size=(40, 6)).transpose(2, 0, 1))  # (C, trace, T)
+    decoded = classes_in_depth_order(log_probability)
+    sequences = np.array([s for s in itertools.product(range(3), repeat=6) if list(s) == sorted(s)])
+    for trace in range(40):  # every non-decreasing sequence, scored by hand
+        totals = log_probability[sequences, trace, np.arange(6)].sum(1)
+        assert np.isclose(log_probability[decoded[trace], trace, np.arange(6)].sum(), totals.max())
+    assert (np.diff(decoded, axis=-1) >= 0).all() and (np.diff(log_probability.argmax(0), axis=-1) < 0).any()
+
+    torch.manual_seed(0)
+    model = create_model("cnn2d", n_classes=4, base=4, depth=2).eval()
+    for weights in model.parameters():  # far from the initial near-constant answer
+        weights.data.normal_()
+    block = rng.normal(size=(3, 8, 12)).astype(np.float32)
+    payload = {"patch": {"kind": "section", "size": 8, "orientations": ["inline"]}, "model_name": "cnn2d",
+               "class_names": list("abcd"), "temperature": 1.5}  # fmt: skip
+    keep = (slice(0, 3), slice(0, 8), slice(0, 12))
+    output = classify_block(model, payload, block, keep, InferenceOptions(depth_order=True))
+    with torch.no_grad():
+        logits = model(torch.from_numpy(block)[:, None]) / 1.5  # (inline, C, crossline, T)
+    expected = classes_in_depth_order(torch.log_softmax(logits, 1).numpy().transpose(1, 0, 2, 3))
+    assert (output.facies == expected).all() and (expected != logits.argmax(1).numpy()).any()
+
+
 def test_block_geometry_covers_each_dim_a_model_looks_along():
     from seisfacies.models.inference import BlockGeometry
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import segyio
+import xarray as xr
 
 from tests.conftest import BIN
 
@@ -29,6 +30,12 @@ def _seisfacies(*args, folder: Path) -> subprocess.CompletedProcess:
     return result
 
 
+def _summary(result: subprocess.CompletedProcess) -> dict:
+    """The ``--json`` summary at the end of a command's output (progress lines may come first)."""
+    text = result.stdout
+    return json.loads(text[text.index("\n{") + 1 :] if not text.startswith("{") else text)
+
+
 @pytest.mark.slow
 def test_a_one_line_real_survey_goes_through_every_command(tmp_path):
     """Train on F3 line 1 with the depth input, predict line 2, score, draw and export it."""
@@ -36,8 +43,9 @@ def test_a_one_line_real_survey_goes_through_every_command(tmp_path):
     run = lambda *args: _seisfacies(*args, folder=tmp_path)  # noqa: E731
     run("ingest", line, "one.zarr")
     run("labels", "one.zarr", line.with_name("f3_line1_labels.sgy"), "--classes", CLASSES)
-    run("patches", "one.zarr", "p.zarr", "--kind", "section", "--size", 64, "--per-class", 150, "--neighbours", 2,
-        "--augment", "flip", "--inputs", "amplitude,depth")  # fmt: skip
+    cut = run("patches", "one.zarr", "p.zarr", "--kind", "section", "--size", 64, "--per-class", 150,
+              "--neighbours", 2, "--augment", "flip", "--inputs", "amplitude,depth", "--json")  # fmt: skip
+    assert _summary(cut)["classes_in_depth_order"]  # stratigraphic units
     trained = run(
         "train",
         "p.zarr",
@@ -50,9 +58,16 @@ def test_a_one_line_real_survey_goes_through_every_command(tmp_path):
         '{"base": 8, "depth": 3}',
         "--json",
     )
-    assert json.loads(trained.stdout[trained.stdout.index("\n{") :])["epochs"] == 8
+    assert _summary(trained)["epochs"] == 8
     run("ingest", other, "two.zarr")
-    run("predict", "two.zarr", "m.pt", "--probabilities", "--uncertainty")
+    by_voxel = _summary(run("predict", "two.zarr", "m.pt", "--class-order", "voxel", "--json"))
+    voxel_facies = xr.open_zarr(tmp_path / "two.zarr").facies.values[0]
+    predicted = _summary(run("predict", "two.zarr", "m.pt", "--probabilities", "--uncertainty", "--json",
+                             "--overwrite"))  # fmt: skip
+    facies = xr.open_zarr(tmp_path / "two.zarr").facies.values[0]
+    # auto follows the labels: stratigraphic units, so every trace is decided in depth order
+    assert (by_voxel["class_order"], predicted["class_order"]) == ("voxel", "depth")
+    assert (np.diff(facies, axis=-1) >= 0).all() and (np.diff(voxel_facies, axis=-1) < 0).any()
     truth = other.with_name("f3_line2_labels.sgy")
     scores = json.loads(run("evaluate", "two.zarr", "--truth", truth, "--json").stdout)
     majority_class_share = 0.58  # of line 2's labelled voxels: a model that learned nothing

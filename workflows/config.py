@@ -309,6 +309,12 @@ class PredictConfig(StrictModel):
         le=16,
         description="Section CNNs: average each section's logits with N parallel sections on each side.",
     )
+    class_order: Literal["auto", "depth", "voxel"] = Field(
+        "auto",
+        description="depth: decide each trace's facies together, classes following each other "
+        "downwards in the order of their codes (stratigraphic intervals); voxel: each voxel's most "
+        "likely class; auto: depth where no labelled trace the model trained on goes back up the codes.",
+    )
     batch_size: int = Field(
         16,
         ge=1,

@@ -20,6 +20,7 @@ from ..pipeline.blocks import Region, regions
 from ..pipeline.cluster import run_tasks
 from ..pipeline.commit import check_output, commit_store, staged, writes
 from ..pipeline.exceptions import ConfigError, LabelError
+from ..pipeline.labels import depth_order_counts
 from ..pipeline.patches import (
     DEFAULT_SIZE,
     DEFAULT_STRIDE,
@@ -34,7 +35,7 @@ from ..pipeline.patches import (
     window_start,
 )
 from ..pipeline.regions import read_region, write_region
-from ..pipeline.store import open_store, store_chunks, write_template
+from ..pipeline.store import open_store, store_chunks, vertical_dim, write_template
 from .config import PatchesConfig
 
 #: Patches per Zarr chunk of the patch store; cut tasks own whole chunks.
@@ -80,6 +81,48 @@ def count_region(task: PassTask) -> np.ndarray:
         return np.zeros((0, 5), np.int64)
     unique, counts = np.unique(keys, axis=0, return_counts=True)
     return np.concatenate([unique, counts[:, None]], axis=1)
+
+
+def order_region(column: tuple[str, Region]) -> np.ndarray:
+    """:func:`~seisfacies.pipeline.labels.depth_order_counts` of one column of whole traces.
+
+    Parameters
+    ----------
+    column : tuple
+        The labelled store, and a region of it spanning the whole vertical.
+
+    Returns
+    -------
+    np.ndarray
+        ``[traces going back up, traces with more than one class]``.
+    """
+    store, region = column
+    return depth_order_counts(read_region(store, "labels", region))
+
+
+def labels_in_depth_order(store: str, client=None) -> bool:
+    """Whether a store's labels are stratigraphic intervals: traces of several classes, none going back up.
+
+    Read by columns of whole traces, so a task's memory is one column of chunks.
+
+    Parameters
+    ----------
+    store : str
+        The labelled store.
+    client
+        The Dask client; None runs in this process.
+
+    Returns
+    -------
+    bool
+    """
+    dataset = open_store(store, require=("labels",))
+    sizes = dict(dataset.labels.sizes)
+    vertical = vertical_dim(dataset)
+    columns = regions(sizes, {**store_chunks(dataset), vertical: sizes[vertical]})
+    tasks = [(str(store), region) for region in columns]
+    back_up, several = np.sum(run_tasks(order_region, tasks, client, "check label order"), axis=0)
+    return bool(several and not back_up)
 
 
 def _block_key(block_i: np.ndarray, block_j: np.ndarray, block_k: np.ndarray) -> np.ndarray:
@@ -371,12 +414,13 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
     short = _drawn(selected, targets.shape) < targets
     if short.any():  # the hash draw came short: draw those (split, class) pairs again, keeping all
         selected = _select(store, spec, plan_regions, validation, np.where(short, 1.0, probability), client)
+    in_depth_order = labels_in_depth_order(store, client)
     rows = _final_rows(selected, targets, config, spec, store_chunks(dataset))
     _check_validation(rows, config, spec, len(_block_totals(block_class, spec)), dataset)
     with staged(out) as partial:
         # x is stored raw: amplitude windows shrink by under 10% and compressing them halves the cut rate
         write_template(
-            _patch_template(rows, spec, names, dataset, store, config),
+            _patch_template(rows, spec, names, dataset, store, config, in_depth_order),
             partial,
             {"patch": PATCH_CHUNK},
             uncompressed=("x",),
@@ -400,7 +444,7 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
                 name: {"mean": m, "std": s} for name, (m, s) in zip(spec.attributes, others)
             }
         commit_store(partial, statistics)
-    summary = _summary(out, spec, rows, names, mean, std)
+    summary = {**_summary(out, spec, rows, names, mean, std), "classes_in_depth_order": in_depth_order}
     untested = [
         names[label] for label, blocks in class_blocks.items() if validation and not blocks & validation
     ]
@@ -557,7 +601,7 @@ def _augmented(rows: dict, config: PatchesConfig, spec: PatchSpec) -> dict:
     return {name: np.concatenate([rows[name], copies[name]]) for name in rows}
 
 
-def _patch_template(rows: dict, spec: PatchSpec, names, dataset, store, config) -> xr.Dataset:
+def _patch_template(rows: dict, spec: PatchSpec, names, dataset, store, config, in_depth_order) -> xr.Dataset:
     n = len(rows["i"])
     window_dims = {
         "trace": ("window_vertical",),
@@ -618,6 +662,7 @@ def _patch_template(rows: dict, spec: PatchSpec, names, dataset, store, config) 
         "augment": list(config.augment),
         "neighbours": spec.neighbours,
         "inputs": list(config.inputs),
+        "classes_in_depth_order": in_depth_order,  # no labelled trace goes back up the codes
         "source_store": store if location.is_url(store) else str(Path(store).resolve()),
         "split_meanings": "0 train, 1 validation",
         "orientation_meanings": "0 inline section, 1 crossline section",

@@ -136,6 +136,7 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
         uncertainty=task.config.uncertainty,
         mirror=task.config.mirror,
         smooth=task.config.smooth,
+        depth_order=in_depth_order(task.config, payload),
     )
     dtype = class_dtype(len(payload["class_names"]))
     with _GPU_LOCK if device != "cpu" else contextlib.nullcontext():
@@ -153,6 +154,31 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
         write_region(task.store, pending_name("uncertainty"), task.region, output.uncertainty)
     release_freed_memory()
     return int(invalid.sum())
+
+
+def in_depth_order(config: PredictConfig, payload: dict) -> bool:
+    """Whether ``facies`` are decided trace by trace in the classes' depth order (``--class-order``).
+
+    Parameters
+    ----------
+    config : PredictConfig
+        The step's options.
+    payload : dict
+        A loaded checkpoint: ``auto`` follows its ``classes_in_depth_order``.
+
+    Returns
+    -------
+    bool
+
+    >>> ordered = {"patch": {"classes_in_depth_order": True}}
+    >>> [in_depth_order(PredictConfig(class_order=order), ordered) for order in ("auto", "voxel")]
+    [True, False]
+    >>> in_depth_order(PredictConfig(), {"patch": {}})  # a checkpoint from before the labels were checked
+    False
+    """
+    if config.class_order == "auto":
+        return bool(payload["patch"].get("classes_in_depth_order", False))
+    return config.class_order == "depth"
 
 
 def model_inputs(payload: dict) -> list[str]:
@@ -237,12 +263,14 @@ MIN_HALOS_PER_TASK = 8
 
 
 def prediction_plan(
-    dataset, geometry: BlockGeometry, chunks: dict[str, int], volumes: int = 1
+    dataset, geometry: BlockGeometry, chunks: dict[str, int], volumes: int = 1, whole_traces: bool = False
 ) -> list[Region]:
     """Chunk-aligned blocks, stretched along the horizontal halo direction.
 
     A block that spans more of the direction the model looks along recomputes
-    less halo; the budget keeps worker memory independent of the survey size.
+    less halo; the budget keeps worker memory independent of the survey size
+    (with ``whole_traces`` it grows with the trace length, at least one chunk's
+    column).
 
     Parameters
     ----------
@@ -254,6 +282,8 @@ def prediction_plan(
         Chunk size per dim name.
     volumes : int
         Volumes a task reads per block: the amplitude and the model's other inputs.
+    whole_traces : bool
+        Every block spans the whole vertical (``--class-order depth`` decides a trace at once).
 
     Returns
     -------
@@ -266,6 +296,8 @@ def prediction_plan(
     # along the widest horizontal halo (the sections' width, not their neighbours); cubes: crossline
     along = max(reversed(horizontal), key=halo.get, default="crossline")
     chunks_deep = max(1, -(-MIN_HALOS_PER_TASK * halo.get(vertical, 0) // chunks[vertical]))
+    if whole_traces:
+        chunks_deep = -(-sizes[vertical] // chunks[vertical])
     plan_chunks = {**chunks, vertical: min(sizes[vertical], chunks[vertical] * chunks_deep)}
     return slab_regions(sizes, plan_chunks, along, 4 * volumes, TASK_BUDGET_BYTES)  # float32 inputs
 
@@ -312,9 +344,10 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     devices, resources = _gpu_plan(client, config)
     geometry = BlockGeometry.of(payload, config.smooth)
+    whole_traces = in_depth_order(config, payload)
     tasks = [
         PredictTask(str(store), sha256, region, sizes, config, threads, geometry, devices)
-        for region in prediction_plan(dataset, geometry, chunks, 1 + len(inputs))
+        for region in prediction_plan(dataset, geometry, chunks, 1 + len(inputs), whole_traces)
     ]
     warnings = _survey_warnings(store, dataset, payload, model_path)
     shared = {"checkpoint": checkpoint}
@@ -337,6 +370,7 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
         "variables": written,
         "classes": list(names),
         "tasks": len(tasks),
+        "class_order": "depth" if whole_traces else "voxel",
         "unclassified_nonfinite_voxels": unclassified,
         **provenance,
     }

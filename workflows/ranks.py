@@ -74,8 +74,18 @@ class RankJob:
     host_ranks: int = 1  # ranks on this rank's host, which share its cores
 
 
-#: What a checkpoint keeps of its patches' attributes: what predict needs to cut the same inputs.
-PATCH_GEOMETRY = ("kind", "size", "orientations", "dense", "volume_dims", "neighbours", "inputs")
+#: What a checkpoint keeps of its patches' attributes: what predict needs to cut the same inputs,
+#: and whether the labels were stratigraphic intervals (``predict --class-order auto``).
+PATCH_GEOMETRY = (
+    "kind",
+    "size",
+    "orientations",
+    "dense",
+    "volume_dims",
+    "neighbours",
+    "inputs",
+    "classes_in_depth_order",
+)
 
 
 def patch_attrs(patches: str) -> dict:
@@ -93,6 +103,7 @@ def patch_attrs(patches: str) -> dict:
     attrs = dict(zarr.open_group(store=patches, mode="r").attrs)
     attrs.setdefault("neighbours", 0)  # patch stores written before neighbours existed
     attrs.setdefault("inputs", ["amplitude"])  # ... and before the depth input
+    attrs.setdefault("classes_in_depth_order", False)  # ... and before the labels' order was checked
     return attrs
 
 

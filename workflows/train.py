@@ -349,18 +349,28 @@ def _patch_store(source: str, out: str, config: TrainConfig, client, patches_con
         raise ConfigError(
             f"{source}: neither a patch store nor a store with labels; run `seisfacies labels` first"
         )
-    from .patches import extract_patches
+    from .patches import extract_patches, labels_in_depth_order
 
-    _entry(config)  # an unknown model is refused before any patch is cut
-    note = ""
+    entry = _entry(config)  # an unknown model is refused before any patch is cut
+    note, depth_note = "", ""
     if patches_config is None:
         sizes = tuple(zarr.open_array(store=location.join(source, "amplitude"), mode="r").shape)
         patches_config, note = fitting_patches(config.model, sizes)
+        if config.inputs is None and entry.dense and labels_in_depth_order(source, client):
+            patches_config = patches_config.model_copy(update={"inputs": (*patches_config.inputs, "depth")})
+            depth_note = STRATIGRAPHIC_NOTE
     if config.inputs is not None:
         patches_config = patches_config.model_copy(update={"inputs": config.inputs})
     target = location.with_name(out, location.name(out).rsplit(".", 1)[0] + ".patches.zarr")
     cut = extract_patches(source, target, patches_config.model_copy(update={"overwrite": True}), client)
-    return target, "; ".join(part for part in (note, cut.get("split_note", "")) if part)
+    return target, "; ".join(part for part in (note, depth_note, cut.get("split_note", "")) if part)
+
+
+#: Why a training from a store added the depth input (measured on the real F3 lines: docs/quality.md).
+STRATIGRAPHIC_NOTE = (
+    "the labels are stratigraphic intervals (no labelled trace goes back up the class codes): the model "
+    "also sees each sample's depth in its trace; --inputs amplitude leaves it out"
+)
 
 
 def _summary(out, patches, config, history, attrs, seconds, restarts, history_path, n_train) -> dict:
