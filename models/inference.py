@@ -86,6 +86,9 @@ def predicted_class(logits: torch.Tensor, class_axis: int = 1) -> torch.Tensor:
     return logits.max(class_axis).indices
 
 
+#: The least log-probability a depth-order block keeps (float16 reaches -65504; a class this
+#: unlikely is never chosen over a likely one anyway).
+LOG_PROBABILITY_FLOOR = -1e4
 #: Bytes of back-pointers :func:`classes_in_depth_order` holds at once (2 per trace, sample and
 #: class): it decodes that many traces together.
 ORDER_BUDGET_BYTES = 2**26
@@ -378,7 +381,8 @@ class BlockOutput:
         self.probability = np.zeros((n_classes, *shape), np.float16) if probabilities else None
         self.uncertainty = np.zeros(shape, np.float16) if uncertainty else None
         self.temperature = temperature
-        self.log_probability = np.zeros((n_classes, *shape), np.float32) if depth_order else None
+        # float16 halves what a whole-trace block holds; the sums run in float64
+        self.log_probability = np.zeros((n_classes, *shape), np.float16) if depth_order else None
 
     def put(self, where: tuple, logits: torch.Tensor, class_axis: int = 1) -> None:
         """Store logits ``(..., C, ...)`` whose other axes match ``self.facies[where]``.
@@ -394,8 +398,8 @@ class BlockOutput:
         """
         if self.log_probability is not None:
             log_probability = torch.log_softmax(logits.float() / self.temperature, dim=class_axis)
-            log_probability = np.moveaxis(log_probability.cpu().numpy(), class_axis, 0)
-            self.log_probability[(slice(None), *where)] = log_probability
+            log_probability = log_probability.clamp_min(LOG_PROBABILITY_FLOOR).cpu().numpy()
+            self.log_probability[(slice(None), *where)] = np.moveaxis(log_probability, class_axis, 0)
         else:
             self.facies[where] = predicted_class(logits, class_axis).cpu().numpy()
         if self.probability is None and self.uncertainty is None:

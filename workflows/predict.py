@@ -39,7 +39,7 @@ from ..pipeline.commit import (
     set_variable_attrs,
     writes,
 )
-from ..pipeline.exceptions import ModelError
+from ..pipeline.exceptions import ConfigError, ModelError
 from ..pipeline.labels import class_dtype, prediction_template
 from ..pipeline.maps import maps_of
 from ..pipeline.regions import read_region, write_region
@@ -68,6 +68,7 @@ class PredictTask:
     torch_threads: int
     geometry: BlockGeometry  # the halo, grid and edge rule, decided once from the checkpoint on the client
     devices: dict | None = None  # worker address -> "cuda:N", so a host's workers spread over its GPUs
+    depth_order: bool = False  # decide each trace at once (the region spans whole traces)
 
 
 #: The variables ``predict`` writes (an earlier run's are replaced together).
@@ -136,7 +137,7 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
         uncertainty=task.config.uncertainty,
         mirror=task.config.mirror,
         smooth=task.config.smooth,
-        depth_order=in_depth_order(task.config, payload),
+        depth_order=task.depth_order,
     )
     dtype = class_dtype(len(payload["class_names"]))
     with _GPU_LOCK if device != "cpu" else contextlib.nullcontext():
@@ -253,6 +254,33 @@ def check_model_fits(payload: dict, dataset, model_path) -> None:
         )
 
 
+def whole_trace_bytes(sizes: dict, chunks: dict, vertical: str, n_classes: int, volumes: int) -> int:
+    """Bytes a depth-order task holds at least: a chunk column of whole traces, inputs and log-probabilities.
+
+    Parameters
+    ----------
+    sizes, chunks : dict
+        The volume's size and chunk per dim.
+    vertical : str
+        The vertical dim.
+    n_classes : int
+        The model's classes (float16 log-probabilities each).
+    volumes : int
+        float32 input volumes (the amplitude and the model's other inputs).
+
+    Returns
+    -------
+    int
+
+    >>> sizes = {"inline": 9, "crossline": 9, "time": 1500}
+    >>> chunks = {"inline": 4, "crossline": 4, "time": 512}
+    >>> whole_trace_bytes(sizes, chunks, "time", 6, 1)  # 4 x 4 traces of 1500 samples, 4 + 6 x 2 bytes each
+    384000
+    """
+    column = sizes[vertical] * np.prod([chunks[dim] for dim in sizes if dim != vertical])
+    return int(column * (4 * volumes + 2 * n_classes))
+
+
 #: Input bytes one prediction task may hold (activations take a few times
 #: more). A task is at least one chunk, so its memory follows the declared
 #: chunking and never the survey's size or trace length.
@@ -337,19 +365,19 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
         open_store(store, require=("amplitude", *inputs))
     names = payload["class_names"]
     chunks = store_chunks(dataset)
+    sizes = dict(dataset.amplitude.sizes)
+    whole_traces, order_warning = _depth_order(config, payload, sizes, chunks, dataset, 1 + len(inputs))
     template = prediction_template(dataset, names, chunks, config.probabilities, config.uncertainty)
     add_variables_template(template, store, {**chunks, "class": len(names)})
-    sizes = dict(dataset.amplitude.sizes)
     n_workers = len(live_workers(client)) if client is not None else 1
     threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     devices, resources = _gpu_plan(client, config)
     geometry = BlockGeometry.of(payload, config.smooth)
-    whole_traces = in_depth_order(config, payload)
     tasks = [
-        PredictTask(str(store), sha256, region, sizes, config, threads, geometry, devices)
+        PredictTask(str(store), sha256, region, sizes, config, threads, geometry, devices, whole_traces)
         for region in prediction_plan(dataset, geometry, chunks, 1 + len(inputs), whole_traces)
     ]
-    warnings = _survey_warnings(store, dataset, payload, model_path)
+    warnings = _survey_warnings(store, dataset, payload, model_path) + order_warning
     shared = {"checkpoint": checkpoint}
     unclassified = sum(run_tasks(predict_block, tasks, client, "predict", resources=resources, shared=shared))
     provenance = {
@@ -374,6 +402,28 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
         "unclassified_nonfinite_voxels": unclassified,
         **provenance,
     }
+
+
+#: Bytes a depth-order task may hold: a chunk column of whole traces, beyond which voxel order is used.
+WHOLE_TRACE_BUDGET_BYTES = 4 * TASK_BUDGET_BYTES
+
+
+def _depth_order(config, payload, sizes, chunks, dataset, volumes) -> tuple[bool, list[str]]:
+    """Whether to decide whole traces at once, and a warning where auto falls back to voxel order."""
+    if not in_depth_order(config, payload):
+        return False, []
+    vertical = vertical_dim(dataset)
+    needed = whole_trace_bytes(sizes, chunks, vertical, len(payload["class_names"]), volumes)
+    if needed <= WHOLE_TRACE_BUDGET_BYTES:
+        return True, []
+    why = (
+        f"depth order needs a chunk column of whole {sizes[vertical]}-sample traces in one task "
+        f"({needed / 2**20:.0f} MiB, more than {WHOLE_TRACE_BUDGET_BYTES // 2**20} MiB)"
+    )
+    smaller = "ingest with smaller inline and crossline chunks"
+    if config.class_order == "depth":
+        raise ConfigError(f"option --class-order depth: {why}; {smaller}")
+    return False, [f"{why}: facies decided voxel by voxel; {smaller}"]
 
 
 def _gpu_plan(client, config: PredictConfig) -> tuple[dict | None, dict | None]:
