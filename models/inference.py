@@ -89,9 +89,6 @@ def predicted_class(logits: torch.Tensor, class_axis: int = 1) -> torch.Tensor:
 #: The least log-probability a depth-order block keeps (float16 reaches -65504; a class this
 #: unlikely is never chosen over a likely one anyway).
 LOG_PROBABILITY_FLOOR = -1e4
-#: Bytes of back-pointers :func:`classes_in_depth_order` holds at once (2 per trace, sample and
-#: class): it decodes that many traces together.
-ORDER_BUDGET_BYTES = 2**26
 
 
 def classes_in_depth_order(log_probability: np.ndarray) -> np.ndarray:
@@ -104,6 +101,7 @@ def classes_in_depth_order(log_probability: np.ndarray) -> np.ndarray:
     log-probabilities (Viterbi over classes that may stay or step deeper, any
     number at once). Voxel by voxel the argmax can put a deep unit high up where
     it looks alike (the lower North Sea and the chalk of F3); the sequence cannot.
+    :class:`DepthOrderDecoder` does the same for traces that arrive a window at a time.
 
     Parameters
     ----------
@@ -123,33 +121,109 @@ def classes_in_depth_order(log_probability: np.ndarray) -> np.ndarray:
     ([0, 1, 0, 1, 1], [[0, 0, 0, 1, 1]])
     """
     n_classes, *traces, n_samples = log_probability.shape
-    flat = log_probability.reshape(n_classes, -1, n_samples)
-    classes = np.empty(flat.shape[1:], np.int16)
-    traces_at_once = max(1, ORDER_BUDGET_BYTES // (2 * n_samples * n_classes))
-    for start in range(0, flat.shape[1], traces_at_once):
-        batch = slice(start, start + traces_at_once)
-        classes[batch] = _ordered_batch(flat[:, batch])
-    return classes.reshape(*traces, n_samples)
+    decoder = DepthOrderDecoder(n_classes, tuple(traces), n_samples)
+    decoder.add(log_probability)
+    return decoder.classes()
 
 
-def _ordered_batch(log_probability: np.ndarray) -> np.ndarray:
-    """:func:`classes_in_depth_order` of ``(class, trace, vertical)``: forward scores, then back-pointers."""
-    n_classes, n_traces, n_samples = log_probability.shape
-    codes = np.arange(n_classes)[:, None]
-    came_from = np.empty((n_samples, n_classes, n_traces), np.int16)
-    came_from[0] = codes
-    score = log_probability[:, :, 0].astype(np.float64)
-    for sample in range(1, n_samples):
-        best = np.maximum.accumulate(score, axis=0)  # best path ending in this class or a shallower one
-        came_from[sample] = np.maximum.accumulate(np.where(score == best, codes, 0), axis=0)
-        score = best + log_probability[:, :, sample]
-    path = np.empty((n_traces, n_samples), np.int16)
-    state = score.argmax(axis=0)
-    every = np.arange(n_traces)
-    for sample in range(n_samples - 1, -1, -1):
-        path[:, sample] = state
-        state = came_from[sample, state, every]
-    return path
+#: Samples of every trace a :class:`DepthOrderDecoder` packs or unpacks at once.
+SAMPLES_AT_ONCE = 128
+
+
+class DepthOrderDecoder:
+    """:func:`classes_in_depth_order` of traces whose samples arrive a window at a time, top down.
+
+    It keeps each trace's best score ending in each class, and per sample one
+    bit per class: whether that class scored at least as well as every
+    shallower one. Those bits are all the back-pointers a non-decreasing
+    sequence needs (the best way into class c comes from the deepest marked
+    class at or above c), so a whole trace costs ``ceil(C / 8)`` bytes a
+    sample, not its log-probabilities: a task can decide traces of any
+    length while holding one window of them.
+
+    Parameters
+    ----------
+    n_classes : int
+        Classes, shallow to deep.
+    traces : tuple of int
+        The shape of the traces' grid (``(inline, crossline)`` of a block).
+    n_samples : int
+        Samples per trace: :meth:`add` must be given exactly that many.
+
+    >>> p = np.log(np.array([[0.9, 0.3, 0.9, 0.1, 0.1], [0.1, 0.7, 0.1, 0.9, 0.9]]))[:, None]
+    >>> decoder = DepthOrderDecoder(2, (1,), 5)
+    >>> decoder.add(p[..., :2]); decoder.add(p[..., 2:])
+    >>> decoder.classes().tolist() == classes_in_depth_order(p).tolist() == [[0, 0, 0, 1, 1]]
+    True
+    """
+
+    def __init__(self, n_classes: int, traces: tuple[int, ...], n_samples: int):
+        self.traces = traces
+        self.n_samples = n_samples
+        self.codes = np.arange(n_classes)[:, None]
+        self.n_traces = int(np.prod(traces, dtype=np.int64))
+        self.marks = np.zeros((n_samples, -(-n_classes // 8), self.n_traces), np.uint8)
+        self.score: np.ndarray | None = None
+        self.done = 0
+
+    def add(self, log_probability: np.ndarray) -> None:
+        """Take the next samples of every trace: ``(class, *traces, window)`` log-probabilities."""
+        window = log_probability.reshape(len(self.codes), self.n_traces, -1)
+        if self.done + window.shape[-1] > self.n_samples:
+            raise ValueError(f"more than the {self.n_samples} samples of a trace")
+        for start in range(0, window.shape[-1], SAMPLES_AT_ONCE):
+            # each sample's values side by side; marks packed a block of samples at a time
+            part = np.moveaxis(window[:, :, start : start + SAMPLES_AT_ONCE], -1, 0).astype(np.float64)
+            marked = np.ones(part.shape, bool)
+            for here, marks in zip(part, marked):
+                if self.score is None:
+                    self.score = here
+                    continue
+                best = self.score.copy()  # best path ending in this class or a shallower one
+                for code in range(1, len(best)):  # a loop over rows: accumulate along rows is slower
+                    np.maximum(best[code - 1], best[code], out=best[code])
+                np.equal(self.score, best, out=marks)
+                self.score = np.add(best, here, out=best)
+            self.marks[self.done : self.done + len(part)] = _pack_classes(marked)
+            self.done += len(part)
+
+    def classes(self, dtype=np.int16) -> np.ndarray:
+        """``(*traces, n_samples)`` of ``dtype``: each trace's best non-decreasing classes."""
+        if self.done != self.n_samples:
+            raise ValueError(f"{self.done} of the {self.n_samples} samples of a trace were given")
+        path = np.empty((self.n_traces, self.n_samples), dtype)
+        state = self.score.argmax(axis=0)
+        every = np.arange(self.n_traces)
+        for stop in range(self.n_samples, 0, -SAMPLES_AT_ONCE):
+            start = max(0, stop - SAMPLES_AT_ONCE)
+            marked = _unpack_classes(self.marks[start:stop], len(self.codes))
+            came_from = np.zeros(marked.shape, np.int16)  # the deepest marked class at or above each
+            for code in range(1, len(self.codes)):
+                np.copyto(came_from[:, code], came_from[:, code - 1])
+                came_from[:, code][marked[:, code]] = code
+            block = np.empty((stop - start, self.n_traces), dtype)  # samples side by side, then turned
+            for sample in range(stop - 1, start - 1, -1):
+                block[sample - start] = state
+                state = came_from[sample - start, state, every]
+            path[:, start:stop] = block.T
+        return path.reshape(*self.traces, self.n_samples)
+
+
+def _pack_classes(marked: np.ndarray) -> np.ndarray:
+    """``(sample, class, trace)`` bools as bits: class c is bit c % 8 of byte c // 8.
+
+    A loop over the classes: ``np.packbits`` along that short middle axis is several times slower.
+    """
+    packed = np.zeros((marked.shape[0], -(-marked.shape[1] // 8), marked.shape[2]), np.uint8)
+    for code in range(marked.shape[1]):
+        packed[:, code // 8] |= marked[:, code].view(np.uint8) << (code % 8)
+    return packed
+
+
+def _unpack_classes(packed: np.ndarray, n_classes: int) -> np.ndarray:
+    """The bools :func:`_pack_classes` packed, ``(sample, class, trace)``."""
+    bits = [(packed[:, code // 8] >> (code % 8)) & 1 for code in range(n_classes)]
+    return np.stack(bits, axis=1).view(bool)
 
 
 def relative_depth(starts: np.ndarray, length: int, n_samples: int) -> np.ndarray:
@@ -365,6 +439,10 @@ class BlockOutput:
     depth_order : bool
         Keep every voxel's log-probabilities and decide ``facies`` trace by
         trace in :meth:`finish` (:func:`classes_in_depth_order`).
+    decoder : DepthOrderDecoder, optional
+        With ``depth_order``, where the block is one window of longer traces:
+        :meth:`finish` hands the window to it and leaves ``facies`` to its
+        :meth:`~DepthOrderDecoder.classes`.
     """
 
     def __init__(
@@ -376,6 +454,7 @@ class BlockOutput:
         uncertainty: bool = False,
         temperature: float = 1.0,
         depth_order: bool = False,
+        decoder: DepthOrderDecoder | None = None,
     ):
         self.facies = np.zeros(shape, dtype)
         self.probability = np.zeros((n_classes, *shape), np.float16) if probabilities else None
@@ -383,6 +462,7 @@ class BlockOutput:
         self.temperature = temperature
         # float16 halves what a whole-trace block holds; the sums run in float64
         self.log_probability = np.zeros((n_classes, *shape), np.float16) if depth_order else None
+        self.decoder = decoder
 
     def put(self, where: tuple, logits: torch.Tensor, class_axis: int = 1) -> None:
         """Store logits ``(..., C, ...)`` whose other axes match ``self.facies[where]``.
@@ -411,10 +491,14 @@ class BlockOutput:
             self.probability[(slice(None), *where)] = np.moveaxis(probability.cpu().numpy(), class_axis, 0)
 
     def finish(self) -> None:
-        """Decide ``facies`` from the kept log-probabilities, whole traces at once (``depth_order``)."""
-        if self.log_probability is not None:
+        """Decide ``facies`` from the kept log-probabilities (``depth_order``), or pass them on."""
+        if self.log_probability is None:
+            return
+        if self.decoder is None:
             self.facies[...] = classes_in_depth_order(self.log_probability)
-            self.log_probability = None
+        else:
+            self.decoder.add(self.log_probability)
+        self.log_probability = None
 
 
 @torch.no_grad()
@@ -427,6 +511,7 @@ def classify_block(
     dtype=np.int16,
     depth: np.ndarray | None = None,
     extras: np.ndarray | None = None,
+    decoder: DepthOrderDecoder | None = None,
 ) -> BlockOutput:
     """Classify the ``keep`` part of a normalised, padded block.
 
@@ -452,11 +537,15 @@ def classify_block(
         ``(inputs, inline, crossline, vertical)``: the other inputs (attributes)
         of the same block, normalised, for a model trained with them: channels
         after the amplitude's (and its neighbours'), before depth.
+    decoder : DepthOrderDecoder, optional
+        With ``options.depth_order``: the kept part is one window of the
+        decoder's traces; they are decided once it has had them all.
 
     Returns
     -------
     BlockOutput
-        ``facies`` (and ``probability``) of the kept part.
+        ``facies`` (and ``probability``) of the kept part; with ``decoder``,
+        ``facies`` come from its :meth:`~DepthOrderDecoder.classes` instead.
     """
     kind, size = payload["patch"]["kind"], payload["patch"]["size"]
     shape = tuple(part.stop - part.start for part in keep)
@@ -469,6 +558,7 @@ def classify_block(
         options.uncertainty,
         temperature,
         options.depth_order,
+        decoder,
     )
     forward = functools.partial(_forward, model, device=options.device, bf16=options.precision == "bf16")
     dense = model_entry(payload["model_name"]).dense

@@ -281,6 +281,7 @@ def test_depth_order_is_the_most_likely_sequence_that_never_goes_back_up():
 
     from seisfacies.models.inference import (
         LOG_PROBABILITY_FLOOR,
+        DepthOrderDecoder,
         InferenceOptions,
         classes_in_depth_order,
         classify_block,
@@ -294,6 +295,10 @@ def test_depth_order_is_the_most_likely_sequence_that_never_goes_back_up():
         totals = log_probability[sequences, trace, np.arange(6)].sum(1)
         assert np.isclose(log_probability[decoded[trace], trace, np.arange(6)].sum(), totals.max())
     assert (np.diff(decoded, axis=-1) >= 0).all() and (np.diff(log_probability.argmax(0), axis=-1) < 0).any()
+    decoder = DepthOrderDecoder(3, (40,), 6)  # the same traces, two samples at a time
+    for start in range(0, 6, 2):
+        decoder.add(log_probability[..., start : start + 2])
+    assert (decoder.classes() == decoded).all()
 
     torch.manual_seed(0)
     model = create_model("cnn2d", n_classes=4, base=4, depth=2).eval()

@@ -220,16 +220,20 @@ def test_prediction_does_not_depend_on_chunking_or_workers(
     np.testing.assert_array_equal(open_store(rechunked, require=("facies",)).facies.values, expected)
 
 
-def _predict_with_small_tasks(store, model_path, folder: Path, monkeypatch, chunks="11,7,24"):
-    """Re-ingest ``store``'s survey with odd chunks and predict it one chunk per task (seams everywhere)."""
+def _predict_with_small_tasks(store, model_path, folder: Path, monkeypatch, chunks="11,7,24", order="voxel"):
+    """Re-ingest ``store``'s survey with odd chunks and predict it one chunk per task (seams everywhere).
+
+    In depth order a task is a column of chunks, classified one chunk at a time.
+    """
     import seisfacies.workflows.predict as predict
 
     small = folder / "small-tasks.zarr"
     segy_to_zarr(_source(store), small, IngestConfig(chunks=chunks))
     monkeypatch.setattr(predict, "TASK_BUDGET_BYTES", 1)  # the plan is made on the client
     monkeypatch.setattr(predict, "MIN_HALOS_PER_TASK", 0)
-    summary = predict_volume(small, model_path, PredictConfig(batch_size=7))
-    assert summary["tasks"] == np.prod([len(sizes) for sizes in open_store(small).amplitude.chunks])
+    summary = predict_volume(small, model_path, PredictConfig(batch_size=7, class_order=order))
+    per_task = open_store(small).amplitude.chunks[: 2 if order == "depth" else 3]
+    assert summary["tasks"] == np.prod([len(sizes) for sizes in per_task]) and summary["class_order"] == order
     return open_store(small, require=("facies",)).facies.values
 
 
@@ -239,6 +243,23 @@ def test_prediction_seams_vanish_with_one_chunk_per_task(
     expected = open_store(predicted_store, require=("facies",)).facies.values
     small_tasks = _predict_with_small_tasks(few_inlines_store, trained_cnn2d[0], tmp_path, monkeypatch)
     np.testing.assert_array_equal(small_tasks, expected)
+
+
+def test_depth_order_decides_traces_longer_than_a_window_as_a_whole(
+    few_inlines_store, trained_cnn2d, predicted_store, tmp_path, monkeypatch
+):
+    """64-sample traces classified 24 samples at a time get the classes one block of whole traces gets."""
+    whole = tmp_path / "whole.zarr"
+    segy_to_zarr(_source(few_inlines_store), whole, IngestConfig(chunks="16,16,64"))  # one window a trace
+    predict_volume(whole, trained_cnn2d[0], PredictConfig(class_order="depth"))
+    expected = open_store(whole, require=("facies",)).facies.values
+    windows = _predict_with_small_tasks(
+        few_inlines_store, trained_cnn2d[0], tmp_path, monkeypatch, order="depth"
+    )
+    np.testing.assert_array_equal(windows, expected)
+    assert (np.diff(windows, axis=-1) >= 0).all()  # never back up the class codes, across windows too
+    voxel_by_voxel = open_store(predicted_store, require=("facies",)).facies.values
+    assert (windows != voxel_by_voxel).mean() > 0.01  # the synthetic labels go back up: the order decides
 
 
 def _source(store):

@@ -6,6 +6,8 @@ reflection at the volume's edges (for a fully convolutional model only up to
 that grid), runs the model loaded once per worker from the checkpoint path,
 trims the halo and writes ``facies`` (and ``probability``, ``uncertainty``:
 both from the probabilities calibrated by the checkpoint's temperature).
+In depth order a task spans whole traces: it classifies them a window of
+chunks at a time, top down, and decides each trace once the last window is in.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from ..models.checkpoint import training_progress
 from ..models.inference import (
     BlockGeometry,
+    DepthOrderDecoder,
     InferenceOptions,
     classify_block,
     normalise_finite,
@@ -69,6 +72,7 @@ class PredictTask:
     geometry: BlockGeometry  # the halo, grid and edge rule, decided once from the checkpoint on the client
     devices: dict | None = None  # worker address -> "cuda:N", so a host's workers spread over its GPUs
     depth_order: bool = False  # decide each trace at once (the region spans whole traces)
+    window_samples: int = 0  # with depth_order: the vertical samples classified at a time, top down
 
 
 #: The variables ``predict`` writes (an earlier run's are replaced together).
@@ -120,9 +124,37 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
     prepare_torch_process(task.torch_threads)
     device = _device(task.config, task.devices)
     model, payload = _worker_model(checkpoint, task.model_sha256, device)
+    if task.depth_order:
+        facies, invalid = _whole_traces(task, model, payload, device)
+    else:
+        output, invalid = _classify(task, task.region, model, payload, device)
+        facies = output.facies
+        facies[invalid] = -1
+    write_region(task.store, pending_name("facies"), task.region, facies)
+    release_freed_memory()
+    return int(invalid.sum())
+
+
+def _whole_traces(task: PredictTask, model, payload: dict, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """The facies of whole traces in depth order, classified a window at a time; and the non-finite voxels."""
+    vertical = list(task.sizes)[-1]  # the store's dims end with the vertical one
+    n_samples = task.sizes[vertical]
+    traces = tuple(task.region[dim].stop - task.region[dim].start for dim in task.region if dim != vertical)
+    decoder = DepthOrderDecoder(len(payload["class_names"]), traces, n_samples)
+    invalid = np.zeros((*traces, n_samples), bool)
+    for start in range(0, n_samples, task.window_samples):
+        window = {**task.region, vertical: slice(start, min(start + task.window_samples, n_samples))}
+        _, invalid[..., window[vertical]] = _classify(task, window, model, payload, device, decoder)
+    facies = decoder.classes(class_dtype(len(payload["class_names"])))
+    facies[invalid] = -1
+    return facies, invalid
+
+
+def _classify(task: PredictTask, region: Region, model, payload: dict, device: str, decoder=None):
+    """Classify a region, write its ``probability`` and ``uncertainty``; its output, non-finite voxels."""
     geometry = task.geometry
     read, pads, keep = aligned_halo_block(
-        task.region, geometry.halo, task.sizes, geometry.grid, geometry.pad_edges
+        region, geometry.halo, task.sizes, geometry.grid, geometry.pad_edges
     )
     block = geometry.pad(read_region(task.store, "amplitude", read).astype(np.float32, copy=False), pads)
     depth = _block_depth(payload["patch"], read, pads, task.sizes, block.shape[2])
@@ -141,20 +173,20 @@ def predict_block(task: PredictTask, checkpoint: bytes) -> int:
     )
     dtype = class_dtype(len(payload["class_names"]))
     with _GPU_LOCK if device != "cpu" else contextlib.nullcontext():
-        output = classify_block(model, payload, block, tuple(keep.values()), options, dtype, depth, extras)
+        output = classify_block(
+            model, payload, block, tuple(keep.values()), options, dtype, depth, extras, decoder
+        )
     del block, extras
     invalid = invalid[tuple(keep.values())]
-    output.facies[invalid] = -1
-    write_region(task.store, pending_name("facies"), task.region, output.facies)
     if output.probability is not None:
         output.probability[:, invalid] = np.nan
-        region = {"class": slice(None), **task.region}
-        write_region(task.store, pending_name("probability"), region, output.probability)
+        write_region(
+            task.store, pending_name("probability"), {"class": slice(None), **region}, output.probability
+        )
     if output.uncertainty is not None:
         output.uncertainty[invalid] = np.nan
-        write_region(task.store, pending_name("uncertainty"), task.region, output.uncertainty)
-    release_freed_memory()
-    return int(invalid.sum())
+        write_region(task.store, pending_name("uncertainty"), region, output.uncertainty)
+    return output, invalid
 
 
 def in_depth_order(config: PredictConfig, payload: dict) -> bool:
@@ -254,8 +286,30 @@ def check_model_fits(payload: dict, dataset, model_path) -> None:
         )
 
 
-def whole_trace_bytes(sizes: dict, chunks: dict, vertical: str, n_classes: int, volumes: int) -> int:
-    """Bytes a depth-order task holds at least: a chunk column of whole traces, inputs and log-probabilities.
+def depth_order_bytes(n_classes: int) -> int:
+    """Bytes a depth-order task keeps per voxel of its whole traces until their last window is in.
+
+    One bit per class of back-pointers (:class:`DepthOrderDecoder`), the
+    int16 facies and the non-finite mask; inputs, log-probabilities and
+    probabilities are held one window at a time, as in voxel order.
+
+    Parameters
+    ----------
+    n_classes : int
+        The model's classes.
+
+    Returns
+    -------
+    int
+
+    >>> depth_order_bytes(6), depth_order_bytes(12)
+    (4, 5)
+    """
+    return -(-n_classes // 8) + 2 + 1
+
+
+def whole_trace_bytes(sizes: dict, chunks: dict, vertical: str, n_classes: int) -> int:
+    """Bytes a depth-order task keeps at least: a chunk column of traces, :func:`depth_order_bytes` a voxel.
 
     Parameters
     ----------
@@ -264,9 +318,7 @@ def whole_trace_bytes(sizes: dict, chunks: dict, vertical: str, n_classes: int, 
     vertical : str
         The vertical dim.
     n_classes : int
-        The model's classes (float16 log-probabilities each).
-    volumes : int
-        float32 input volumes (the amplitude and the model's other inputs).
+        The model's classes.
 
     Returns
     -------
@@ -274,11 +326,11 @@ def whole_trace_bytes(sizes: dict, chunks: dict, vertical: str, n_classes: int, 
 
     >>> sizes = {"inline": 9, "crossline": 9, "time": 1500}
     >>> chunks = {"inline": 4, "crossline": 4, "time": 512}
-    >>> whole_trace_bytes(sizes, chunks, "time", 6, 1)  # 4 x 4 traces of 1500 samples, 4 + 6 x 2 bytes each
-    384000
+    >>> whole_trace_bytes(sizes, chunks, "time", 6)  # 4 x 4 traces of 1500 samples, 4 bytes each
+    96000
     """
     column = sizes[vertical] * np.prod([chunks[dim] for dim in sizes if dim != vertical])
-    return int(column * (4 * volumes + 2 * n_classes))
+    return int(column * depth_order_bytes(n_classes))
 
 
 #: Input bytes one prediction task may hold (activations take a few times
@@ -291,14 +343,16 @@ MIN_HALOS_PER_TASK = 8
 
 
 def prediction_plan(
-    dataset, geometry: BlockGeometry, chunks: dict[str, int], volumes: int = 1, whole_traces: bool = False
+    dataset, geometry: BlockGeometry, chunks: dict[str, int], volumes: int = 1, state_bytes: int = 0
 ) -> list[Region]:
     """Chunk-aligned blocks, stretched along the horizontal halo direction.
 
     A block that spans more of the direction the model looks along recomputes
-    less halo; the budget keeps worker memory independent of the survey size
-    (with ``whole_traces`` it grows with the trace length, at least one chunk's
-    column).
+    less halo; the budget keeps worker memory independent of the survey size.
+    In depth order (``state_bytes``) a block spans whole traces: its task
+    classifies them a window of :func:`window_samples` at a time and keeps
+    ``state_bytes`` a voxel until the last window is in, at most
+    :data:`WHOLE_TRACE_BUDGET_BYTES` (at least one chunk's column).
 
     Parameters
     ----------
@@ -310,8 +364,8 @@ def prediction_plan(
         Chunk size per dim name.
     volumes : int
         Volumes a task reads per block: the amplitude and the model's other inputs.
-    whole_traces : bool
-        Every block spans the whole vertical (``--class-order depth`` decides a trace at once).
+    state_bytes : int
+        :func:`depth_order_bytes` where ``facies`` are decided in depth order; 0 voxel by voxel.
 
     Returns
     -------
@@ -323,11 +377,35 @@ def prediction_plan(
     horizontal = [dim for dim in halo if dim != vertical]
     # along the widest horizontal halo (the sections' width, not their neighbours); cubes: crossline
     along = max(reversed(horizontal), key=halo.get, default="crossline")
+    window = window_samples(sizes, chunks, halo, vertical)
+    if not state_bytes:
+        return slab_regions(sizes, {**chunks, vertical: window}, along, 4 * volumes, TASK_BUDGET_BYTES)
+    # one trace costs its window's float32 inputs, and its state against the larger budget
+    state = -(-state_bytes * sizes[vertical] * TASK_BUDGET_BYTES // WHOLE_TRACE_BUDGET_BYTES)
+    grid = {dim: size for dim, size in sizes.items() if dim != vertical}
+    columns = slab_regions(grid, chunks, along, max(4 * volumes * window, state), TASK_BUDGET_BYTES)
+    return [{**column, vertical: slice(0, sizes[vertical])} for column in columns]
+
+
+def window_samples(sizes: dict, chunks: dict, halo: dict, vertical: str) -> int:
+    """Vertical samples a prediction block spans: whole chunks, at least :data:`MIN_HALOS_PER_TASK` halos.
+
+    Parameters
+    ----------
+    sizes, chunks, halo : dict
+        The volume's size, chunk and the model's halo per dim.
+    vertical : str
+        The vertical dim.
+
+    Returns
+    -------
+    int
+
+    >>> window_samples({"time": 1500}, {"time": 64}, {"time": 16}, "time")  # 8 halos: two chunks
+    128
+    """
     chunks_deep = max(1, -(-MIN_HALOS_PER_TASK * halo.get(vertical, 0) // chunks[vertical]))
-    if whole_traces:
-        chunks_deep = -(-sizes[vertical] // chunks[vertical])
-    plan_chunks = {**chunks, vertical: min(sizes[vertical], chunks[vertical] * chunks_deep)}
-    return slab_regions(sizes, plan_chunks, along, 4 * volumes, TASK_BUDGET_BYTES)  # float32 inputs
+    return min(sizes[vertical], chunks[vertical] * chunks_deep)
 
 
 @writes("store")
@@ -366,16 +444,20 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     names = payload["class_names"]
     chunks = store_chunks(dataset)
     sizes = dict(dataset.amplitude.sizes)
-    whole_traces, order_warning = _depth_order(config, payload, sizes, chunks, dataset, 1 + len(inputs))
+    whole_traces, order_warning = depth_order_choice(config, payload, sizes, chunks, vertical_dim(dataset))
     template = prediction_template(dataset, names, chunks, config.probabilities, config.uncertainty)
     add_variables_template(template, store, {**chunks, "class": len(names)})
     n_workers = len(live_workers(client)) if client is not None else 1
     threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     devices, resources = _gpu_plan(client, config)
     geometry = BlockGeometry.of(payload, config.smooth)
+    window = window_samples(sizes, chunks, geometry.halo, vertical_dim(dataset))
+    state_bytes = depth_order_bytes(len(names)) if whole_traces else 0
     tasks = [
-        PredictTask(str(store), sha256, region, sizes, config, threads, geometry, devices, whole_traces)
-        for region in prediction_plan(dataset, geometry, chunks, 1 + len(inputs), whole_traces)
+        PredictTask(
+            str(store), sha256, region, sizes, config, threads, geometry, devices, whole_traces, window
+        )
+        for region in prediction_plan(dataset, geometry, chunks, 1 + len(inputs), state_bytes)
     ]
     warnings = _survey_warnings(store, dataset, payload, model_path) + order_warning
     shared = {"checkpoint": checkpoint}
@@ -404,16 +486,52 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     }
 
 
-#: Bytes a depth-order task may hold: a chunk column of whole traces, beyond which voxel order is used.
+#: Bytes a depth-order task may keep of its whole traces (:func:`depth_order_bytes` a voxel) while
+#: it classifies them a window at a time; where one chunk column needs more, voxel order is used.
 WHOLE_TRACE_BUDGET_BYTES = 4 * TASK_BUDGET_BYTES
 
 
-def _depth_order(config, payload, sizes, chunks, dataset, volumes) -> tuple[bool, list[str]]:
-    """Whether to decide whole traces at once, and a warning where auto falls back to voxel order."""
+def depth_order_choice(
+    config: PredictConfig, payload: dict, sizes: dict, chunks: dict, vertical: str
+) -> tuple[bool, list[str]]:
+    """Whether to decide whole traces in depth order, and a warning where auto falls back to voxel order.
+
+    Parameters
+    ----------
+    config : PredictConfig
+        The step's options (``class_order``).
+    payload : dict
+        The loaded checkpoint.
+    sizes, chunks : dict
+        The volume's size and chunk per dim.
+    vertical : str
+        The vertical dim.
+
+    Returns
+    -------
+    tuple of (bool, list of str)
+
+    Raises
+    ------
+    ConfigError
+        ``--class-order depth`` where one chunk column of whole traces needs
+        more than :data:`WHOLE_TRACE_BUDGET_BYTES`.
+
+    >>> payload = {"patch": {"classes_in_depth_order": True}, "class_names": list("abcdef")}
+    >>> chunks = {"inline": 64, "crossline": 64, "time": 512}
+    >>> sizes = {**chunks, "time": 6000}  # 64 x 64 traces of 6000 samples, 4 bytes a voxel: 94 MiB
+    >>> depth_order_choice(PredictConfig(), payload, sizes, chunks, "time")
+    (True, [])
+    >>> deep = {**chunks, "time": 9000}  # 141 MiB
+    >>> depth_order_choice(PredictConfig(), payload, deep, chunks, "time")
+    (False, ['depth order needs ... (141 MiB, more than 128 MiB): facies decided voxel by voxel; ...'])
+    >>> depth_order_choice(PredictConfig(class_order="depth"), payload, deep, chunks, "time")
+    Traceback (most recent call last):
+    seisfacies.pipeline.exceptions.ConfigError: option --class-order depth: depth order needs ...
+    """
     if not in_depth_order(config, payload):
         return False, []
-    vertical = vertical_dim(dataset)
-    needed = whole_trace_bytes(sizes, chunks, vertical, len(payload["class_names"]), volumes)
+    needed = whole_trace_bytes(sizes, chunks, vertical, len(payload["class_names"]))
     if needed <= WHOLE_TRACE_BUDGET_BYTES:
         return True, []
     why = (
