@@ -17,7 +17,7 @@ random 64 x 64 crops with flips) trained on the same data for the same time.
   train on a fixed subset, salt IoU on a held-out split.
 * ``interpretation``: on the F3 lines, labels made from horizons (the benchmark's
   unit tops picked from its labels, imported, ``labels --between``) and the
-  envelope as a second input, each beside the default in the same run.
+  envelope as one more input, each beside the default in the same run.
 * ``malenov``: MalenoV's F3 points (``fetch github:crild/facies_net``,
   ``class_addresses/multi_*_ilxl.pts``: nine texture classes on inline 339,
   with the real 8-bit amplitude): train on alternate crossline blocks, score
@@ -244,8 +244,9 @@ def f3_interpretation(work: Path, seeds: tuple[int, ...], train_on: tuple[str, .
     Each line's benchmark labels are turned into the five horizons between its
     six units (:func:`f3_boundaries`), imported with ``seisfacies horizons``
     and labelled back with ``labels --between``; then each rotation trains on
-    the benchmark labels (the default), on the horizon labels, and on the
-    benchmark labels with ``--inputs amplitude,envelope``.
+    the benchmark labels (the default: stratigraphic intervals, so the depth
+    input and depth order), on the horizon labels, and on the benchmark labels
+    with the envelope as one more input (``--inputs amplitude,envelope,depth``).
     """
     lines = sorted(F3_LINES.glob("f3_line?.sgy"))
     names = [f"{F3_CLASSES[c]}_top" for c in range(1, len(F3_CLASSES))]
@@ -270,9 +271,12 @@ def f3_interpretation(work: Path, seeds: tuple[int, ...], train_on: tuple[str, .
         print(json.dumps(agreement[-1]), flush=True)
     truth = {name: _section(F3_LINES / f"{name}_labels.sgy").astype(np.int64) for name in stores}
     variants = {
-        "benchmark labels, amplitude (the default)": (stores, {}),
+        "benchmark labels (the default: amplitude and depth)": (stores, {}),
         "labels from horizons (labels --between)": (horizon_stores, {}),
-        "benchmark labels, --inputs amplitude,envelope": (stores, {"inputs": ("amplitude", "envelope")}),
+        "benchmark labels, --inputs amplitude,envelope,depth": (
+            stores,
+            {"inputs": ("amplitude", "envelope", "depth")},
+        ),
     }
     rows: dict[str, list] = {"horizon labels = benchmark labels": agreement}
     for variant, (sources, options) in variants.items():

@@ -366,7 +366,9 @@ def patch_spec(dataset: xr.Dataset, config: PatchesConfig) -> PatchSpec:
 
 
 @writes("out")
-def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, client=None) -> dict:
+def extract_patches(
+    store: str | Path, out: str | Path, config: PatchesConfig, client=None, labels_ordered: bool | None = None
+) -> dict:
     """Cut a class-balanced, blocked-split patch store from a labelled volume store.
 
     Parameters
@@ -379,6 +381,9 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
         The step's options.
     client
         The Dask client; None runs in this process.
+    labels_ordered : bool, optional
+        :func:`labels_in_depth_order` of ``store``, where the caller has just
+        found it (a training from a store); None reads the labels to find it.
 
     Returns
     -------
@@ -414,7 +419,7 @@ def extract_patches(store: str | Path, out: str | Path, config: PatchesConfig, c
     short = _drawn(selected, targets.shape) < targets
     if short.any():  # the hash draw came short: draw those (split, class) pairs again, keeping all
         selected = _select(store, spec, plan_regions, validation, np.where(short, 1.0, probability), client)
-    in_depth_order = labels_in_depth_order(store, client)
+    in_depth_order = labels_in_depth_order(store, client) if labels_ordered is None else labels_ordered
     rows = _final_rows(selected, targets, config, spec, store_chunks(dataset))
     _check_validation(rows, config, spec, len(_block_totals(block_class, spec)), dataset)
     with staged(out) as partial:

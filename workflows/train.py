@@ -352,17 +352,22 @@ def _patch_store(source: str, out: str, config: TrainConfig, client, patches_con
     from .patches import extract_patches, labels_in_depth_order
 
     entry = _entry(config)  # an unknown model is refused before any patch is cut
-    note, depth_note = "", ""
+    note, depth_note, ordered = "", "", None
     if patches_config is None:
         sizes = tuple(zarr.open_array(store=location.join(source, "amplitude"), mode="r").shape)
         patches_config, note = fitting_patches(config.model, sizes)
-        if config.inputs is None and entry.dense and labels_in_depth_order(source, client):
-            patches_config = patches_config.model_copy(update={"inputs": (*patches_config.inputs, "depth")})
-            depth_note = STRATIGRAPHIC_NOTE
+        if config.inputs is None and entry.dense:
+            ordered = labels_in_depth_order(source, client)  # read once: the cut below records it too
+            if ordered:
+                patches_config = patches_config.model_copy(
+                    update={"inputs": (*patches_config.inputs, "depth")}
+                )
+                depth_note = STRATIGRAPHIC_NOTE
     if config.inputs is not None:
         patches_config = patches_config.model_copy(update={"inputs": config.inputs})
     target = location.with_name(out, location.name(out).rsplit(".", 1)[0] + ".patches.zarr")
-    cut = extract_patches(source, target, patches_config.model_copy(update={"overwrite": True}), client)
+    overwriting = patches_config.model_copy(update={"overwrite": True})
+    cut = extract_patches(source, target, overwriting, client, labels_ordered=ordered)
     return target, "; ".join(part for part in (note, depth_note, cut.get("split_note", "")) if part)
 
 
