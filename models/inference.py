@@ -160,7 +160,7 @@ class DepthOrderDecoder:
     def __init__(self, n_classes: int, traces: tuple[int, ...], n_samples: int):
         self.traces = traces
         self.n_samples = n_samples
-        self.codes = np.arange(n_classes)[:, None]
+        self.n_classes = n_classes
         self.n_traces = int(np.prod(traces, dtype=np.int64))
         self.marks = np.zeros((n_samples, -(-n_classes // 8), self.n_traces), np.uint8)
         self.score: np.ndarray | None = None
@@ -168,7 +168,7 @@ class DepthOrderDecoder:
 
     def add(self, log_probability: np.ndarray) -> None:
         """Take the next samples of every trace: ``(class, *traces, window)`` log-probabilities."""
-        window = log_probability.reshape(len(self.codes), self.n_traces, -1)
+        window = log_probability.reshape(self.n_classes, self.n_traces, -1)
         if self.done + window.shape[-1] > self.n_samples:
             raise ValueError(f"more than the {self.n_samples} samples of a trace")
         for start in range(0, window.shape[-1], SAMPLES_AT_ONCE):
@@ -196,9 +196,9 @@ class DepthOrderDecoder:
         every = np.arange(self.n_traces)
         for stop in range(self.n_samples, 0, -SAMPLES_AT_ONCE):
             start = max(0, stop - SAMPLES_AT_ONCE)
-            marked = _unpack_classes(self.marks[start:stop], len(self.codes))
+            marked = _unpack_classes(self.marks[start:stop], self.n_classes)
             came_from = np.zeros(marked.shape, np.int16)  # the deepest marked class at or above each
-            for code in range(1, len(self.codes)):
+            for code in range(1, self.n_classes):
                 np.copyto(came_from[:, code], came_from[:, code - 1])
                 came_from[:, code][marked[:, code]] = code
             block = np.empty((stop - start, self.n_traces), dtype)  # samples side by side, then turned
@@ -460,7 +460,7 @@ class BlockOutput:
         self.probability = np.zeros((n_classes, *shape), np.float16) if probabilities else None
         self.uncertainty = np.zeros(shape, np.float16) if uncertainty else None
         self.temperature = temperature
-        # float16 halves what a whole-trace block holds; the sums run in float64
+        # float16 halves what a window of whole traces holds; the decoder's sums run in float64
         self.log_probability = np.zeros((n_classes, *shape), np.float16) if depth_order else None
         self.decoder = decoder
 

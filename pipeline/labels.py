@@ -518,6 +518,6 @@ def depth_order_counts(labels: np.ndarray) -> np.ndarray:
     labelled = labels >= 0
     deepest_above = np.maximum.accumulate(np.where(labelled, labels, -1), axis=-1)
     back_up = (labelled & (labels < deepest_above)).any(axis=-1)
-    deepest = deepest_above[..., -1:]
-    several = deepest[..., 0] > np.where(labelled, labels, deepest).min(axis=-1)
+    deepest = deepest_above[..., -1]
+    several = deepest > np.where(labelled, labels, deepest[..., None]).min(axis=-1)
     return np.array([back_up.sum(), several.sum()], np.int64)

@@ -444,14 +444,15 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     names = payload["class_names"]
     chunks = store_chunks(dataset)
     sizes = dict(dataset.amplitude.sizes)
-    whole_traces, order_warning = depth_order_choice(config, payload, sizes, chunks, vertical_dim(dataset))
+    vertical = vertical_dim(dataset)
+    whole_traces, order_warning = depth_order_choice(config, payload, sizes, chunks, vertical)
     template = prediction_template(dataset, names, chunks, config.probabilities, config.uncertainty)
     add_variables_template(template, store, {**chunks, "class": len(names)})
     n_workers = len(live_workers(client)) if client is not None else 1
     threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     devices, resources = _gpu_plan(client, config)
     geometry = BlockGeometry.of(payload, config.smooth)
-    window = window_samples(sizes, chunks, geometry.halo, vertical_dim(dataset))
+    window = window_samples(sizes, chunks, geometry.halo, vertical)
     state_bytes = depth_order_bytes(len(names)) if whole_traces else 0
     tasks = [
         PredictTask(
