@@ -129,26 +129,49 @@ def _pread(layout: SegyLayout, size: int, offset: int) -> bytes:
     else:
         data = os.pread(_descriptor(layout.path, layout.mtime_ns), size, offset)
     if len(data) != size:
-        raise SegyFormatError(
-            f"{layout.path}: the file ended at byte {offset + len(data)} while reading "
-            f"{size} bytes at {offset}; it was truncated or changed during the run"
-        )
+        raise _truncated(layout, offset, len(data), size)
     return data
 
 
-def _read_ranges(layout: SegyLayout, ranges: list[tuple[int, int]]):
-    """The bytes of each ``(offset, size)``; on object storage all requests at once."""
+def _truncated(layout: SegyLayout, offset: int, got: int, size: int) -> SegyFormatError:
+    return SegyFormatError(
+        f"{layout.path}: the file ended at byte {offset + got} while reading "
+        f"{size} bytes at {offset}; it was truncated or changed during the run"
+    )
+
+
+def _read_ranges(layout: SegyLayout, ranges: list[tuple[int, int]], all_at_once: bool = True):
+    """The bytes of each ``(offset, size)``, in order.
+
+    A local file's ranges all land in one buffer, so each must be used up
+    before the next is asked for. On object storage the requests go out all
+    at once, or one at a time (``all_at_once=False``: memory of one range).
+    """
     if not location.is_url(layout.path):
+        return _read_local_ranges(layout, ranges)
+    if not all_at_once:
         return (_pread(layout, size, offset) for offset, size in ranges)
     # one request per run would wait on each in turn: a slab of a big survey is hundreds of runs
     blocks = location.read_ranges(layout.path, ranges)
     for (offset, size), data in zip(ranges, blocks):
         if len(data) != size:
-            raise SegyFormatError(
-                f"{layout.path}: the file ended at byte {offset + len(data)} while reading "
-                f"{size} bytes at {offset}; it was truncated or changed during the run"
-            )
+            raise _truncated(layout, offset, len(data), size)
     return blocks
+
+
+def _read_local_ranges(layout: SegyLayout, ranges: list[tuple[int, int]]):
+    # a new bytes object per read first-touches its pages, which costs 5x the copy from the
+    # page cache: the scan of a 358 MB file took 0.22 s that way, 0.04 s into one buffer
+    buffer = memoryview(bytearray(max((size for _, size in ranges), default=0)))
+    descriptor = _descriptor(layout.path, layout.mtime_ns)
+    for offset, size in ranges:
+        done = 0
+        while done < size:
+            got = os.preadv(descriptor, [buffer[done:size]], offset + done)
+            if got == 0:
+                raise _truncated(layout, offset, done, size)
+            done += got
+        yield buffer[:size]
 
 
 def _read_head(path) -> tuple[bytes, tuple[int, int]]:
@@ -311,14 +334,15 @@ def scan_trace_headers(
     dict[str, np.ndarray]
     """
     step = max(1, SCAN_READ_BYTES // layout.trace_size)
+    firsts = range(start, stop, step)
+    ranges = [
+        (layout.data_offset + first * layout.trace_size, (min(first + step, stop) - first) * layout.trace_size)
+        for first in firsts
+    ]
     headers = np.empty((stop - start, fmt.TRACE_HEADER_SIZE), np.uint8)
-    for first in range(start, stop, step):
-        last = min(first + step, stop)
-        data = _pread(
-            layout, (last - first) * layout.trace_size, layout.data_offset + first * layout.trace_size
-        )
-        traces = np.frombuffer(data, np.uint8).reshape(last - first, layout.trace_size)
-        headers[first - start : last - start] = traces[:, : fmt.TRACE_HEADER_SIZE]
+    for first, data in zip(firsts, _read_ranges(layout, ranges, all_at_once=False)):
+        traces = np.frombuffer(data, np.uint8).reshape(-1, layout.trace_size)
+        headers[first - start : first - start + len(traces)] = traces[:, : fmt.TRACE_HEADER_SIZE]
     return {
         name: fmt.header_field(headers, byte, size, layout.endian) for name, (byte, size) in fields.items()
     }

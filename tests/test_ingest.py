@@ -8,6 +8,7 @@ import segyio
 import xarray as xr
 
 from seisfacies.pipeline.exceptions import GeometryError, SegyFormatError, StoreError
+from seisfacies.pipeline.segy import read_block, read_traces, scan_survey, scan_trace_headers
 from seisfacies.pipeline.store import open_store
 from seisfacies.pipeline.testing import segyio_grid, write_test_segy
 from seisfacies.workflows.config import ExportConfig, IngestConfig
@@ -163,6 +164,21 @@ def test_real_bad_files_are_refused_and_nothing_is_written(tmp_path, shared_segy
         segy_to_zarr(shared_segy / name, tmp_path / "s.zarr", IngestConfig())
     assert "\n" not in str(caught.value) and name in str(caught.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reads_of_runs_of_every_length_and_a_file_cut_after_the_scan(tmp_path):
+    source = tmp_path / "in.sgy"
+    cube = write_test_segy(source, (4, 3, 50))
+    survey = scan_survey(source)
+    wanted = np.array([0, 1, 2, 5, 7, 8, 11])  # runs of 3, 1, 2 and 1 traces through one buffer
+    _, samples = read_traces(survey.layout, wanted)
+    np.testing.assert_array_equal(samples, cube.reshape(12, 50)[wanted])
+    with open(source, "r+b") as handle:
+        handle.truncate(source.stat().st_size - 10)
+    with pytest.raises(SegyFormatError, match="truncated or changed during the run"):
+        read_block(survey.layout, survey.geometry.trace_index)
+    with pytest.raises(SegyFormatError, match="truncated or changed during the run"):
+        scan_trace_headers(survey.layout, 0, survey.layout.n_traces, {"inline": (189, 4)})
 
 
 def test_wrong_byte_positions_are_refused(tmp_path):
