@@ -120,6 +120,9 @@ def held_out_logits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits ``(N, C)`` and classes of the labelled pixels of held-out patches (at most MAX_FIT_PIXELS).
 
+    Training keeps these from its last validation pass (:func:`labelled_pixels`
+    per batch, then :func:`fit_sample`) rather than running the network again.
+
     Parameters
     ----------
     network : torch.nn.Module
@@ -137,14 +140,49 @@ def held_out_logits(
     network.eval()
     device = next(network.parameters()).device
     x, y = data
-    parts, classes = [], []
-    for start in range(0, len(x), batch):
-        logits = network(x[start : start + batch].to(device)).float()
-        targets = y[start : start + batch].to(device)
-        flat = logits.movedim(1, -1).reshape(-1, logits.shape[1])  # classes last, one row per pixel
-        labelled = targets.reshape(-1) >= 0
-        parts.append(flat[labelled].cpu())
-        classes.append(targets.reshape(-1)[labelled].cpu())
-    logits, targets = torch.cat(parts), torch.cat(classes)
+    return fit_sample(
+        [
+            labelled_pixels(network(x[start : start + batch].to(device)), y[start : start + batch].to(device))
+            for start in range(0, len(x), batch)
+        ]
+    )
+
+
+def labelled_pixels(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch's logits, one float32 row per labelled pixel, and their classes, on the CPU.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        ``(batch, C, ...)`` logits.
+    targets : torch.Tensor
+        ``(batch, ...)`` classes, -1 unlabelled.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+
+    >>> rows, classes = labelled_pixels(torch.arange(8.0).reshape(1, 2, 4), torch.tensor([[0, -1, 1, 1]]))
+    >>> rows.tolist(), classes.tolist()
+    ([[0.0, 4.0], [2.0, 6.0], [3.0, 7.0]], [0, 1, 1])
+    """
+    flat = logits.float().movedim(1, -1).reshape(-1, logits.shape[1])  # classes last, one row per pixel
+    labelled = targets.reshape(-1) >= 0
+    return flat[labelled].cpu(), targets.reshape(-1)[labelled].cpu()
+
+
+def fit_sample(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batches' labelled pixels together, every k-th beyond :data:`MAX_FIT_PIXELS`.
+
+    Parameters
+    ----------
+    parts : list of tuple of torch.Tensor
+        :func:`labelled_pixels` of each batch, in order.
+
+    Returns
+    -------
+    tuple of torch.Tensor
+    """
+    logits, targets = torch.cat([part[0] for part in parts]), torch.cat([part[1] for part in parts])
     step = max(1, -(-len(targets) // MAX_FIT_PIXELS))
     return logits[::step], targets[::step]

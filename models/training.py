@@ -20,6 +20,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from .calibration import labelled_pixels
 from .inference import normalise_finite, predicted_class
 from .optim import create_optimizer, learning_rate_factor
 from .registry import model_entry
@@ -411,7 +412,13 @@ def _stop_if_any_rank_is_bad(bad, world: int, epoch: int, step: int, steps: int,
 
 
 @torch.no_grad()
-def evaluate(network: nn.Module, data: Shard | None, options: FitOptions, device: torch.device) -> dict:
+def evaluate(
+    network: nn.Module,
+    data: Shard | None,
+    options: FitOptions,
+    device: torch.device,
+    held_out: list | None = None,
+) -> dict:
     """Unweighted loss and accuracy on held-out patches, summed over all ranks.
 
     Every rank must call it, also one without validation patches: the sums
@@ -428,6 +435,9 @@ def evaluate(network: nn.Module, data: Shard | None, options: FitOptions, device
         For the precision.
     device : torch.device
         Where the network is.
+    held_out : list, optional
+        Receives each batch's :func:`~seisfacies.models.calibration.labelled_pixels`:
+        what the temperature is fitted on, without a second pass.
 
     Returns
     -------
@@ -442,6 +452,8 @@ def evaluate(network: nn.Module, data: Shard | None, options: FitOptions, device
         with _autocast(device, options.precision):
             logits = network(inputs)
         sums += _counts(logits, targets)
+        if held_out is not None:
+            held_out.append(labelled_pixels(logits, targets))
     return _reduced(sums, "val")
 
 
@@ -502,6 +514,7 @@ def fit(
     device: torch.device,
     state: dict | None = None,
     on_epoch: Callable[[list, nn.Module, torch.optim.Optimizer], None] | None = None,
+    held_out: list | None = None,
 ) -> list[dict]:
     """Train ``model`` for the remaining epochs; returns the history.
 
@@ -528,6 +541,12 @@ def fit(
         ``history`` and ``optimizer_state``.
     on_epoch : callable, optional
         Called after each epoch with (history so far, model, optimizer): checkpoints, progress.
+    held_out : list, optional
+        An empty list, left holding the final epoch's validation pass: its
+        labelled pixels per batch (:func:`evaluate`), the trained model's
+        held-out logits. It stays empty where that epoch did not run here
+        (none left, or a time budget stopped sooner) or this rank holds no
+        validation patches.
 
     Returns
     -------
@@ -553,7 +572,8 @@ def fit(
         for group in optimizer.param_groups:
             group["lr"] = options.lr * learning_rate_factor(options.schedule, epoch, options.epochs)
         train_metrics = train_epoch(network, optimizer, train, weights, batching, epoch, options, device)
-        valid_metrics = evaluate(network, valid, options, device) if validate else {}
+        final = held_out if epoch == options.epochs - 1 else None
+        valid_metrics = evaluate(network, valid, options, device, final) if validate else {}
         record = {
             "epoch": epoch + 1,
             **train_metrics,

@@ -336,7 +336,10 @@ def scan_trace_headers(
     step = max(1, SCAN_READ_BYTES // layout.trace_size)
     firsts = range(start, stop, step)
     ranges = [
-        (layout.data_offset + first * layout.trace_size, (min(first + step, stop) - first) * layout.trace_size)
+        (
+            layout.data_offset + first * layout.trace_size,
+            layout.trace_size * (min(first + step, stop) - first),
+        )
         for first in firsts
     ]
     headers = np.empty((stop - start, fmt.TRACE_HEADER_SIZE), np.uint8)

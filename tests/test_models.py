@@ -136,6 +136,7 @@ def _separable_traces(n=240, samples=16, seed=0):
 
 
 def test_fit_learns_a_separable_problem_and_reports_every_epoch():
+    from seisfacies.models.calibration import fit_sample, held_out_logits
     from seisfacies.models.registry import create_model_for_patches
     from seisfacies.models.training import FitOptions, class_weights, fit, local_batch
 
@@ -143,7 +144,7 @@ def test_fit_learns_a_separable_problem_and_reports_every_epoch():
     torch.manual_seed(0)
     model = create_model_for_patches("mlp", 3, 16)
     options = FitOptions(epochs=6, lr=0.01, batch_size=32, schedule="constant")
-    seen = []
+    seen, kept = [], []
     history = fit(
         model,
         {0: (x[:200], y[:200])},
@@ -153,10 +154,15 @@ def test_fit_learns_a_separable_problem_and_reports_every_epoch():
         options,
         torch.device("cpu"),
         on_epoch=lambda history, model, optimizer: seen.append(len(history)),
+        held_out=kept,
     )
     assert seen == [1, 2, 3, 4, 5, 6]
     assert history[-1]["train_loss"] < history[0]["train_loss"] / 2
     assert history[-1]["val_accuracy"] > 0.9  # chance is 1/3
+    # the last validation pass is the trained model's held-out logits: the temperature's, without a pass
+    kept_logits, kept_classes = fit_sample(kept)
+    logits, classes = held_out_logits(model, (x[200:], y[200:]))
+    assert torch.equal(kept_logits, logits) and torch.equal(kept_classes, classes) and len(classes) == 40
 
 
 class _Interrupted(Exception):

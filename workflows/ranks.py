@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 import zarr
 
-from ..models.calibration import fit_temperature, held_out_logits
+from ..models.calibration import fit_sample, fit_temperature, held_out_logits
 from ..models.checkpoint import checkpoint_bytes, load_checkpoint
 from ..models.inference import relative_depth
 from ..models.parallel import gathered, global_batch_norm, gradient_bytes, ranks_that_pay, training_flops
@@ -405,11 +405,13 @@ def _train(job: RankJob, attrs: dict, device: torch.device) -> dict:
             if queue is not None:
                 queue.put(history[-1])
 
-    history = fit(model, train, valid, weights, batching, options, device, state, on_epoch)
+    kept = []  # the last validation pass's logits: the temperature needs no pass of its own
+    history = fit(model, train, valid, weights, batching, options, device, state, on_epoch, kept)
     # a resumed run with no epochs left still finishes a checkpoint cut off before its final save
     if history and ("optimizer" in last or not state.get("final", True)):
+        held_out = fit_sample(kept) if kept else _held_out(model, valid, len(attrs["class_names"]))
         # every rank: the held-out logits are gathered from all of them
-        temperature = fit_temperature(*gathered(*_held_out(model, valid, len(attrs["class_names"]))))
+        temperature = fit_temperature(*gathered(*held_out))
         if job.rank == 0:  # the final checkpoint holds T, fitted on every rank's held-out patches
             optimizer_state = (
                 last["optimizer"].state_dict() if "optimizer" in last else state["optimizer_state"]
