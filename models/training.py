@@ -350,44 +350,63 @@ def train_epoch(
     world = _world()
     each_step = _check_each_step(options, device, world)
     network.train()
-    orders = {
-        shard: torch.randperm(
-            len(data[0]),
-            generator=torch.Generator().manual_seed(options.seed * 1000003 + epoch * 101 + shard),
-        ).to(device)
-        for shard, data in shards.items()
-    }
-    batches = [
-        [(shards[s], orders[s][step * shard_batch : (step + 1) * shard_batch]) for s in sorted(shards)]
-        for step in range(steps)
-    ]
+    picks = _epoch_picks(shards, shard_batch, steps, options.seed, epoch, device)
     # each step's global batch weight (so ranks == one big batch) is known before the epoch:
     # one all-reduce for all steps instead of one per step beside the gradients'
-    step_weights = torch.stack([_batch_weight(picks, weights) for picks in batches]) if steps else weights[:0]
+    step_weights, labelled = _step_weights(shards, picks, steps, weights)
     if world > 1:
         dist.all_reduce(step_weights)
-    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, counted
+    denominators = step_weights.clamp_min(1e-12)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     first_bad = torch.full((), steps, dtype=torch.int64, device=device)  # steps: no bad loss yet
-    for step, picks in enumerate(batches):
-        inputs = torch.cat([data[0][index] for data, index in picks]).to(device, non_blocking=True)
-        targets = torch.cat([data[1][index] for data, index in picks]).to(device, non_blocking=True)
+    # a small model's step is a few hundred microseconds: every tensor operation here counts
+    for step in range(steps):
+        targets = _step_data(shards, picks, step, 1)
         with _autocast(device, options.precision):
-            logits = network(inputs)
-        total, _ = loss_terms(logits, targets, weights)
-        bad = ~torch.isfinite(total.detach())
+            logits = network(_step_data(shards, picks, step, 0))
+        total = F.cross_entropy(logits.float(), targets, weight=weights, ignore_index=-1, reduction="sum")
         if each_step:
-            _stop_if_any_rank_is_bad(bad, world, epoch, step, steps, options)
-        first_bad = torch.where(bad & (first_bad == steps), step, first_bad)
-        loss = total / step_weights[step].clamp_min(1e-12) * world
+            _stop_if_any_rank_is_bad(total, world, epoch, step, steps, options)
+        else:
+            first_bad = torch.where(~torch.isfinite(total.detach()) & (first_bad == steps), step, first_bad)
+        loss = total / denominators[step]
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * world if world > 1 else loss).backward()
         optimizer.step()
-        sums += _counts(logits.detach(), targets)
+        detached = logits.detach().float()
+        loss_sum += F.cross_entropy(detached, targets, ignore_index=-1, reduction="sum")
+        correct += (predicted_class(detached) == targets).sum()  # -1 (unlabelled) is never a class
     if world > 1:  # a bad loss on one rank spreads to all through the gradients: agree on the first
         dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
     if first_bad < steps:
         raise _non_finite(epoch, first_bad, steps, options)
-    return _reduced(sums, "train")
+    counted = torch.tensor(float(labelled), dtype=torch.float64, device=device)
+    return _reduced(torch.stack([loss_sum, correct.double(), counted]), "train")
+
+
+def _epoch_picks(
+    shards: dict[int, Shard], shard_batch: int, steps: int, seed: int, epoch: int, device: torch.device
+) -> dict[int, torch.Tensor]:
+    """Each shard's patch numbers per step, ``(steps, shard_batch)``, shuffled by (seed, epoch, shard)."""
+    return {
+        shard: torch.randperm(
+            len(data[0]), generator=torch.Generator().manual_seed(seed * 1000003 + epoch * 101 + shard)
+        )[: steps * shard_batch]
+        .reshape(steps, shard_batch)
+        .to(device)
+        for shard, data in shards.items()
+    }
+
+
+def _step_data(
+    shards: dict[int, Shard], picks: dict[int, torch.Tensor], step: int, part: int
+) -> torch.Tensor:
+    """One step's inputs (``part`` 0) or targets (1): its picks from every shard, in shard order."""
+    if len(shards) == 1:  # one shard: no concatenation, so no second copy of the batch
+        (shard,) = shards
+        return shards[shard][part][picks[shard][step]]
+    return torch.cat([shards[shard][part][picks[shard][step]] for shard in sorted(shards)])
 
 
 def _check_each_step(options: FitOptions, device: torch.device, world: int) -> bool:
@@ -397,17 +416,26 @@ def _check_each_step(options: FitOptions, device: torch.device, world: int) -> b
     return device.type == "cpu" and world == 1
 
 
-def _batch_weight(picks: list, weights: torch.Tensor) -> torch.Tensor:
-    """The summed class weight of a step's labelled targets on this rank."""
-    targets = torch.cat([data[1][index] for data, index in picks])
-    return weights[targets[targets >= 0]].sum()
+def _step_weights(
+    shards: dict[int, Shard], picks: dict[int, torch.Tensor], steps: int, weights: torch.Tensor
+) -> tuple[torch.Tensor, int]:
+    """Each step's summed class weight of its labelled targets on this rank, and all steps' labelled count."""
+    sums, labelled = [], 0
+    for step in range(steps):
+        targets = _step_data(shards, picks, step, 1)
+        present = targets[targets >= 0]
+        sums.append(weights[present].sum())
+        labelled += len(present)
+    return (torch.stack(sums) if sums else weights[:0]), labelled
 
 
-def _stop_if_any_rank_is_bad(bad, world: int, epoch: int, step: int, steps: int, options) -> None:
-    flag = bad.float()
+def _stop_if_any_rank_is_bad(total, world: int, epoch: int, step: int, steps: int, options) -> None:
+    finite = torch.isfinite(total.detach())
     if world > 1:
+        flag = (~finite).float()
         dist.all_reduce(flag)  # every rank stops at the same step
-    if flag > 0:
+        finite = flag == 0
+    if not finite:
         raise _non_finite(epoch, step, steps, options)
 
 
