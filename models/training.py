@@ -573,7 +573,8 @@ def fit(
         An empty list, left holding the final epoch's validation pass: its
         labelled pixels per batch (:func:`evaluate`), the trained model's
         held-out logits. It stays empty where that epoch did not run here
-        (none left, or a time budget stopped sooner) or this rank holds no
+        (none left, or a time budget stopped sooner), in bf16 (the
+        temperature is fitted on fp32 logits), or where this rank holds no
         validation patches.
 
     Returns
@@ -600,7 +601,8 @@ def fit(
         for group in optimizer.param_groups:
             group["lr"] = options.lr * learning_rate_factor(options.schedule, epoch, options.epochs)
         train_metrics = train_epoch(network, optimizer, train, weights, batching, epoch, options, device)
-        final = held_out if epoch == options.epochs - 1 else None
+        # in fp32 the last pass's logits are what predict's default computes: the temperature's
+        final = held_out if epoch == options.epochs - 1 and options.precision == "fp32" else None
         valid_metrics = evaluate(network, valid, options, device, final) if validate else {}
         record = {
             "epoch": epoch + 1,

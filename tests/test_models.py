@@ -163,6 +163,12 @@ def test_fit_learns_a_separable_problem_and_reports_every_epoch():
     kept_logits, kept_classes = fit_sample(kept)
     logits, classes = held_out_logits(model, (x[200:], y[200:]))
     assert torch.equal(kept_logits, logits) and torch.equal(kept_classes, classes) and len(classes) == 40
+    # in bf16 the temperature keeps its fp32 pass: nothing is kept
+    kept = []
+    bf16 = FitOptions(epochs=1, lr=0.01, batch_size=32, precision="bf16")
+    fit(model, {0: (x[:200], y[:200])}, (x[200:], y[200:]), torch.ones(3), (32, 6), bf16, torch.device("cpu"),
+        held_out=kept)  # fmt: skip
+    assert kept == []
 
 
 class _Interrupted(Exception):
