@@ -206,9 +206,48 @@ def loss_terms(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tenso
         ratio is the mean loss, and summing both over ranks first gives the
         global batch's mean.
     """
-    total = F.cross_entropy(logits.float(), targets, weight=weights, ignore_index=-1, reduction="sum")
-    valid = targets >= 0
-    return total, weights[targets[valid]].sum()
+    return weighted_loss(logits, targets, weights), labelled_weight(targets, weights)
+
+
+def weighted_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The first of :func:`loss_terms`: the weighted cross-entropy summed over labelled pixels.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        ``(N, C, ...)`` model output.
+    targets : torch.Tensor
+        ``(N, ...)`` classes, -1 ignored.
+    weights : torch.Tensor
+        ``(C,)`` class weights.
+
+    Returns
+    -------
+    torch.Tensor
+        A float32 scalar.
+    """
+    return F.cross_entropy(logits.float(), targets, weight=weights, ignore_index=-1, reduction="sum")
+
+
+def labelled_weight(targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The second of :func:`loss_terms`: the summed class weight of the labelled pixels.
+
+    Parameters
+    ----------
+    targets : torch.Tensor
+        Classes, -1 ignored.
+    weights : torch.Tensor
+        ``(C,)`` class weights.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar.
+
+    >>> labelled_weight(torch.tensor([0, -1, 1, 1]), torch.tensor([0.5, 2.0])).item()
+    4.5
+    """
+    return weights[targets[targets >= 0]].sum()
 
 
 def local_batch(optimizer: str, batch_size: int, n_train: int, shards: int) -> tuple[int, int]:
@@ -353,19 +392,19 @@ def train_epoch(
     picks = _epoch_picks(shards, shard_batch, steps, options.seed, epoch, device)
     # each step's global batch weight (so ranks == one big batch) is known before the epoch:
     # one all-reduce for all steps instead of one per step beside the gradients'
-    step_weights, labelled = _step_weights(shards, picks, steps, weights)
+    per_step = [labelled_weight(_step_data(shards, picks, step, 1), weights) for step in range(steps)]
+    step_weights = torch.stack(per_step) if per_step else weights[:0]
     if world > 1:
         dist.all_reduce(step_weights)
     denominators = step_weights.clamp_min(1e-12)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, correct, counted
     first_bad = torch.full((), steps, dtype=torch.int64, device=device)  # steps: no bad loss yet
     # a small model's step is a few hundred microseconds: every tensor operation here counts
     for step in range(steps):
         targets = _step_data(shards, picks, step, 1)
         with _autocast(device, options.precision):
             logits = network(_step_data(shards, picks, step, 0))
-        total = F.cross_entropy(logits.float(), targets, weight=weights, ignore_index=-1, reduction="sum")
+        total = weighted_loss(logits, targets, weights)  # its weight total is step_weights'
         if each_step:
             _stop_if_any_rank_is_bad(total, world, epoch, step, steps, options)
         else:
@@ -374,15 +413,12 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         (loss * world if world > 1 else loss).backward()
         optimizer.step()
-        detached = logits.detach().float()
-        loss_sum += F.cross_entropy(detached, targets, ignore_index=-1, reduction="sum")
-        correct += (predicted_class(detached) == targets).sum()  # -1 (unlabelled) is never a class
+        sums += _counts(logits.detach(), targets)
     if world > 1:  # a bad loss on one rank spreads to all through the gradients: agree on the first
         dist.all_reduce(first_bad, op=dist.ReduceOp.MIN)
     if first_bad < steps:
         raise _non_finite(epoch, first_bad, steps, options)
-    counted = torch.tensor(float(labelled), dtype=torch.float64, device=device)
-    return _reduced(torch.stack([loss_sum, correct.double(), counted]), "train")
+    return _reduced(sums, "train")
 
 
 def _epoch_picks(
@@ -414,19 +450,6 @@ def _check_each_step(options: FitOptions, device: torch.device, world: int) -> b
     if options.check_each_step is not None:
         return options.check_each_step
     return device.type == "cpu" and world == 1
-
-
-def _step_weights(
-    shards: dict[int, Shard], picks: dict[int, torch.Tensor], steps: int, weights: torch.Tensor
-) -> tuple[torch.Tensor, int]:
-    """Each step's summed class weight of its labelled targets on this rank, and all steps' labelled count."""
-    sums, labelled = [], 0
-    for step in range(steps):
-        targets = _step_data(shards, picks, step, 1)
-        present = targets[targets >= 0]
-        sums.append(weights[present].sum())
-        labelled += len(present)
-    return (torch.stack(sums) if sums else weights[:0]), labelled
 
 
 def _stop_if_any_rank_is_bad(total, world: int, epoch: int, step: int, steps: int, options) -> None:
