@@ -26,6 +26,7 @@ from seisfacies.models.registry import create_model_for_patches
 from seisfacies.models.training import FitOptions, NonFiniteLoss, fit
 from seisfacies.pipeline.cluster import live_workers, run_tasks
 from seisfacies.pipeline.exceptions import ClusterError, ConfigError
+from seisfacies.workflows import devices
 from seisfacies.workflows.cli import cli
 from seisfacies.workflows.config import PatchesConfig, PredictConfig, TrainConfig
 from seisfacies.workflows.devices import (
@@ -46,11 +47,12 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _fake_gpus(count: int, visible: str | None = None) -> None:
-    """Make this (worker) process believe it has ``count`` CUDA devices."""
+    """Make this (worker) process believe it has ``count`` CUDA devices, and a GPU driver."""
     if not hasattr(torch.cuda, "_real_gpus"):
-        torch.cuda._real_gpus = (torch.cuda.is_available, torch.cuda.device_count)
+        torch.cuda._real_gpus = (torch.cuda.is_available, torch.cuda.device_count, devices.GPU_DEVICE_FILES)
     torch.cuda.is_available = lambda: count > 0
     torch.cuda.device_count = lambda: count
+    devices.GPU_DEVICE_FILES = ("/",)
     if visible is None:
         os.environ.pop("CUDA_VISIBLE_DEVICES", None)
     else:
@@ -59,7 +61,7 @@ def _fake_gpus(count: int, visible: str | None = None) -> None:
 
 def _real_gpus() -> None:
     if hasattr(torch.cuda, "_real_gpus"):
-        torch.cuda.is_available, torch.cuda.device_count = torch.cuda._real_gpus
+        torch.cuda.is_available, torch.cuda.device_count, devices.GPU_DEVICE_FILES = torch.cuda._real_gpus
     os.environ.pop("CUDA_VISIBLE_DEVICES", None)
 
 
@@ -84,6 +86,7 @@ def patch_store(synthetic_survey, tmp_path_factory):
 
 
 def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+    monkeypatch.setattr(devices, "GPU_DEVICE_FILES", ("/",))  # a driver, as on a GPU host
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -92,6 +95,17 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
     assert visible_gpus() == ("3", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert visible_gpus() == ()
+
+
+def test_a_host_without_a_gpu_driver_answers_without_importing_torch():
+    """The workers a training or prediction asks for their GPUs must not import torch only to answer."""
+    code = (
+        "import sys; from seisfacies.workflows import devices; "
+        "devices.GPU_DEVICE_FILES = ('/no/such/driver',); "
+        "print(devices.visible_gpus(), 'torch' in sys.modules)"
+    )
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert answer.stdout.split() == ["()", "False"]
 
 
 def test_more_ranks_than_gpus_on_a_host_are_refused_naming_hosts_and_counts():

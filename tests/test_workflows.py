@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -275,3 +276,31 @@ def test_the_example_workflow_runs_on_three_workers_and_scores_held_out_inlines(
     assert metrics["where"] == "unlabelled" and "generalisation" in metrics["scored_on"]
     assert metrics["pixel_accuracy"] > 0.3  # 2 epochs of a tiny net; chance is about 0.17
     assert (tmp_path / "work" / "facies.sgy").is_file() and (tmp_path / "work" / "inline.png").is_file()
+
+
+def _loaded(names: tuple[str, ...]) -> list[bool]:
+    return [name in sys.modules for name in names]
+
+
+def _wait_until_loaded(client, address: str, names: tuple[str, ...], seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not all(client.run(_loaded, names, workers=[address])[address]):
+        assert time.monotonic() < deadline, f"{address} never imported {names}"
+        time.sleep(0.2)
+
+
+def test_a_step_imports_its_workers_modules_ahead_on_the_workers_its_tasks_use():
+    """Training warms the worker its CPU rank takes (and only it), prediction every worker."""
+    from seisfacies.pipeline.cluster import live_workers
+    from seisfacies.workflows.api import local_cluster
+    from seisfacies.workflows.steps import STEPS
+
+    with local_cluster(2) as client:
+        first, second = sorted(live_workers(client))
+        assert not any(client.run(_loaded, ("torch",))[first])  # a fresh worker holds no torch
+        STEPS["train"].warm(client)
+        _wait_until_loaded(client, first, ("seisfacies.workflows.ranks", "torch._dynamo"))
+        assert client.run(_loaded, ("torch",), workers=[second])[second] == [False]
+        STEPS["predict"].warm(client)
+        for address in (first, second):
+            _wait_until_loaded(client, address, ("seisfacies.workflows.predict",))

@@ -354,6 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     argv : list[str] | None
         Command-line arguments (default: sys.argv).
     """
+    from .torch_worker import skip_collection_at_exit
+
+    skip_collection_at_exit()
     cli.main(args=argv, prog_name="seisfacies")
 
 

@@ -14,9 +14,8 @@ with another GPU step.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
-
-import torch
 
 from ..pipeline.cluster import live_workers
 from ..pipeline.exceptions import ConfigError
@@ -47,6 +46,10 @@ def visible_gpus() -> tuple[str, ...]:
     tuple of str
         Empty without CUDA.
     """
+    if not _gpu_driver_present():
+        return ()
+    import torch  # here, not above: planning placements needs no torch
+
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed is None:
@@ -213,6 +216,39 @@ def pick_workers(device: str, count: int, workers: dict[str, tuple[str, ...]]) -
         if len(own_gpu) == count:
             return own_gpu
     return spread_over_hosts(places)[:count]
+
+
+#: Device files without which no GPU can be used on Linux: NVIDIA's driver, WSL's GPU bridge, ROCm's.
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/dxg", "/dev/kfd")
+
+
+def _gpu_driver_present() -> bool:
+    """False on a Linux host that has none of the GPU drivers' device files: no GPU can be seen there.
+
+    Importing torch to ask costs a process 1.4 s; a training or prediction
+    asks every worker, and a worker that runs no torch task would import it
+    only to answer.
+    """
+    return not sys.platform.startswith("linux") or any(os.path.exists(path) for path in GPU_DEVICE_FILES)
+
+
+def first_worker_per_host(addresses) -> list[str]:
+    """The first worker of every host, by address: where ``--workers auto`` puts CPU training ranks.
+
+    Parameters
+    ----------
+    addresses : iterable of str
+        Worker addresses.
+
+    Returns
+    -------
+    list of str
+
+    >>> first_worker_per_host(["tcp://b:1", "tcp://a:2", "tcp://a:1"])
+    ['tcp://a:1', 'tcp://b:1']
+    """
+    places = placements(dict.fromkeys(addresses, ()))
+    return [place.address for place in spread_over_hosts(places)[: len({place.host for place in places})]]
 
 
 def spread_over_hosts(places: list[Placement]) -> list[Placement]:

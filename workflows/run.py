@@ -410,6 +410,7 @@ def _run_steps(name, path, steps, client, force, folder, state_path, record, ech
     results, started = [], time.perf_counter()
     for number, (step, options) in enumerate(steps, start=1):
         key = f"{number}:{step.name}"
+        step.warm(client)  # the decision may import what the step's workers import: overlap the two
         decision, before, outputs = rerun_decision(step, options, state.get(key))
         if not force and decision == "skip":
             echo(f"[{step.name}] up to date, skipped")
