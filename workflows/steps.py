@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -83,8 +84,10 @@ class Step:
         after this process had taken 1.8 s to import its own. Started first,
         the two overlap. A training warms only the first worker of each host
         (``tasks_on="ranks"``): there ``--workers auto`` puts CPU ranks, and a
-        LocalCluster's other workers share this process's cores. Once a
-        worker holds the modules, this is one task of a few milliseconds.
+        LocalCluster's other workers share this process's cores. The imports
+        run on a daemon thread of each worker, not as a task, so a command
+        refused before its tasks start (a model another run is writing)
+        closes its LocalCluster without waiting for them.
 
         Parameters
         ----------
@@ -93,15 +96,12 @@ class Step:
         """
         if client is None or not self.worker_imports:
             return
-        from distributed import fire_and_forget
-
         from ..pipeline.cluster import live_workers
         from .devices import first_worker_per_host
 
         workers = list(live_workers(client))
-        for address in first_worker_per_host(workers) if self.tasks_on == "ranks" else workers:
-            task = client.submit(import_modules, self.worker_imports, workers=[address], pure=False)
-            fire_and_forget(task)
+        chosen = first_worker_per_host(workers) if self.tasks_on == "ranks" else workers
+        client.run(import_in_background, self.worker_imports, workers=chosen, on_error="ignore")
 
     def call(self, paths: list, config, client) -> dict:
         """Run the library function on ``paths`` and a validated ``config``, its workers warmed first."""
@@ -126,20 +126,26 @@ class Step:
         return self.call(paths, config, None if here else client)
 
 
-def import_modules(names: tuple[str, ...]) -> None:
-    """Import modules in this process, ahead of the tasks that need them (:meth:`Step.warm`).
+def import_in_background(names: tuple[str, ...]) -> None:
+    """Start importing modules on a daemon thread of this process, ahead of the tasks that need them.
 
-    A module that fails to import is left to the task that needs it to
-    report, with its own error.
+    A task that needs one meanwhile waits on Python's import lock for it, as
+    it would for its own import; a process that exits first does not wait. A
+    module that fails to import is left to the task that needs it to report,
+    with its own error. See :meth:`Step.warm`.
 
     Parameters
     ----------
     names : tuple of str
         Module names.
     """
-    for name in names:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
+
+    def import_each() -> None:
+        for name in names:
+            with contextlib.suppress(Exception):
+                importlib.import_module(name)
+
+    threading.Thread(target=import_each, name="seisfacies-imports", daemon=True).start()
 
 
 @functools.cache
