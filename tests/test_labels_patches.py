@@ -281,3 +281,24 @@ def test_a_survey_too_small_for_the_asked_validation_is_refused_in_one_line(labe
     assert not (tmp_path / "p.zarr").exists() and not list(tmp_path.iterdir())
     smaller = extract_patches(labelled_store, tmp_path / "p.zarr", config.model_copy(update={"size": 10}))
     assert sum(smaller["validation"].values()) > 0
+
+
+@pytest.mark.parametrize("chunks", ["16,16,64", "16,16,32"], ids=["whole traces", "split traces"])
+@pytest.mark.parametrize("goes_back_up", [False, True], ids=["intervals", "one trace back up"])
+def test_labels_in_depth_order_are_found_whether_a_chunk_holds_whole_traces_or_not(
+    synthetic_survey, tmp_path, chunks, goes_back_up
+):
+    """Whole-trace chunks count the order with the candidates; split ones read whole traces for it.
+
+    The trace that goes back up does so across the 32-sample chunk boundary,
+    where neither chunk alone shows it.
+    """
+    store = tmp_path / "s.zarr"
+    segy_to_zarr(synthetic_survey["seismic"], store, IngestConfig(chunks=chunks))
+    labels = np.broadcast_to((np.arange(64) // 16).astype(np.int16), (40, 36, 64)).copy()  # four intervals
+    if goes_back_up:
+        labels[5, 7, 28:32] = 3  # the deepest class just above the boundary, the third below it
+    np.save(tmp_path / "labels.npy", labels)
+    attach_labels(store, tmp_path / "labels.npy", LabelsConfig())
+    summary = extract_patches(store, tmp_path / "p.zarr", PatchesConfig(kind="trace", size=16, per_class=20))
+    assert summary["classes_in_depth_order"] is not goes_back_up

@@ -54,16 +54,17 @@ class PassTask:
     region: Region
     validation_blocks: frozenset = frozenset()
     probability: np.ndarray | None = None  # (split, class)
+    whole_traces: bool = False  # the region spans the vertical: its labels' depth order can be counted
 
 
-def _region_candidates(task: PassTask) -> dict[str, np.ndarray]:
-    labels = read_region(task.store, "labels", task.region)
+def _region_candidates(task: PassTask, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    labels = read_region(task.store, "labels", task.region) if labels is None else labels
     origin = tuple(part.start for part in task.region.values())
     return candidates(task.spec, labels, origin)
 
 
-def count_region(task: PassTask) -> np.ndarray:
-    """Candidates per (block_i, block_j, block_k, class) in one region, as rows of 5 ints.
+def count_region(task: PassTask) -> tuple[np.ndarray, np.ndarray | None]:
+    """Candidates per (block_i, block_j, block_k, class) in one region, and its labels' depth order.
 
     Parameters
     ----------
@@ -72,15 +73,19 @@ def count_region(task: PassTask) -> np.ndarray:
 
     Returns
     -------
-    np.ndarray
+    tuple
+        The counts as rows of 5 ints, and, where the region spans whole traces,
+        :func:`~seisfacies.pipeline.labels.depth_order_counts` of its labels (else None).
     """
-    found = _region_candidates(task)
+    labels = read_region(task.store, "labels", task.region)
+    found = _region_candidates(task, labels)
+    order = depth_order_counts(labels) if task.whole_traces else None
     keys = np.stack([found["block_i"], found["block_j"], found["block_k"], found["label"]], axis=1)
     keys = keys.astype(np.int64)
     if not len(keys):
-        return np.zeros((0, 5), np.int64)
+        return np.zeros((0, 5), np.int64), order
     unique, counts = np.unique(keys, axis=0, return_counts=True)
-    return np.concatenate([unique, counts[:, None]], axis=1)
+    return np.concatenate([unique, counts[:, None]], axis=1), order
 
 
 def order_region(column: tuple[str, Region]) -> np.ndarray:
@@ -98,6 +103,25 @@ def order_region(column: tuple[str, Region]) -> np.ndarray:
     """
     store, region = column
     return depth_order_counts(read_region(store, "labels", region))
+
+
+def in_depth_order(counts: np.ndarray) -> bool:
+    """Whether summed :func:`~seisfacies.pipeline.labels.depth_order_counts` say stratigraphic intervals.
+
+    Parameters
+    ----------
+    counts : numpy.ndarray
+        ``[traces going back up, traces with more than one class]``.
+
+    Returns
+    -------
+    bool
+
+    >>> in_depth_order(np.array([0, 5])), in_depth_order(np.array([1, 5])), in_depth_order(np.array([0, 0]))
+    (True, False, False)
+    """
+    back_up, several = counts
+    return bool(several and not back_up)
 
 
 def labels_in_depth_order(store: str, client=None) -> bool:
@@ -121,8 +145,7 @@ def labels_in_depth_order(store: str, client=None) -> bool:
     vertical = vertical_dim(dataset)
     columns = regions(sizes, {**store_chunks(dataset), vertical: sizes[vertical]})
     tasks = [(str(store), region) for region in columns]
-    back_up, several = np.sum(run_tasks(order_region, tasks, client, "check label order"), axis=0)
-    return bool(several and not back_up)
+    return in_depth_order(np.sum(run_tasks(order_region, tasks, client, "check label order"), axis=0))
 
 
 def _block_key(block_i: np.ndarray, block_j: np.ndarray, block_k: np.ndarray) -> np.ndarray:
@@ -395,12 +418,14 @@ def extract_patches(
     out = check_output(out, config.overwrite, "patch store")
     spec = patch_spec(dataset, config)
     names = tuple(dataset.labels.attrs["flag_meanings"].split())
-    plan_regions = regions(dict(dataset.amplitude.sizes), store_chunks(dataset))
-    block_class = _count_candidates(store, spec, plan_regions, client)
+    sizes, chunks = dict(dataset.amplitude.sizes), store_chunks(dataset)
+    plan_regions = regions(sizes, chunks)
+    whole_traces = chunks[vertical_dim(dataset)] >= sizes[vertical_dim(dataset)]
+    block_class, order = _count_candidates(store, spec, plan_regions, client, whole_traces)
     if config.val_fraction > 0 and len(_block_totals(block_class, spec)) < 2:
         # too small for two columns of whole traces: blocks along the vertical keep the split apart
         deeper = spec.with_vertical_blocks()
-        counted = _count_candidates(store, deeper, plan_regions, client)
+        counted, _ = _count_candidates(store, deeper, plan_regions, client, whole_traces=False)
         if len(_block_totals(counted, deeper)) >= 2:
             spec, block_class = deeper, counted
     if not len(block_class):
@@ -419,13 +444,14 @@ def extract_patches(
     short = _drawn(selected, targets.shape) < targets
     if short.any():  # the hash draw came short: draw those (split, class) pairs again, keeping all
         selected = _select(store, spec, plan_regions, validation, np.where(short, 1.0, probability), client)
-    in_depth_order = labels_in_depth_order(store, client) if labels_ordered is None else labels_ordered
+    if labels_ordered is None:  # from the count pass where its regions spanned whole traces
+        labels_ordered = in_depth_order(order) if order is not None else labels_in_depth_order(store, client)
     rows = _final_rows(selected, targets, config, spec, store_chunks(dataset))
     _check_validation(rows, config, spec, len(_block_totals(block_class, spec)), dataset)
     with staged(out) as partial:
         # x is stored raw: amplitude windows shrink by under 10% and compressing them halves the cut rate
         write_template(
-            _patch_template(rows, spec, names, dataset, store, config, in_depth_order),
+            _patch_template(rows, spec, names, dataset, store, config, labels_ordered),
             partial,
             {"patch": PATCH_CHUNK},
             uncompressed=("x",),
@@ -449,7 +475,7 @@ def extract_patches(
                 name: {"mean": m, "std": s} for name, (m, s) in zip(spec.attributes, others)
             }
         commit_store(partial, statistics)
-    summary = {**_summary(out, spec, rows, names, mean, std), "classes_in_depth_order": in_depth_order}
+    summary = {**_summary(out, spec, rows, names, mean, std), "classes_in_depth_order": labels_ordered}
     untested = [
         names[label] for label, blocks in class_blocks.items() if validation and not blocks & validation
     ]
@@ -506,10 +532,17 @@ def _drawn(selected: list[dict], shape: tuple[int, int]) -> np.ndarray:
     return counts
 
 
-def _count_candidates(store: str, spec: PatchSpec, plan_regions: list, client) -> np.ndarray:
-    """Candidate counts per (block, class), from every region."""
-    tasks = [PassTask(str(store), spec, region) for region in plan_regions]
-    return np.concatenate(run_tasks(count_region, tasks, client, "count candidates"))
+def _count_candidates(store: str, spec: PatchSpec, plan_regions: list, client, whole_traces: bool) -> tuple:
+    """Candidate counts per (block, class) from every region; the labels' depth-order counts, or None.
+
+    Where the regions span whole traces (the default chunks hold traces of up
+    to 512 samples whole), the depth order comes with the counts and saves a
+    pass over the labels; otherwise it is None.
+    """
+    tasks = [PassTask(str(store), spec, region, whole_traces=whole_traces) for region in plan_regions]
+    found = run_tasks(count_region, tasks, client, "count candidates")
+    order = np.sum([order for _, order in found], axis=0) if whole_traces else None
+    return np.concatenate([counts for counts, _ in found]), order
 
 
 def _block_totals(block_class: np.ndarray, spec: PatchSpec) -> dict[tuple[int, ...], int]:
@@ -606,7 +639,7 @@ def _augmented(rows: dict, config: PatchesConfig, spec: PatchSpec) -> dict:
     return {name: np.concatenate([rows[name], copies[name]]) for name in rows}
 
 
-def _patch_template(rows: dict, spec: PatchSpec, names, dataset, store, config, in_depth_order) -> xr.Dataset:
+def _patch_template(rows: dict, spec: PatchSpec, names, dataset, store, config, labels_ordered) -> xr.Dataset:
     n = len(rows["i"])
     window_dims = {
         "trace": ("window_vertical",),
@@ -667,7 +700,7 @@ def _patch_template(rows: dict, spec: PatchSpec, names, dataset, store, config, 
         "augment": list(config.augment),
         "neighbours": spec.neighbours,
         "inputs": list(config.inputs),
-        "classes_in_depth_order": in_depth_order,  # no labelled trace goes back up the codes
+        "classes_in_depth_order": labels_ordered,  # no labelled trace goes back up the codes
         "source_store": store if location.is_url(store) else str(Path(store).resolve()),
         "split_meanings": "0 train, 1 validation",
         "orientation_meanings": "0 inline section, 1 crossline section",
