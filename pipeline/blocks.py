@@ -89,6 +89,31 @@ def slab_regions(
     return regions(sizes, stretched)
 
 
+def chunk_pieces(bounds: tuple[tuple[int, int], ...], chunks: tuple[int, ...]) -> list[tuple[slice, ...]]:
+    """The pieces of a box (start, stop per axis) that each lie within one chunk, in C order.
+
+    Parameters
+    ----------
+    bounds : tuple of (int, int)
+        The box's start and stop per axis.
+    chunks : tuple of int
+        The chunk size per axis.
+
+    Returns
+    -------
+    list of tuple of slice
+        Each piece's slices, in the box's own coordinates (0 at its start).
+
+    >>> chunk_pieces(((2, 7), (0, 3)), (4, 3))  # doctest: +NORMALIZE_WHITESPACE
+    [(slice(0, 2, None), slice(0, 3, None)), (slice(2, 5, None), slice(0, 3, None))]
+    """
+    per_axis = []
+    for (start, stop), chunk in zip(bounds, chunks):
+        edges = [start, *range((start // chunk + 1) * chunk, stop, chunk), stop]
+        per_axis.append([slice(a - start, b - start) for a, b in zip(edges, edges[1:])])
+    return list(itertools.product(*per_axis))
+
+
 def aligned_halo_block(
     region: Region,
     halo: dict[str, int],

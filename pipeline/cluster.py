@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import dask
+import dask.threaded
 from dask.callbacks import Callback
 from tqdm.auto import tqdm
 
@@ -282,7 +283,9 @@ def run_tasks(
         if client is None:
             tasks = [dask.delayed(function, pure=False)(item, **shared) for item in items]
             with _TqdmCallback(bar):
-                return list(dask.compute(*tasks, scheduler="threads"))
+                # the scheduler itself, not its name: a name makes dask import distributed (0.3 s)
+                # to look for a client, in commands that run on threads without one
+                return list(dask.compute(*tasks, scheduler=dask.threaded.get))
         from distributed import as_completed
 
         sent = {name: client.scatter(value, broadcast=True, hash=False) for name, value in shared.items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import zarr
 
-from .blocks import Region
+from .blocks import Region, chunk_pieces
 from .mdio import data_variable
 
 #: The samples' name in the store contract; an MDIO store may name its data variable otherwise.
@@ -32,7 +32,17 @@ def write_region(path: str, variable: str, region: Region, values: np.ndarray) -
         The region's values.
     """
     array = zarr.open_array(store=path, path=variable, mode="r+", zarr_format=3)
-    array[tuple(region.values())] = values
+    selection = tuple(region.values())
+    if array.dtype.kind != "V":
+        array[selection] = values
+        return
+    # Records (MDIO's headers): Zarr builds every chunk of a write that spans several from fill
+    # values and copies the records in field by field, 9 ms a chunk of 64 x 64; a write of
+    # exactly one chunk is taken as it is (0.43 s against 0.20 s for 49 chunks)
+    bounds = tuple(part.indices(size)[:2] for part, size in zip(selection, array.shape))
+    for piece in chunk_pieces(bounds, array.chunks):
+        target = [slice(at + part.start, at + part.stop) for (at, _), part in zip(bounds, piece)]
+        array[tuple(target)] = values[piece]
 
 
 def read_region(path: str, variable: str, region: Region) -> np.ndarray:

@@ -53,6 +53,12 @@ COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")
 #: MDIO's structured trace headers (232-byte records): a byte shuffle packs them 2.4x smaller
 #: than a bit shuffle, as fast.
 RECORD_COMPRESSOR = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+#: Values in a chunk of a variable the template writes whole (coordinates, ``trace_mask``,
+#: ``trace_index``, a patch store's positions), at most: one file each costs as much as a
+#: column's (a 560 x 560 survey's template wrote 343 files in 0.9 s), and no task writes them.
+WHOLE_CHUNK_VALUES = 2**20
+#: The dims along which such variables are widened: the lateral grid and a patch store's rows.
+WIDENED_DIMS = frozenset({"inline", "crossline", "patch"})
 #: Which command re-creates each variable, for "incomplete" messages.
 PRODUCERS = {
     **dict.fromkeys(("amplitude", "trace_headers", "trace_index", "trace_mask"), "seisfacies ingest"),
@@ -149,6 +155,12 @@ def parse_chunks(text: str | None, vertical: str) -> dict[str, int]:
 def encoding_for(dataset: xr.Dataset, chunks: dict[str, int], uncompressed: tuple[str, ...] = ()) -> dict:
     """Zarr encoding: the declared chunking and the compressor for every variable.
 
+    Variables held in memory along the lateral grid or a patch store's rows
+    (``trace_mask``, ``cdp_x``, the lateral coordinates, the patches'
+    positions), which the template writes whole, get chunks of up to
+    :data:`WHOLE_CHUNK_VALUES` values (:func:`whole_chunk`); every variable
+    that tasks write keeps the declared ones.
+
     Parameters
     ----------
     dataset : xr.Dataset
@@ -164,6 +176,10 @@ def encoding_for(dataset: xr.Dataset, chunks: dict[str, int], uncompressed: tupl
     encoding = {}
     for name, variable in dataset.variables.items():
         var_chunks = tuple(min(chunks.get(dim, size), size) for dim, size in variable.sizes.items())
+        if variable.chunks is None and variable.ndim and set(variable.dims) <= WIDENED_DIMS:
+            widest = round(WHOLE_CHUNK_VALUES ** (1 / variable.ndim))
+            widened = (whole_chunk(chunk, widest) for chunk in var_chunks)
+            var_chunks = tuple(map(min, widened, variable.shape))
         compressors = (RECORD_COMPRESSOR if variable.dtype.kind == "V" else COMPRESSOR,)
         compressors = () if name in uncompressed else compressors
         encoding[name] = {"chunks": var_chunks, "compressors": compressors}
@@ -171,6 +187,28 @@ def encoding_for(dataset: xr.Dataset, chunks: dict[str, int], uncompressed: tupl
             # no _FillValue: xarray would otherwise mask the value 0 and decode to float64
             encoding[name]["_FillValue"] = None
     return encoding
+
+
+def whole_chunk(chunk: int, widest: int) -> int:
+    """A dim's chunk in a variable written whole: the largest multiple of ``chunk`` up to ``widest``.
+
+    A multiple, so each of its chunks holds whole chunks of the variables tasks write.
+
+    Parameters
+    ----------
+    chunk : int
+        The declared chunk along the dim.
+    widest : int
+        The most it may grow to.
+
+    Returns
+    -------
+    int
+
+    >>> whole_chunk(64, 1024), whole_chunk(100, 1024), whole_chunk(2000, 1024)
+    (1024, 1000, 2000)
+    """
+    return max(chunk, widest // chunk * chunk)
 
 
 def store_chunks(dataset: xr.Dataset) -> dict[str, int]:

@@ -258,3 +258,24 @@ def test_a_command_or_torch_worker_exits_without_collecting_and_still_runs_exit_
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
     assert seen.read_text() == "True"
+
+
+def test_a_command_on_threads_does_not_import_the_distributed_scheduler(tmp_path):
+    """`ingest` runs on threads of its own process without the distributed scheduler.
+
+    Asking dask for its scheduler by name imported `distributed` to look for
+    a client: 0.3 s of a whole ingest process.
+    """
+    write_test_segy(tmp_path / "in.sgy", (3, 3, 8))
+    code = (
+        "import sys\n"
+        "from seisfacies.workflows.cli import main\n"
+        "try:\n"
+        f"    main(['ingest', {str(tmp_path / 'in.sgy')!r}, {str(tmp_path / 's.zarr')!r}])\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] == 'distributed')[:3])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert open_store(tmp_path / "s.zarr").amplitude.shape == (3, 3, 8)

@@ -63,6 +63,18 @@ def test_sorting_chunking_steps_and_coordinates(tmp_path, sorting, chunks):
         x = float(store.cdp_x.sel(inline=il, crossline=xl).values)
         assert x == pytest.approx(first[segyio.TraceField.CDP_X] * scale)
     assert np.isnan(store.cdp_x.values[0, 0])
+    # what tasks write keeps the declared chunks; the grid variables written whole are one chunk here
+    declared = tuple(store.amplitude.encoding["chunks"][:2])
+    assert store.headers.encoding["chunks"] == declared == store.trace_headers.encoding["chunks"][:2]
+    for name in ("trace_mask", "trace_index", "cdp_x", "cdp_y"):
+        assert store[name].encoding["chunks"] == (6, 5), name
+    # MDIO's header records, written a chunk at a time, each where its trace is
+    live, records = store.trace_mask.values, store.headers.values
+    grid = np.meshgrid(store.inline.values, store.crossline.values, indexing="ij")
+    assert (records["inline"][live] == grid[0][live]).all() and (
+        records["crossline"][live] == grid[1][live]
+    ).all()
+    assert (records["inline"][~live] == 0).all() and live.sum() == 28
     zarr_to_segy(tmp_path / "s.zarr", tmp_path / "out.sgy", ExportConfig())
     assert (tmp_path / "out.sgy").read_bytes() == source.read_bytes()
 

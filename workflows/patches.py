@@ -230,16 +230,6 @@ def cut_rows(task: CutTask) -> np.ndarray:
         write_region(
             task.out, "x_inputs", {**target, **{d: slice(None) for d in range(extra.ndim - 1)}}, extra
         )
-    for name, values in (
-        ("inline_index", rows["i"]),
-        ("crossline_index", rows["j"]),
-        ("sample_index", rows["k"]),
-        ("orientation", rows["orientation"]),
-        ("split", rows["split"]),
-        ("flip", rows["flip"]),
-        ("scale", rows["scale"]),
-    ):
-        write_region(task.out, name, target, values)
     train = rows["split"] == 0
     return np.stack([moments(x[train]), *(moments(extra[train, n]) for n in range(len(spec.attributes)))])
 
@@ -674,16 +664,18 @@ def _patch_template(rows: dict, spec: PatchSpec, names, dataset, store, config, 
             ),
             {"long_name": "Input patches beside the amplitude (raw): " + ", ".join(spec.attributes)},
         )
-    for name, dtype in (
-        ("inline_index", np.int32),
-        ("crossline_index", np.int32),
-        ("sample_index", np.int32),
-        ("orientation", np.int8),
-        ("split", np.int8),
-        ("flip", np.int8),
-        ("scale", np.float32),
+    # each patch's place is known before any is cut: the template writes it whole (a few files,
+    # not seven small writes per task: 441 of them took 1.9 s for 16,000 patches)
+    for name, field, dtype in (
+        ("inline_index", "i", np.int32),
+        ("crossline_index", "j", np.int32),
+        ("sample_index", "k", np.int32),
+        ("orientation", "orientation", np.int8),
+        ("split", "split", np.int8),
+        ("flip", "flip", np.int8),
+        ("scale", "scale", np.float32),
     ):
-        variables[name] = (("patch",), da.zeros(n, dtype=dtype, chunks=chunk))
+        variables[name] = (("patch",), rows[field].astype(dtype))
     attrs = {
         "kind": spec.kind,
         "size": spec.size,
