@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import click
 import pytest
@@ -74,3 +76,25 @@ def test_the_tour_keeps_the_users_labels_and_scores_again(documented_run):
     tour = [run for run in documented_run["runs"] if "seisfacies labels" in run["code"]]
     assert tour and "[labels] outputs changed since this workflow wrote them: kept" in tour[0]["err"]
     assert "[train] running" in tour[0]["err"]
+
+
+def test_the_manual_is_the_same_after_a_command_ran_in_the_process_first(tmp_path):
+    """Click keeps a command's help option as the first context spelled it ("-h, --help" under the group).
+
+    In a new process, so that the command runs before any manual was drawn there.
+    """
+    script = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from seisfacies.workflows.cli import cli\n"
+        "from seisfacies.workflows.manual import render_manual\n"
+        "CliRunner().invoke(cli, ['ingest', sys.argv[1], sys.argv[2]])\n"
+        "print(render_manual(), end='')\n"
+    )
+    drawn = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "missing.sgy"), str(tmp_path / "s.zarr")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert drawn.stdout == (ROOT / "docs" / "manual.md").read_text()

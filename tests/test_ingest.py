@@ -9,6 +9,7 @@ import xarray as xr
 
 from seisfacies.pipeline.exceptions import GeometryError, SegyFormatError, StoreError
 from seisfacies.pipeline.segy import read_block, read_traces, scan_survey, scan_trace_headers
+from seisfacies.pipeline.segy_format import float32_to_ibm
 from seisfacies.pipeline.store import open_store
 from seisfacies.pipeline.testing import segyio_grid, write_test_segy
 from seisfacies.workflows.config import ExportConfig, IngestConfig
@@ -17,6 +18,21 @@ from seisfacies.workflows.ingest import segy_to_zarr
 from tests.conftest import versionless
 
 FORMATS = (1, 2, 3, 5, 6, 8, 9, 10, 11, 12, 16)
+
+
+def test_ibm_floats_written_at_every_exponent_read_back_through_segyio():
+    """Every float32 exponent and sign: segyio's decoder gives each value back, truncated as IBM's mantissa."""
+    rng = np.random.default_rng(0)
+    exponents = np.arange(-126, 128)[:, None]
+    values = (rng.uniform(1, 2, (len(exponents), 32)) * 2.0**exponents).astype(np.float32)
+    values = np.append(values * rng.choice(np.float32([-1, 1]), values.shape), np.float32([0.0, -0.0]))
+    words = float32_to_ibm(values)
+    decoded = segyio.tools.native(words.astype(">u4"))
+    assert (np.abs(decoded) <= np.abs(values)).all() and (np.sign(decoded) == np.sign(values)).all()
+    np.testing.assert_allclose(decoded, values, rtol=2.0**-20, atol=0)  # 21 of 24 mantissa bits at worst
+    assert list(words[-2:]) == [0, 0x80000000]
+    # IBM values encode back to their words (segyio reads IBM's -0 as +0)
+    np.testing.assert_array_equal(float32_to_ibm(decoded[:-2]), words[:-2])
 
 
 @pytest.mark.parametrize("sample_format", FORMATS)

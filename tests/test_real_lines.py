@@ -51,14 +51,14 @@ def test_a_one_line_real_survey_goes_through_every_command(tmp_path):
         "p.zarr",
         "m.pt",
         "--epochs",
-        8,
+        5,  # pixel accuracy 0.81 on line 2 (0.91 after 8 epochs; 0.70 after 4)
         "--seed",
         1,
         "--model-options",
         '{"base": 8, "depth": 3}',
         "--json",
     )
-    assert _summary(trained)["epochs"] == 8
+    assert _summary(trained)["epochs"] == 5
     run("ingest", other, "two.zarr")
     predicted = _summary(run("predict", "two.zarr", "m.pt", "--probabilities", "--uncertainty", "--json"))
     store = xr.open_zarr(tmp_path / "two.zarr")

@@ -50,9 +50,13 @@ def _command_section(group: click.Group, name: str) -> str:
     lines = [f"## `seisfacies {name}`\n", "```text", " ".join(command.collect_usage_pieces(context)), "```\n"]
     lines[2] = f"seisfacies {name} {lines[2]}"
     lines.append(" ".join((command.help or "").split()) + "\n")
+    # the help option itself, not its spelling: click keeps a command's help option with the spellings of
+    # the first context that asked for it ("-h, --help" under the group), so a command run in this
+    # process before the manual was drawn changed its row
+    help_option = command.get_help_option(context)
     options = [param for param in command.get_params(context) if isinstance(param, click.Option)]
-    records = [option.get_help_record(context) for option in options]
-    rows = [record for record in records if record and not record[0].startswith("--help")]
+    records = [option.get_help_record(context) for option in options if option is not help_option]
+    rows = [record for record in records if record]
     if rows:
         lines += ["| option | what |", "|---|---|"]
         lines += [f"| `{_cell(spelling)}` | {_cell(help_text)} |" for spelling, help_text in rows]

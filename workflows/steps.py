@@ -203,7 +203,7 @@ STEPS: dict[str, Step] = {
              "attach_labels", (STORE, "The labels: a SEG-Y volume on the grid, .npy, Zarr or CSV points "
                                       "(left out with --between)."),
              "Labelled voxels per class and the labelled fraction.", metavars=("STORE", "[SOURCE]"),
-             optional=("source",)),
+             optional=("source",), local_threads=True),
         Step("patches", cfg.PatchesConfig, "patches:extract_patches", ("store", "patches"),
              ("{store}/amplitude", "{store}/labels"), ("{patches}",),
              "Cut class-balanced training patches from a labelled store.",
@@ -227,7 +227,7 @@ STEPS: dict[str, Step] = {
              "Pixel accuracy, mean class accuracy, mean IoU, FWIoU and the confusion matrix.",
              "evaluate", (STORE + " With facies.",),
              "The scores, per-class IoU and the confusion matrix.",
-             option_paths=("truth",), report="evaluate:report"),
+             option_paths=("truth",), report="evaluate:report", local_threads=True),
         Step("suggest", cfg.SuggestConfig, "suggest:suggest_inlines", ("store",),
              ("{store}/uncertainty", "{store}/labels"), (),
              "Name the inlines to label next: uncertain ones, away from labelled inlines and each other.",
@@ -250,6 +250,6 @@ STEPS: dict[str, Step] = {
              "Write a store variable as SEG-Y with the source file's headers, as OpenVDS (OUT.vds), "
              "or a map as gridded text.",
              "export", (STORE, "The file to write (path or URL): .sgy, .vds (OpenVDS), or text for a map."),
-             "The file written, the variable and its format."),
+             "The file written, the variable and its format.", local_threads=True),
     )
 }  # fmt: skip
