@@ -1,11 +1,12 @@
 """The commit protocol under faults: the old output or the new one, whole, whatever step fails.
 
-Locally each writing command is killed (SIGKILL: no cleanup runs) at every
-late step of its commit and at a few earlier ones, counted by
+Locally each writing command is killed (SIGKILL: no cleanup runs) at a step
+in each quarter of its run and at each of its last five, counted by
 ``tests/kill_at.py``. The commands that run on workers connect to one
 cluster that outlives each killed client, as a user's long-lived cluster
 does. On object storage a real S3 server (moto) refuses one
-write request, or every write from the Nth on, at each step in turn. After
+write request, or every write from the Nth on, at a write in each sixth of
+the command's writes and at each of its last four. After
 each fault, seisfacies and plain ``xarray.open_zarr`` read the old output or
 the new one whole (or refuse a variable caught in its switch), and the next
 run of the command finishes and leaves nothing behind.
@@ -57,8 +58,13 @@ def _changes(folder: Path, *args) -> int:
 
 
 def _kill_points(changes: int) -> list[int]:
-    """A few early steps and each of the last ten, where the commit is."""
-    return sorted({1, changes // 3, 2 * changes // 3, *range(max(1, changes - 9), changes + 1)})
+    """A step in each quarter of the run and each of the last five, where the commit ends.
+
+    Where the commit itself falls varies by command (an ingest's exchange of
+    folders comes before some sixty removals of the old copy), so the
+    quarters land before and after it; the last steps release the lock.
+    """
+    return sorted({1, *(changes * part // 4 for part in (1, 2, 3)), *range(max(1, changes - 4), changes + 1)})
 
 
 def _sweep(folder: Path, reset, args: tuple, check) -> list[str]:
@@ -249,7 +255,8 @@ def _predict(store: str, model: Path) -> None:
 
 
 def _fault_points(writes: int) -> list[int]:
-    return sorted({1, *range(1, writes + 1, max(1, writes // 8)), *range(max(1, writes - 5), writes + 1)})
+    """A write in each sixth of the command's writes and each of the last four (the commit's)."""
+    return sorted({1, *range(1, writes + 1, max(1, writes // 6)), *range(max(1, writes - 3), writes + 1)})
 
 
 def _which(found: np.ndarray, cubes: dict) -> int | None:

@@ -160,7 +160,7 @@ def test_the_demo_chain_passes_on_a_cluster_with_its_cpus_oversubscribed(tmp_pat
         with process_cluster(2) as address:
             demo = [BIN / "seisfacies", "demo", "--out", tmp_path, "--shape", "32", "32", "48"]
             result = subprocess.run(
-                [*demo, "--epochs", "2", "--scheduler", address], capture_output=True, text=True, timeout=1200
+                [*demo, "--epochs", "1", "--scheduler", address], capture_output=True, text=True, timeout=1200
             )
     finally:
         for loop in loops:
