@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -218,6 +219,23 @@ def test_prediction_does_not_depend_on_chunking_or_workers(
     predict_volume(rechunked, trained_cnn2d[0], PredictConfig(), cluster_client)
     expected = open_store(predicted_store, require=("facies",)).facies.values
     np.testing.assert_array_equal(open_store(rechunked, require=("facies",)).facies.values, expected)
+
+
+def test_a_prediction_of_fewer_tasks_than_workers_gives_them_the_idle_cores(
+    few_inlines_store, trained_cnn2d, predicted_store, tmp_path, cluster_client
+):
+    one_chunk = tmp_path / "one-chunk.zarr"
+    segy_to_zarr(_source(few_inlines_store), one_chunk, IngestConfig(chunks="64,64,64"))
+    cluster_client.run(torch.set_num_threads, 1)  # what a task of a many-task prediction leaves
+    summary = predict_volume(one_chunk, trained_cnn2d[0], PredictConfig(), cluster_client)
+    assert summary["tasks"] == 1
+    threads = cluster_client.run(torch.get_num_threads).values()
+    cores = os.cpu_count() or 1
+    # the one task ran on every core the two workers share; the idle worker's were waiting before
+    assert sorted(threads) == [1, max(1, cores)]
+    expected = open_store(predicted_store, require=("facies",)).facies.values
+    agree = (open_store(one_chunk, require=("facies",)).facies.values == expected).mean()
+    assert agree > 0.999, agree  # the same classes, whatever the threads' order of summation
 
 
 def _predict_with_small_tasks(store, model_path, folder: Path, monkeypatch, chunks="11,7,24", order="voxel"):

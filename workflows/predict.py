@@ -408,6 +408,31 @@ def window_samples(sizes: dict, chunks: dict, halo: dict, vertical: str) -> int:
     return min(sizes[vertical], chunks[vertical] * chunks_deep)
 
 
+def task_threads(cores: int, workers: int, tasks: int) -> int:
+    """PyTorch threads per prediction task: the cores shared among the workers that get a task.
+
+    With fewer tasks than workers (a one-line survey is one task) the idle
+    workers' cores go to the tasks instead of waiting.
+
+    Parameters
+    ----------
+    cores : int
+        The host's cores.
+    workers : int
+        The cluster's workers (one process each).
+    tasks : int
+        The prediction plan's tasks.
+
+    Returns
+    -------
+    int
+
+    >>> task_threads(2, 2, 12), task_threads(2, 2, 1), task_threads(16, 8, 3)
+    (1, 2, 5)
+    """
+    return max(1, cores // max(1, min(workers, tasks)))
+
+
 @writes("store")
 def predict_volume(store: str | Path, model_path: str | Path, config: PredictConfig, client=None) -> dict:
     """Write ``facies`` (and ``probability``, ``uncertainty``) for the whole volume into the store.
@@ -448,17 +473,18 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     whole_traces, order_warning = depth_order_choice(config, payload, sizes, chunks, vertical)
     template = prediction_template(dataset, names, chunks, config.probabilities, config.uncertainty)
     add_variables_template(template, store, {**chunks, "class": len(names)})
-    n_workers = len(live_workers(client)) if client is not None else 1
-    threads = max(1, (os.cpu_count() or 1) // max(n_workers, 1))
     devices, resources = _gpu_plan(client, config)
     geometry = BlockGeometry.of(payload, config.smooth)
     window = window_samples(sizes, chunks, geometry.halo, vertical)
     state_bytes = depth_order_bytes(len(names)) if whole_traces else 0
+    plan = prediction_plan(dataset, geometry, chunks, 1 + len(inputs), state_bytes)
+    n_workers = len(live_workers(client)) if client is not None else 1
+    threads = task_threads(os.cpu_count() or 1, n_workers, len(plan))
     tasks = [
         PredictTask(
             str(store), sha256, region, sizes, config, threads, geometry, devices, whole_traces, window
         )
-        for region in prediction_plan(dataset, geometry, chunks, 1 + len(inputs), state_bytes)
+        for region in plan
     ]
     warnings = _survey_warnings(store, dataset, payload, model_path) + order_warning
     shared = {"checkpoint": checkpoint}
