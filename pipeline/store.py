@@ -23,7 +23,6 @@ import os
 import warnings
 
 import xarray as xr
-import zarr
 from zarr.codecs import BloscCodec
 
 from . import location
@@ -293,19 +292,6 @@ def add_variables_template(dataset: xr.Dataset, path: str | os.PathLike, chunks:
         raise
 
 
-def _has_consolidated(path: str | os.PathLike) -> bool:
-    """Whether the root holds its consolidated metadata.
-
-    A metadata update interrupted by a full disk can leave the root without it;
-    the per-variable metadata still reads.
-    """
-    try:
-        root = zarr.open_group(store=str(path), mode="r", zarr_format=3, use_consolidated=False)
-        return root.metadata.consolidated_metadata is not None
-    except (KeyError, ValueError, FileNotFoundError):
-        return True  # let the main open report the problem
-
-
 def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",)) -> xr.Dataset:
     """Open a finished store lazily; refuse missing, foreign or incomplete ones.
 
@@ -340,7 +326,9 @@ def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",
             warnings.filterwarnings(
                 "ignore", message=".*is not recognized as a component of a Zarr hierarchy"
             )
-            dataset = xr.open_zarr(path, consolidated=_has_consolidated(path), zarr_format=3)
+            # each variable's own metadata, not the root's consolidated copy: a commit rewrites that
+            # copy last, after the variables and the root's attributes (see commit.commit_variables)
+            dataset = xr.open_zarr(path, consolidated=False, zarr_format=3)
     except (KeyError, ValueError, FileNotFoundError) as error:
         raise StoreError(f"{path}: cannot open the store ({error}); re-run `seisfacies ingest`") from None
     samples = data_variable(dataset.attrs)

@@ -230,3 +230,28 @@ def test_a_re_ingested_survey_of_the_same_grid_is_a_new_version_for_run(s3_serve
         versions.append(fingerprint(f"{store}/amplitude"))
     assert sf.open_store(store).amplitude.shape == (12, 10, 16)
     assert None not in versions and versions[0] != versions[1]
+
+
+def test_opening_a_store_reads_its_root_metadata_once(s3_server, tmp_path):
+    """It was read twice (a first open only asked whether the root held consolidated metadata): one request more."""
+    sf.synth(tmp_path, shape=(12, 10, 16), seed=3)
+    store = _url("opened.zarr")
+    sf.ingest(tmp_path / "seismic.sgy", store)
+    before = _metadata_gets(s3_server["log"], "opened.zarr")
+    dataset = sf.open_store(store)
+    read = _metadata_gets(s3_server["log"], "opened.zarr")[len(before) :]
+    assert read.count("opened.zarr/zarr.json") == 1, read
+    assert "opened.zarr/amplitude/zarr.json" in read  # each variable's own metadata: see test_library
+    assert dataset.amplitude.shape == (12, 10, 16)
+
+
+def _metadata_gets(log: Path, prefix: str) -> list[str]:
+    """The ``zarr.json`` objects under ``prefix`` read so far, in order, once the server's log stops growing."""
+    pattern = rf'"GET /{BUCKET}/({re.escape(prefix)}/(?:[^" ?]*/)?zarr\.json)[ "]'
+    found = None
+    for _ in range(50):
+        time.sleep(0.05)
+        found, before = re.findall(pattern, re.sub(r"\x1b\[[0-9;]*m", "", log.read_text())), found
+        if found == before:
+            break
+    return found
