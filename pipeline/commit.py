@@ -646,7 +646,13 @@ def root_group(path: str | os.PathLike, mode: str = "r+") -> zarr.Group:
 
 
 def update_root_attrs(path: str | os.PathLike, attrs: dict) -> None:
-    """Set root attributes (the root metadata, consolidated metadata included, is rewritten).
+    """Set root attributes; the root metadata is rewritten without its consolidated copy.
+
+    Every writer changes the variables before the root's attributes, and
+    :func:`consolidate` writes a fresh copy last: until then readers (plain
+    ``xr.open_zarr`` too) read each variable's own metadata, never a copy
+    older than the attributes beside it, even after a writer killed in
+    between.
 
     Parameters
     ----------
@@ -656,7 +662,8 @@ def update_root_attrs(path: str | os.PathLike, attrs: dict) -> None:
         The attributes to set.
     """
     with consolidating():
-        root_group(path).attrs.update(attrs)
+        root = zarr.open_group(store=zarr_store(path), mode="r+", zarr_format=3, use_consolidated=False)
+        root.attrs.update(attrs)
 
 
 @contextlib.contextmanager
@@ -854,8 +861,7 @@ def mark_incomplete(path: str | os.PathLike, variables: list[str]) -> list[str]:
     list of str
     """
     listed = sorted(set(incomplete_variables(path)) | set(variables))
-    update_root_attrs(path, {INCOMPLETE_ATTR: listed})
-    consolidate(path)
+    update_root_attrs(path, {INCOMPLETE_ATTR: listed})  # no consolidated copy until the switch is done
     return listed
 
 

@@ -326,9 +326,9 @@ def open_store(path: str | os.PathLike, require: tuple[str, ...] = ("amplitude",
             warnings.filterwarnings(
                 "ignore", message=".*is not recognized as a component of a Zarr hierarchy"
             )
-            # each variable's own metadata, not the root's consolidated copy: a commit rewrites that
-            # copy last, after the variables and the root's attributes (see commit.commit_variables)
-            dataset = xr.open_zarr(path, consolidated=False, zarr_format=3)
+            # a root without its consolidated copy (a commit under way or stopped): each variable's own
+            warnings.filterwarnings("ignore", message="Failed to open Zarr store with consolidated metadata")
+            dataset = xr.open_zarr(path, consolidated=None, zarr_format=3)
     except (KeyError, ValueError, FileNotFoundError) as error:
         raise StoreError(f"{path}: cannot open the store ({error}); re-run `seisfacies ingest`") from None
     samples = data_variable(dataset.attrs)

@@ -11,7 +11,7 @@ import segyio
 import xarray as xr
 
 import seisfacies as sf
-from seisfacies.pipeline.commit import WRITE_ID_ATTR, commit_variables, pending_name, set_variable_attrs
+from seisfacies.pipeline.commit import commit_variables, pending_name
 from seisfacies.pipeline.regions import write_region
 from seisfacies.pipeline.store import add_variables_template
 
@@ -120,20 +120,6 @@ def test_a_half_written_variable_is_invisible_to_plain_xarray(tmp_path):
     facies = xr.open_zarr(store).facies.values
     assert (facies[:8] == 3).all() and (facies[8:] == 4).all()
     assert not (store / "_pending").exists()
-
-
-def test_open_store_reads_each_variables_own_metadata_not_the_roots_stale_copy(tmp_path):
-    """A commit sets the new variables' attributes before it rewrites the root's consolidated copy.
-
-    A reader of that copy in between (or after a writer killed there) would
-    see the old attributes over the new data.
-    """
-    sf.synth(tmp_path / "d", shape=(8, 8, 16))
-    store = tmp_path / "s.zarr"
-    sf.ingest(tmp_path / "d" / "seismic.sgy", store)
-    set_variable_attrs(store, "amplitude", {WRITE_ID_ATTR: "the commit's new id"})
-    assert xr.open_zarr(store, consolidated=True).amplitude.attrs.get(WRITE_ID_ATTR) != "the commit's new id"
-    assert sf.open_store(store).amplitude.attrs[WRITE_ID_ATTR] == "the commit's new id"
 
 
 # ---------------------------------------------------------------- what a new user tripped over

@@ -2,8 +2,8 @@
 
 Non-finite samples, leak-free splits for every patch kind and orientation,
 the time scalar, unclassified voxels in the metrics, stale state in training
-restarts and workflow re-runs, data-parallel BatchNorm and shards, and the
-smaller review findings.
+restarts and workflow re-runs, stale consolidated metadata, data-parallel
+BatchNorm and shards, and the smaller review findings.
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ from click.testing import CliRunner
 import seisfacies as sf
 from seisfacies.models.checkpoint import load_checkpoint
 from seisfacies.pipeline.cluster import run_tasks
+from seisfacies.pipeline.commit import (
+    INCOMPLETE_ATTR,
+    WRITE_ID_ATTR,
+    consolidate,
+    mark_incomplete,
+    set_variable_attrs,
+    update_root_attrs,
+)
 from seisfacies.pipeline.exceptions import ConfigError, LabelError, ModelError, SegyFormatError, StoreError
 from seisfacies.pipeline.labels import class_dtype, to_classes
 from seisfacies.pipeline.patches import ORIENTATIONS
@@ -613,3 +621,29 @@ def test_train_on_a_store_smaller_than_the_default_patch_picks_one_that_fits(tmp
     assert result.exit_code == 0, result.output
     assert "section patches of 48 instead" in result.output
     assert load_checkpoint(tmp_path / "m.pt")["patch"]["size"] == 48
+
+
+def test_a_commit_stopped_after_any_metadata_write_leaves_no_stale_consolidated_copy(tmp_path):
+    """A commit's writes in order: the incomplete mark, the variables, the root's attributes, the copy.
+
+    The root's consolidated copy was rewritten with the mark and kept through
+    the rest: plain xarray, which reads that copy, saw the old variables'
+    attributes (their write id, the model's hash) over the new data, also
+    after a writer killed before the end.
+    """
+    sf.synth(tmp_path / "d", shape=(8, 8, 16))
+    store = tmp_path / "s.zarr"
+    sf.ingest(tmp_path / "d" / "seismic.sgy", store)
+    new = "the commit's new id"
+    mark_incomplete(store, ["amplitude"])
+    set_variable_attrs(store, "amplitude", {WRITE_ID_ATTR: new})
+    with pytest.warns(RuntimeWarning, match="non-consolidated metadata"):  # stopped here
+        assert xr.open_zarr(store).amplitude.attrs[WRITE_ID_ATTR] == new
+    with pytest.raises(sf.StoreError, match="'amplitude' is incomplete"):
+        sf.open_store(store)
+    update_root_attrs(store, {INCOMPLETE_ATTR: []})
+    with pytest.warns(RuntimeWarning, match="non-consolidated metadata"):  # or here
+        assert xr.open_zarr(store).amplitude.attrs[WRITE_ID_ATTR] == new
+    assert sf.open_store(store).amplitude.attrs[WRITE_ID_ATTR] == new
+    consolidate(store)
+    assert xr.open_zarr(store, consolidated=True).amplitude.attrs[WRITE_ID_ATTR] == new
