@@ -648,11 +648,11 @@ def root_group(path: str | os.PathLike, mode: str = "r+") -> zarr.Group:
 def update_root_attrs(path: str | os.PathLike, attrs: dict) -> None:
     """Set root attributes; the root metadata is rewritten without its consolidated copy.
 
-    Every writer changes the variables before the root's attributes, and
-    :func:`consolidate` writes a fresh copy last: until then readers (plain
-    ``xr.open_zarr`` too) read each variable's own metadata, never a copy
-    older than the attributes beside it, even after a writer killed in
-    between.
+    A commit changes root variables only after its incomplete mark, so
+    while the root has no copy, and :func:`consolidate` writes a fresh copy
+    last: until then readers (plain ``xr.open_zarr`` too) read each
+    variable's own metadata, never a copy older than the variables, even
+    after a writer killed in between.
 
     Parameters
     ----------
