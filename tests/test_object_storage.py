@@ -236,7 +236,7 @@ def test_opening_a_store_reads_its_root_metadata_once(s3_server, tmp_path):
     """It read the root's twice and then every variable's own ``zarr.json``: one request each.
 
     The root holds a consolidated copy of them all, which a commit writes last
-    (test_library: a stopped commit leaves none, never a stale one).
+    (test_trust: a stopped commit leaves none, never a stale one).
     """
     sf.synth(tmp_path, shape=(12, 10, 16), seed=3)
     store = _url("opened.zarr")
