@@ -628,7 +628,7 @@ def zarr_store(path: str | os.PathLike):
     return _RootAside(store)
 
 
-def root_group(path: str | os.PathLike, mode: str = "r+") -> zarr.Group:
+def root_group(path: str | os.PathLike, mode: str = "r+", consolidated: bool | None = None) -> zarr.Group:
     """The root group of a store (through :func:`zarr_store`).
 
     Parameters
@@ -637,12 +637,15 @@ def root_group(path: str | os.PathLike, mode: str = "r+") -> zarr.Group:
         A store.
     mode : str
         ``r`` or ``r+``.
+    consolidated : bool or None
+        Zarr's ``use_consolidated``: None reads the consolidated copy where the
+        root holds one; False leaves it out (and out of a rewrite of the root).
 
     Returns
     -------
     zarr.Group
     """
-    return zarr.open_group(store=zarr_store(path), mode=mode, zarr_format=3)
+    return zarr.open_group(store=zarr_store(path), mode=mode, zarr_format=3, use_consolidated=consolidated)
 
 
 def update_root_attrs(path: str | os.PathLike, attrs: dict) -> None:
@@ -662,8 +665,7 @@ def update_root_attrs(path: str | os.PathLike, attrs: dict) -> None:
         The attributes to set.
     """
     with consolidating():
-        root = zarr.open_group(store=zarr_store(path), mode="r+", zarr_format=3, use_consolidated=False)
-        root.attrs.update(attrs)
+        root_group(path, consolidated=False).attrs.update(attrs)
 
 
 @contextlib.contextmanager

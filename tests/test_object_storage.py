@@ -85,8 +85,7 @@ def _url(*parts: str) -> str:
 def _gets(log: Path, key: str) -> dict[str, int]:
     """GET requests for one object in the server's log, by status (206: a ranged read)."""
     statuses: dict[str, int] = {}
-    text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text())  # the server colours its log
-    for status in re.findall(rf'"GET /{BUCKET}/{re.escape(key)}[^"]*" (\d+)', text):
+    for status in re.findall(rf'"GET /{BUCKET}/{re.escape(key)}[^"]*" (\d+)', _log_text(log)):
         statuses[status] = statuses.get(status, 0) + 1
     return statuses
 
@@ -254,7 +253,12 @@ def _metadata_gets(log: Path, prefix: str) -> list[str]:
     found = None
     for _ in range(50):
         time.sleep(0.05)
-        found, before = re.findall(pattern, re.sub(r"\x1b\[[0-9;]*m", "", log.read_text())), found
+        found, before = re.findall(pattern, _log_text(log)), found
         if found == before:
             break
     return found
+
+
+def _log_text(log: Path) -> str:
+    """The server's log without the colours it writes."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", log.read_text())
