@@ -665,7 +665,7 @@ def update_root_attrs(path: str | os.PathLike, attrs: dict) -> None:
         The attributes to set.
     """
     with consolidating():
-        root_group(path, consolidated=False).attrs.update(attrs)
+        root_group(path, consolidated=False).update_attributes(attrs)  # one write, not one per key
 
 
 @contextlib.contextmanager
@@ -870,6 +870,9 @@ def mark_incomplete(path: str | os.PathLike, variables: list[str]) -> list[str]:
 def set_variable_attrs(path: str | os.PathLike, variable: str, attrs: dict) -> None:
     """Update one variable's attributes (through the array itself: the root's view may be stale).
 
+    One write of its metadata, however many attributes (zarr's ``attrs.update``
+    writes it once per key: four requests for a prediction's provenance).
+
     Parameters
     ----------
     path : str or os.PathLike
@@ -880,7 +883,8 @@ def set_variable_attrs(path: str | os.PathLike, variable: str, attrs: dict) -> N
         Attributes to set.
     """
     with consolidating():
-        zarr.open_array(store=zarr_store(path), path=variable, mode="r+", zarr_format=3).attrs.update(attrs)
+        array = zarr.open_array(store=zarr_store(path), path=variable, mode="r+", zarr_format=3)
+        array.update_attributes(attrs)
 
 
 def finished_variables(dataset, names: tuple[str, ...]) -> list[str]:

@@ -292,8 +292,13 @@ def decode_samples(
     return out
 
 
-def float32_to_ibm(values: np.ndarray) -> np.ndarray:
-    """Encode float32 values as IBM System/360 single-precision words (uint32).
+#: Values encoded at a time (1 MiB): a step's temporaries are reused from the allocator and stay in
+#: cache. Whole 19 M-value blocks in fresh temporaries took 0.2 to 1.9 s here, in steps 0.07 s.
+IBM_STEP = 2**18
+
+
+def float32_to_ibm(values: np.ndarray, dtype: np.dtype | str = np.uint32) -> np.ndarray:
+    """Encode float32 values as IBM System/360 single-precision words.
 
     Values that came from IBM floats encode back to the same words; others are
     truncated to IBM's 24-bit hexadecimal mantissa, as segyio does.
@@ -302,17 +307,32 @@ def float32_to_ibm(values: np.ndarray) -> np.ndarray:
     ----------
     values : np.ndarray
         The samples.
+    dtype : numpy.dtype or str
+        The words' integer type: native ``uint32``, or ``">u4"`` to have them
+        as a file's big-endian bytes.
 
     Returns
     -------
     np.ndarray
+        The words, shaped as ``values``.
 
     >>> [hex(w) for w in float32_to_ibm(np.array([1.0, -118.625, 0.0], np.float32))]
     ['0x41100000', '0xc276a000', '0x0']
+    >>> float32_to_ibm(np.array([1.0, -118.625], np.float32), ">u4").tobytes().hex()
+    '41100000c276a000'
     """
+    flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    words = np.empty(flat.shape, dtype)
+    for start in range(0, flat.size, IBM_STEP):
+        words[start : start + IBM_STEP] = _ibm_words(flat[start : start + IBM_STEP])
+    return words.reshape(np.shape(values))
+
+
+def _ibm_words(values: np.ndarray) -> np.ndarray:
+    """IBM words (native uint32) of contiguous float32 ``values``."""
     # 32-bit words, in place where it can be (64-bit temporaries doubled the time of an export): a
     # float32's exponent always fits IBM's (16**-33 to 16**33), so nothing over- or underflows.
-    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    bits = values.view(np.uint32)
     magnitude = bits & np.uint32(0x7FFFFFFF)
     # value = 1.m * 2**(biased - 127) = 0.m' * 16**hex_exponent with 0.m' in [1/16, 1)
     shifted = (magnitude >> 23).view(np.int32) - 126
@@ -351,7 +371,7 @@ def encode_samples(values: np.ndarray, sample_format: int, endian: str) -> np.nd
     """
     dtype = sample_dtype(sample_format, endian)
     if sample_format == 1:
-        encoded = float32_to_ibm(values).astype(dtype)
+        encoded = float32_to_ibm(values, dtype)
     elif dtype.kind in "iu":
         info = np.iinfo(dtype)
         rounded = np.rint(values)

@@ -234,6 +234,11 @@ def write_template(
 ) -> None:
     """Write metadata and the small eager variables; dask variables stay empty.
 
+    No consolidated copy of the metadata: the store is staged, and
+    :func:`~seisfacies.pipeline.commit.commit_store` writes the copy once
+    it is whole (a copy here too cost a listing and a read of every
+    variable's metadata: 13 requests of an ingest on object storage).
+
     Parameters
     ----------
     dataset : xr.Dataset
@@ -251,7 +256,7 @@ def write_template(
             mode=mode,
             compute=False,
             zarr_format=3,
-            consolidated=True,
+            consolidated=False,
             encoding=encoding_for(dataset, chunks, uncompressed),
         )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import segyio
+import xarray as xr
 
 import seisfacies as sf
 from tests.conftest import free_port
@@ -240,16 +241,35 @@ def test_opening_a_store_reads_its_root_metadata_once(s3_server, tmp_path):
     sf.synth(tmp_path, shape=(12, 10, 16), seed=3)
     store = _url("opened.zarr")
     sf.ingest(tmp_path / "seismic.sgy", store)
-    before = _metadata_gets(s3_server["log"], "opened.zarr")
+    before = _metadata_requests(s3_server["log"], "opened.zarr")
     dataset = sf.open_store(store)
-    read = _metadata_gets(s3_server["log"], "opened.zarr")[len(before) :]
+    read = _metadata_requests(s3_server["log"], "opened.zarr")[len(before) :]
     assert read == ["opened.zarr/zarr.json"], read
     assert dataset.amplitude.shape == (12, 10, 16) and dataset.amplitude.attrs["long_name"]
 
 
-def _metadata_gets(log: Path, prefix: str) -> list[str]:
-    """The ``zarr.json`` objects under ``prefix`` read so far, in order, once the server's log stops growing."""
-    pattern = rf'"GET /{BUCKET}/({re.escape(prefix)}/(?:[^" ?]*/)?zarr\.json)[ "]'
+def test_setting_attributes_writes_the_metadata_once(s3_server, tmp_path):
+    """Zarr's ``attrs.update`` wrote a node's ``zarr.json`` once per key: four requests for a provenance."""
+    from seisfacies.pipeline.commit import set_variable_attrs, update_root_attrs
+
+    sf.synth(tmp_path, shape=(12, 10, 16), seed=3)
+    store = _url("attributes.zarr")
+    sf.ingest(tmp_path / "seismic.sgy", store)
+    before = _metadata_requests(s3_server["log"], "attributes.zarr", "PUT")
+    update_root_attrs(store, {"a": 1, "b": 2, "c": 3})
+    set_variable_attrs(
+        store, "amplitude", {"model_file": "m.pt", "model_sha256": "0f", "model_name": "cnn2d"}
+    )
+    written = _metadata_requests(s3_server["log"], "attributes.zarr", "PUT")[len(before) :]
+    assert written == ["attributes.zarr/zarr.json", "attributes.zarr/amplitude/zarr.json"], written
+    dataset = xr.open_zarr(store, consolidated=False)
+    assert {"a": 1, "b": 2, "c": 3}.items() <= dataset.attrs.items()
+    assert dataset.amplitude.attrs["model_name"] == "cnn2d" and dataset.amplitude.attrs["long_name"]
+
+
+def _metadata_requests(log: Path, prefix: str, method: str = "GET") -> list[str]:
+    """The ``zarr.json`` objects under ``prefix`` read (or written) so far, in order, once the log stops growing."""
+    pattern = rf'"{method} /{BUCKET}/({re.escape(prefix)}/(?:[^" ?]*/)?zarr\.json)[ "]'
     found = None
     for _ in range(50):
         time.sleep(0.05)

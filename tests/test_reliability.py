@@ -371,6 +371,11 @@ def test_ingest_and_prediction_hold_a_per_worker_memory_limit(tmp_path):
         _wave(None, (4800,))[100], rel=1e-6
     )
     (tmp_path / "big.sgy").unlink()
+    # a prediction task holds one chunk column of whole traces, whatever the volume's size: four columns
+    # of 64 x 64 traces of 4800 samples, two tasks a worker (the whole volume took 3.5x as long)
+    shape = (128, 128, 4800)
+    write_large_segy(tmp_path / "deep.sgy", shape, values=_wave)
+    segy_to_zarr(tmp_path / "deep.sgy", tmp_path / "s.zarr", IngestConfig(overwrite=True))
     _train_tiny_cnn2d(tmp_path, tmp_path / "t.zarr")  # its two classes are in depth order
     summary = {}
     with (
@@ -396,7 +401,7 @@ def test_ingest_and_prediction_hold_a_per_worker_memory_limit(tmp_path):
     assert facies.shape == shape
     # whole 4800-sample traces decided in depth order, a window at a time: a task holding whole
     # columns of inputs and log-probabilities ran these workers out of memory
-    assert summary["class_order"] == "depth"
+    assert summary["class_order"] == "depth" and summary["tasks"] == 4
     assert not [warning for warning in summary.get("warnings", []) if "voxel by voxel" in warning]
     assert (facies[::37, ::41].diff("time") >= 0).all()
 

@@ -19,7 +19,7 @@ from seisfacies.pipeline.exceptions import ConfigError
 from seisfacies.pipeline.store import open_store
 from seisfacies.workflows.cli import cli
 from seisfacies.workflows.run import load_workflow, run_workflow
-from tests.conftest import BIN, free_port, process_cluster, wait_for_workers
+from tests.conftest import BIN, free_port, process_cluster, stop_cluster, wait_for_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -190,9 +190,7 @@ def test_compose_services_run_as_local_processes(tmp_path):
         assert runner.returncode == 0, runner.stderr[-2000:]
         assert "mean_iou" in runner.stdout and (tmp_path / "data" / "m.pt").exists()
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=30)
+        stop_cluster(processes[0], processes[1:])
 
 
 def test_tls_cluster_on_loopback_with_generated_certificates(tmp_path):

@@ -208,7 +208,7 @@ STEPS: dict[str, Step] = {
              ("{store}/amplitude", "{store}/labels"), ("{patches}",),
              "Cut class-balanced training patches from a labelled store.",
              "extract_patches", (STORE + " With labels.", "The patch store to write."),
-             "Patch counts per split and class.", required=("kind",)),
+             "Patch counts per split and class.", required=("kind",), local_threads=True),
         Step("train", cfg.TrainConfig, "train:train_model", ("source", "model_path"),
              ("{source}/x", "{source}/y", "{source}/amplitude", "{source}/labels"), ("{model_path}",),
              "Train a model on a patch store (or a labelled store: patches are cut first).",
