@@ -274,48 +274,48 @@ def _hashed_blocks(block_counts: dict, wanted: float, at_most: int, seed: int) -
     return chosen
 
 
-def cut_windows(
-    block: np.ndarray, origin: tuple[int, int, int], starts: np.ndarray, extent: tuple[int, int, int]
-) -> np.ndarray:
-    """Cut windows of ``extent`` starting at global ``starts`` (n, 3) from a block.
+def copy_windows(
+    block: np.ndarray,
+    origin: tuple[int, int, int],
+    starts: np.ndarray,
+    extent: tuple[int, int, int],
+    target: np.ndarray,
+    rows: np.ndarray,
+    mirrored: np.ndarray,
+) -> None:
+    """Copy the windows of ``extent`` at global ``starts`` from a block into ``target[rows]``.
+
+    Each window is reshaped to a row of ``target`` (a section loses its flat
+    axis, a trace is its samples) and, where ``mirrored``, reversed along the
+    row's second-last axis (across the section, the crossline of a cube). One
+    copy per window straight into the output: a fancy-indexed stack of all
+    windows, then a scatter into the rows, cost two copies and fresh memory.
 
     Parameters
     ----------
-    block : np.ndarray
+    block : numpy.ndarray
         An in-memory block of samples.
     origin : tuple[int, int, int]
-        Where the values came from, for messages.
-    starts : np.ndarray
+        The block's first index along each axis of the volume.
+    starts : numpy.ndarray
+        ``(n, 3)`` first index of each window in the volume.
     extent : tuple[int, int, int]
-
-    Returns
-    -------
-    np.ndarray
+        The window's length along each axis.
+    target : numpy.ndarray
+        Where the windows go, one row each; written in place.
+    rows : numpy.ndarray
+        ``(n,)`` the row of ``target`` each window fills.
+    mirrored : numpy.ndarray
+        ``(n,)`` bool: reverse that window across the section.
 
     >>> v = np.arange(27).reshape(3, 3, 3)
-    >>> cut_windows(v, (0, 0, 0), np.array([[1, 1, 0]]), (1, 1, 3)).tolist()
-    [[[[12, 13, 14]]]]
+    >>> out = np.zeros((2, 2, 3), int)
+    >>> copy_windows(v, (0, 0, 0), np.array([[1, 1, 0]]), (1, 2, 3), out, np.array([1]), np.array([True]))
+    >>> out[1].tolist()
+    [[15, 16, 17], [12, 13, 14]]
     """
-    local = starts - np.asarray(origin)
-    view = np.lib.stride_tricks.sliding_window_view(block, extent)
-    return view[local[:, 0], local[:, 1], local[:, 2]]
-
-
-def squeeze_window(windows: np.ndarray, kind: str) -> np.ndarray:
-    """Drop the flat axes: trace -> (n, v); section -> (n, width, v); cube unchanged.
-
-    Parameters
-    ----------
-    windows : np.ndarray
-    kind : str
-        The patch kind.
-
-    Returns
-    -------
-    np.ndarray
-    """
-    if kind == "trace":
-        return windows.reshape(windows.shape[0], windows.shape[-1])
-    if kind == "section":
-        return windows.reshape(windows.shape[0], -1, windows.shape[-1])
-    return windows
+    local = (np.asarray(starts) - np.asarray(origin)).tolist()
+    row_shape = target.shape[1:]
+    for row, first, mirror in zip(np.asarray(rows).tolist(), local, np.asarray(mirrored).tolist()):
+        window = block[tuple(slice(a, a + length) for a, length in zip(first, extent))].reshape(row_shape)
+        target[row] = np.flip(window, axis=window.ndim - 2) if mirror else window
