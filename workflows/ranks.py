@@ -311,16 +311,15 @@ def load_shard(patches: str, split: int, shard: int, shards: int, config: TrainC
     rows = shard_rows(np.flatnonzero(group["split"][:] == split), shard, shards)
     if not len(rows):
         return None
-    span = slice(int(rows[0]), int(rows[-1]) + 1)  # one contiguous read, bounded by the shard
-    pick = rows - rows[0]
-    x, y = group["x"][span][pick], group["y"][span][pick]
+    # the shard's rows straight into one array: a read of their span, then a pick, was two fresh copies
+    x, y = (group[name].get_orthogonal_selection((rows,)) for name in ("x", "y"))
     depth = None
     if "depth" in attrs["inputs"]:  # the windows' vertical positions in the survey's traces
-        starts = window_start(group["sample_index"][span][pick], attrs["size"])
+        starts = window_start(group["sample_index"].get_orthogonal_selection((rows,)), attrs["size"])
         depth = relative_depth(starts, attrs["size"], attrs["volume_shape"][2])
     stacked = attrs["neighbours"] > 0
     statistics = attrs.get("input_statistics", {})  # inputs beside the amplitude, in channel order
-    extras = group["x_inputs"][span][pick] if statistics else None
+    extras = group["x_inputs"].get_orthogonal_selection((rows,)) if statistics else None
     return to_tensors(
         x,
         y,
@@ -331,6 +330,7 @@ def load_shard(patches: str, split: int, shard: int, shards: int, config: TrainC
         depth=depth,
         extras=extras,
         extra_statistics=[(value["mean"], value["std"]) for value in statistics.values()],
+        owned=True,
     )
 
 
