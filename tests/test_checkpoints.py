@@ -25,6 +25,18 @@ def _seisfacies(*args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([BIN / "seisfacies", *map(str, args)], capture_output=True, text=True, **kwargs)
 
 
+def _exit_status(process: subprocess.Popen, timeout: float) -> int:
+    """Its exit status; if it is still running, its threads' stacks in the failure, and it killed."""
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)  # the CLI's faulthandler prints every thread's stack
+        time.sleep(2)
+        process.kill()
+        stacks = process.communicate()[1].decode(errors="replace")
+        raise AssertionError(f"still running {timeout} s after the signal:\n{stacks[-6000:]}") from None
+
+
 def test_an_interrupted_training_leaves_a_checkpoint_that_says_it_is_partial(labelled, tmp_path):
     store, patches = labelled
     model = tmp_path / "m.pt"
@@ -35,7 +47,7 @@ def test_an_interrupted_training_leaves_a_checkpoint_that_says_it_is_partial(lab
         time.sleep(0.2)
     assert model.exists(), "no checkpoint within 120 s"
     training.send_signal(signal.SIGINT)  # Ctrl-C
-    assert training.wait(timeout=60) == 130
+    assert _exit_status(training, timeout=60) == 130
     final, epoch, planned = training_progress(load_checkpoint(model))
     assert not final and 1 <= epoch < planned == 100000
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import faulthandler
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -357,6 +359,8 @@ def main(argv: list[str] | None = None) -> None:
     from .torch_worker import skip_collection_at_exit
 
     skip_collection_at_exit()
+    if hasattr(signal, "SIGUSR1"):  # a run that seems stuck: `kill -USR1 PID` prints where each thread is
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     cli.main(args=argv, prog_name="seisfacies")
 
 
