@@ -218,6 +218,29 @@ def _refusal(path: str, lock: str, holder: dict) -> StoreError:
     return StoreError(f"{path}: {describe_holder(holder)}; wait for it to finish or stop it{hint}")
 
 
+def check_not_being_written(path: str | os.PathLike) -> None:
+    """Refuse an output another running process writes, in the words its lock would refuse it.
+
+    For the checks a command makes before it takes the lock: a refusal for
+    some other reason (the file exists; pass ``--overwrite``) would send the
+    user the wrong way.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output.
+
+    Raises
+    ------
+    StoreError
+        Naming the writer: its pid, host, start and command.
+    """
+    path = location.resolve(path)
+    holder = lock_holder(path)
+    if holder is not None:
+        raise _refusal(path, lock_path(path), holder)
+
+
 @contextlib.contextmanager
 def writing(path: str | os.PathLike, command: str):
     """Hold the lock of ``path`` while the block writes it; refuse a second writer in one line.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,18 @@ BIN = Path(sys.executable).parent
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "segyio"
 #: SEG-Y files written by fixtures, by file name, so tests can re-ingest them.
 SYNTH_SOURCES: dict[str, str] = {}
+
+
+def pytest_configure(config) -> None:
+    """Take Ctrl-C as a terminal does, even where the suite was started as a background job.
+
+    A non-interactive shell starts ``cmd &`` with SIGINT ignored, and an
+    ignored signal passes to every program started from it: the commands the
+    Ctrl-C tests start would never see their signal (and trained on after the
+    test failed, slowing the rest of the suite).
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

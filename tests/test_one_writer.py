@@ -52,6 +52,8 @@ def test_a_second_training_into_the_same_model_is_refused_and_a_dead_writers_loc
         second = _one_line_error(_seisfacies("train", patches, model, "--model", "mlp", "--overwrite"))
         assert f"{model}: being written by pid {first.pid} on {socket.gethostname()} since " in second
         assert "(seisfacies train)" in second and "wait for it to finish" in second
+        plain = _one_line_error(_seisfacies("train", patches, model, "--model", "mlp"))  # checked first
+        assert "being written by pid" in plain and "--resume" not in plain and "--overwrite" not in plain
         partial = _one_line_error(_seisfacies("predict", labelled[0], model))
         assert "partial checkpoint" in partial  # a reader of the model is not a second writer
     finally:

@@ -242,6 +242,7 @@ def step_command(step: Step) -> click.Command:
         if step.variadic:
             paths[-1] = list(paths[-1])
         config = build_config(step.config, **values)
+        step.check_inputs(paths, config)
         if not step.client:
             summary = step.call(paths, config, None)
         else:  # a training step sizes its local cluster to its ranks

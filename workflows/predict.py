@@ -36,6 +36,7 @@ from ..pipeline.blocks import Region, aligned_halo_block, slab_regions
 from ..pipeline.cluster import live_workers, run_tasks
 from ..pipeline.commit import (
     check_new_variables,
+    check_not_being_written,
     check_store_writable,
     commit_variables,
     pending_name,
@@ -454,18 +455,9 @@ def predict_volume(store: str | Path, model_path: str | Path, config: PredictCon
     """
     # absolute: tasks run on workers, whose working folder may differ
     store, model_path = location.resolve(store), location.resolve(model_path)
-    dataset = open_store(store)
-    check_new_variables(store, dataset, PREDICTED, config.overwrite)
-    check_store_writable(store)
-    # read once: training may rewrite the file meanwhile, and every block must come from one version
-    checkpoint = _read_checkpoint(model_path)
+    dataset, checkpoint, payload, partial = _checked_inputs(store, model_path, config)
     sha256 = hashlib.sha256(checkpoint).hexdigest()
-    _, payload = load_model(checkpoint, name=model_path)
-    partial = refuse_partial(payload, model_path, config.allow_partial)
-    check_model_fits(payload, dataset, model_path)
     inputs = model_inputs(payload)
-    if inputs:  # the model reads these volumes beside the amplitude: the store must have them
-        open_store(store, require=("amplitude", *inputs))
     names = payload["class_names"]
     chunks = store_chunks(dataset)
     sizes = dict(dataset.amplitude.sizes)
@@ -583,6 +575,47 @@ def _gpu_plan(client, config: PredictConfig) -> tuple[dict | None, dict | None]:
     devices = plan_devices("cuda", gpu_workers, share=True)
     addresses = [place.address for place in gpu_workers]
     return dict(zip(addresses, devices)), gpu_resources(client, addresses, PREDICT_TASKS_PER_GPU)
+
+
+def check_prediction(store: str | Path, model_path: str | Path, config: PredictConfig) -> None:
+    """Refuse what :func:`predict_volume` would refuse before its first task, from the files alone.
+
+    No other run may be writing the store; it must open and take the new variables, the checkpoint must load,
+    be final (or ``--allow-partial``) and fit the store's samples and volumes.
+
+    Parameters
+    ----------
+    store : str or Path
+        The Zarr store.
+    model_path : str or Path
+        The checkpoint file.
+    config : PredictConfig
+        The step's options.
+
+    Raises
+    ------
+    SeisFaciesError
+        One line naming the file and what to do.
+    """
+    store = location.resolve(store)
+    check_not_being_written(store)
+    _checked_inputs(store, location.resolve(model_path), config)
+
+
+def _checked_inputs(store: str, model_path: str, config: PredictConfig) -> tuple:
+    """The store's dataset, the checkpoint's bytes, its payload and whether it is partial; checked."""
+    dataset = open_store(store)
+    check_new_variables(store, dataset, PREDICTED, config.overwrite)
+    check_store_writable(store)
+    # read once: training may rewrite the file meanwhile, and every block must come from one version
+    checkpoint = _read_checkpoint(model_path)
+    _, payload = load_model(checkpoint, name=model_path)
+    partial = refuse_partial(payload, model_path, config.allow_partial)
+    check_model_fits(payload, dataset, model_path)
+    inputs = model_inputs(payload)
+    if inputs:  # the model reads these volumes beside the amplitude: the store must have them
+        open_store(store, require=("amplitude", *inputs))
+    return dataset, checkpoint, payload, partial
 
 
 def _read_checkpoint(path: str) -> bytes:

@@ -58,6 +58,7 @@ class Step:
     optional: tuple[str, ...] = ()  # arguments that may be left out (None)
     worker_imports: tuple[str, ...] = ()  # modules its tasks import, imported ahead by `warm`
     tasks_on: Literal["every worker", "ranks"] = "every worker"  # the workers `warm` imports them on
+    check: str | None = None  # "module:function": refuses bad (paths, config) before a cluster starts
 
     @property
     def paths(self) -> tuple[str, ...]:
@@ -102,6 +103,17 @@ class Step:
         workers = list(live_workers(client))
         chosen = first_worker_per_host(workers) if self.tasks_on == "ranks" else workers
         client.run(import_in_background, self.worker_imports, workers=chosen, on_error="ignore")
+
+    def check_inputs(self, paths: list, config) -> None:
+        """Refuse bad paths or options before the command starts a cluster.
+
+        A LocalCluster takes seconds to start and to close; a refusal that waits
+        for one (a partial checkpoint given to ``predict``: 7 s) makes a user
+        wait for a line the files alone could give. The step's function runs
+        the same checks again, for the Python API and workflow files.
+        """
+        if self.check:
+            imported(self.check)(*paths, config)
 
     def call(self, paths: list, config, client) -> dict:
         """Run the library function on ``paths`` and a validated ``config``, its workers warmed first."""
@@ -215,13 +227,15 @@ STEPS: dict[str, Step] = {
              "train", ("A patch store, or a store with labels.", "The checkpoint to write."),
              "Final losses and accuracies, epochs, seconds and file names.",
              metavars=("SOURCE", "MODEL.pt"), resolve="train:resolved_settings",
-             worker_imports=("seisfacies.workflows.ranks", "torch._dynamo"), tasks_on="ranks"),
+             worker_imports=("seisfacies.workflows.ranks", "torch._dynamo"), tasks_on="ranks",
+             check="train:check_output"),
         Step("predict", cfg.PredictConfig, "predict:predict_volume", ("store", "model_path"),
              ("{model_path}", "{store}/amplitude"), ("{store}/facies",),
              "Classify every voxel of a store with a trained model (writes `facies`).",
              "predict", (STORE, "A checkpoint written by `seisfacies train`."),
              "The variables written, the model and the voxels left unclassified.",
-             metavars=("STORE", "MODEL.pt"), worker_imports=("seisfacies.workflows.predict",)),
+             metavars=("STORE", "MODEL.pt"), worker_imports=("seisfacies.workflows.predict",),
+             check="predict:check_prediction"),
         Step("evaluate", cfg.EvaluateConfig, "evaluate:evaluate_store", ("store",),
              ("{store}/facies", "{store}/labels", "{truth}"), (),
              "Pixel accuracy, mean class accuracy, mean IoU, FWIoU and the confusion matrix.",

@@ -22,7 +22,7 @@ from ..models.checkpoint import load_checkpoint, package_version, training_progr
 from ..models.checkpoint import load_model as _load_model
 from ..models.training import local_batch
 from ..pipeline import location
-from ..pipeline.commit import check_folder_writable, write_file, writes
+from ..pipeline.commit import check_folder_writable, check_not_being_written, write_file, writes
 from ..pipeline.exceptions import ClusterError, ConfigError, ModelError, SeisFaciesError
 from ..pipeline.store import open_store
 from ..pipeline.survey import survey_record
@@ -121,11 +121,7 @@ def train_model(
     """
     # absolute: ranks run on workers, whose working folder may differ
     source, out = location.resolve(source), location.resolve(out)
-    if location.exists(out) and not (config.overwrite or config.resume):
-        raise ConfigError(f"{out}: {_existing_model(out)}")
-    if config.resume and not location.exists(out):
-        raise ConfigError(f"{out}: --resume needs an existing checkpoint; train without --resume first")
-    check_folder_writable(out)
+    check_output(source, out, config)
     patches, note = _patch_store(source, out, config, client, patches_config)
     attrs = patch_attrs(str(patches))
     run_id = uuid.uuid4().hex
@@ -148,6 +144,35 @@ def train_model(
     summary = _summary(out, patches, config, history, attrs, seconds, restarts, history_path, n_train)
     notes = {"workers_note": ranks_note, "patches_note": note}
     return {**summary, **{key: text for key, text in notes.items() if text}}
+
+
+def check_output(source: str | Path, out: str | Path, config: TrainConfig) -> None:
+    """Refuse a checkpoint path this run may not write, before any work starts.
+
+    Another run writing it, one there already (without ``--overwrite`` or
+    ``--resume``), none there to resume, or a folder this user cannot write.
+
+    Parameters
+    ----------
+    source : str or Path
+        The patch store or labelled store (not read here).
+    out : str or Path
+        The checkpoint to write.
+    config : TrainConfig
+        The training options.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and the option that would let the run go on.
+    """
+    out = location.resolve(out)
+    check_not_being_written(out)
+    if location.exists(out) and not (config.overwrite or config.resume):
+        raise ConfigError(f"{out}: {_existing_model(out)}")
+    if config.resume and not location.exists(out):
+        raise ConfigError(f"{out}: --resume needs an existing checkpoint; train without --resume first")
+    check_folder_writable(out)
 
 
 def as_recorded(config: TrainConfig, checkpoint: dict) -> TrainConfig:
